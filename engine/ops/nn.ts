@@ -1,0 +1,179 @@
+// Neural-network primitives with hand-written gradients: every product of the training step stays a plain 2-D matMul.
+//
+// Why: on tfjs-backend-wasm a matMul with transposeA/transposeB or a batch dimension leaves XNNPACK for a scalar
+// loop (~10x slower), and tfjs's stock gradients use the transpose flags. Here the backward passes transpose
+// explicitly (a copy, O(n), against the O(n^1.5) product) and batched products are looped as 2-D products.
+// On backends without that weakness (tensorflow, cpu) the native batched products are used.
+import * as tf from '@tensorflow/tfjs-core';
+import { needsPlainMatMul } from '../backend.js';
+
+type T2 = tf.Tensor2D;
+type T3 = tf.Tensor3D;
+
+const T2D: [number, number] = [1, 0];
+const T3D: [number, number, number] = [0, 2, 1];
+
+/** a @ b for 2-D tensors, no flags: the XNNPACK path. */
+function mm(a: tf.Tensor, b: tf.Tensor): T2 {
+  return tf.matMul(a as T2, b as T2);
+}
+
+/** x [M, in] @ w [in, out] (+ b [out]); the weight is kept in tfjs's [in, out] layout. */
+export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
+  if (!needsPlainMatMul()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
+  if (b) {
+    const f = tf.customGrad((xx, ww, bb, save) => {
+      save([xx as T2, ww as T2]);
+      const value = tf.fused.matMul({ a: xx as T2, b: ww as T2, bias: bb as tf.Tensor1D });
+      return {
+        value,
+        gradFunc: (dy, saved) => {
+          const [sx, sw] = saved as [T2, T2];
+          const d = dy as T2;
+          return [mm(d, tf.transpose(sw, T2D)), mm(tf.transpose(sx, T2D), d), tf.sum(d, 0)];
+        },
+      };
+    });
+    return f(x, w, b) as T2;
+  }
+  const f = tf.customGrad((xx, ww, save) => {
+    save([xx as T2, ww as T2]);
+    return {
+      value: mm(xx as T2, ww as T2),
+      gradFunc: (dy, saved) => {
+        const [sx, sw] = saved as [T2, T2];
+        const d = dy as T2;
+        return [mm(d, tf.transpose(sw, T2D)), mm(tf.transpose(sx, T2D), d)];
+      },
+    };
+  });
+  return f(x, w) as T2;
+}
+
+/** Batched product as a loop of 2-D products (forward only). */
+function loopBmm(a: T3, b: T3): T3 {
+  const as = tf.unstack(a);
+  const bs = tf.unstack(b);
+  return tf.stack(as.map((ai, i) => mm(ai, bs[i] as tf.Tensor))) as T3;
+}
+
+/** a [n, M, K] @ b [n, K, N] -> [n, M, N]; on wasm a loop of plain products, backward included. */
+export function bmm(a: T3, b: T3): T3 {
+  if (!needsPlainMatMul()) return tf.matMul(a, b);
+  const f = tf.customGrad((aa, bb, save) => {
+    save([aa as T3, bb as T3]);
+    return {
+      value: loopBmm(aa as T3, bb as T3),
+      gradFunc: (dy, saved) => {
+        const [sa, sb] = saved as [T3, T3];
+        const d = dy as T3;
+        return [loopBmm(d, tf.transpose(sb, T3D)), loopBmm(tf.transpose(sa, T3D), d)];
+      },
+    };
+  });
+  return f(a, b) as T3;
+}
+
+/** A constant linear map applied on the left: r [P, Q] @ x [Q, M]; its gradient is rT @ dy (rT built once). */
+export function constLeft(r: T2, rT: T2, x: T2): T2 {
+  const f = tf.customGrad((xx, save) => {
+    save([]);
+    return { value: mm(r, xx), gradFunc: (dy) => [mm(rT, dy)] };
+  });
+  return f(x) as T2;
+}
+
+/** LayerNorm over the last axis of x [M, C]: analytic backward, fewer kernels than autodiff through moments. */
+export function layerNorm(x: T2, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T2 {
+  const f = tf.customGrad((xx, g, b, save) => {
+    const mean = tf.mean(xx, -1, true);
+    const xc = tf.sub(xx, mean);
+    const variance = tf.mean(tf.square(xc), -1, true);
+    const rstd = tf.rsqrt(tf.add(variance, eps));
+    const xhat = tf.mul(xc, rstd);
+    save([xhat, rstd, g as tf.Tensor1D]);
+    return {
+      value: tf.add(tf.mul(xhat, g), b),
+      gradFunc: (dy, saved) => {
+        const [sxhat, srstd, sg] = saved as [T2, T2, tf.Tensor1D];
+        const dxhat = tf.mul(dy, sg);
+        const m1 = tf.mean(dxhat, -1, true);
+        const m2 = tf.mean(tf.mul(dxhat, sxhat), -1, true);
+        const dx = tf.mul(srstd, tf.sub(tf.sub(dxhat, m1), tf.mul(sxhat, m2)));
+        return [dx, tf.sum(tf.mul(dy, sxhat), 0), tf.sum(dy, 0)];
+      },
+    };
+  });
+  return f(x, gamma, beta) as T2;
+}
+
+const SQRT1_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** Exact GELU, x * Phi(x), as PyTorch's nn.GELU() (erf form). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((xx, save) => {
+    const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(xx, SQRT1_2))));
+    save([xx, cdf]);
+    return {
+      value: tf.mul(xx, cdf),
+      gradFunc: (dy, saved) => {
+        const [sx, scdf] = saved as [tf.Tensor, tf.Tensor];
+        const pdf = tf.mul(INV_SQRT_2PI, tf.exp(tf.mul(-0.5, tf.square(sx))));
+        return [tf.mul(dy, tf.add(scdf, tf.mul(sx, pdf)))];
+      },
+    };
+  });
+  return f(x);
+}
+
+/** CLIP's QuickGELU, x * sigmoid(1.702 x) (OpenAI weights). */
+export function quickGelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
+}
+
+/**
+ * Rows of x [R, C] reordered by a permutation `perm` of 0..R-1 (out[i] = x[perm[i]]). The backward is the gather by
+ * the inverse permutation, so no scatter kernel is needed (wasm has none).
+ */
+export function permuteRows(x: T2, perm: tf.Tensor1D, inverse: tf.Tensor1D): T2 {
+  const f = tf.customGrad((xx, save) => {
+    // the index tensors are saved so the tape keeps them alive until the backward pass
+    save([inverse]);
+    return { value: tf.gather(xx, perm), gradFunc: (dy, saved) => [tf.gather(dy, saved[0] as tf.Tensor1D)] };
+  });
+  return f(x) as T2;
+}
+
+/**
+ * Multi-head attention core. q [B*N, C], k and v [B*M, C] (rows grouped by sample); mask [N, M] additive or null.
+ * Returns [B*N, C]. Scores are softmax(q k^T * d^-0.5 + mask) per sample and head.
+ */
+export function attentionCore(
+  q: T2,
+  k: T2,
+  v: T2,
+  batch: number,
+  heads: number,
+  mask: tf.Tensor2D | null,
+): T2 {
+  const c = q.shape[1];
+  const d = c / heads;
+  const n = q.shape[0] / batch;
+  const m = k.shape[0] / batch;
+  // [B*N, C] -> [B, N, h, d] -> [B, h, N, d] -> [B*h, N, d]
+  const qh = tf.reshape(tf.transpose(tf.reshape(tf.mul(q, d ** -0.5), [batch, n, heads, d]), [0, 2, 1, 3]), [
+    batch * heads,
+    n,
+    d,
+  ]) as T3;
+  // keys straight to [B*h, d, M] so the score product needs no transpose flag
+  const kt = tf.reshape(tf.transpose(tf.reshape(k, [batch, m, heads, d]), [0, 2, 3, 1]), [batch * heads, d, m]) as T3;
+  const vh = tf.reshape(tf.transpose(tf.reshape(v, [batch, m, heads, d]), [0, 2, 1, 3]), [batch * heads, m, d]) as T3;
+  let scores: tf.Tensor = bmm(qh, kt); // [B*h, N, M]
+  if (mask) scores = tf.add(scores, mask);
+  const probs = tf.softmax(scores) as T3;
+  const out = bmm(probs, vh); // [B*h, N, d]
+  // [B*h, N, d] -> [B, h, N, d] -> [B, N, h, d] -> [B*N, C]
+  return tf.reshape(tf.transpose(tf.reshape(out, [batch, heads, n, d]), [0, 2, 1, 3]), [batch * n, c]) as T2;
+}
