@@ -1,0 +1,8 @@
+// Renderer entry point: mounts the Svelte app into the page's #app element.
+import { mount } from 'svelte';
+import App from './App.svelte';
+
+const target = document.getElementById('app');
+if (!target) throw new Error('renderer: the page has no #app element');
+
+export default mount(App, { target });
