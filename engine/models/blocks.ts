@@ -20,7 +20,11 @@ export function w1(ps: ParamSet, name: string): T1 {
 }
 
 export function dense(ps: ParamSet, prefix: string, x: T2): T2 {
-  return linear(x, w2(ps, `${prefix}.weight`), ps.has(`${prefix}.bias`) ? w1(ps, `${prefix}.bias`) : undefined);
+  return linear(
+    x,
+    w2(ps, `${prefix}.weight`),
+    ps.has(`${prefix}.bias`) ? w1(ps, `${prefix}.bias`) : undefined,
+  );
 }
 
 export function norm(ps: ParamSet, prefix: string, x: T2, eps: number): T2 {
@@ -59,7 +63,14 @@ export function decoderBlockSpecs(prefix: string, dim: number, mlpRatio: number)
 }
 
 /** Self-attention of rows x [B*N, C] with a fused qkv Linear. */
-export function selfAttention(ps: ParamSet, prefix: string, x: T2, batch: number, heads: number, mask: T2 | null): T2 {
+export function selfAttention(
+  ps: ParamSet,
+  prefix: string,
+  x: T2,
+  batch: number,
+  heads: number,
+  mask: T2 | null,
+): T2 {
   const c = x.shape[1];
   const qkv = dense(ps, `${prefix}.qkv`, x); // [B*N, 3C], columns q | k | v
   const [q, k, v] = tf.split(qkv, [c, c, c], 1) as [T2, T2, T2];
@@ -102,7 +113,7 @@ export function vitBlock(
 ): T2 {
   let a = selfAttention(ps, `${prefix}.attn`, norm(ps, `${prefix}.norm1`, x, eps), batch, heads, mask);
   if (keep) a = tf.mul(a, keep);
-  const h = tf.add(x, a);
+  const h = tf.add(x, a) as T2;
   let m = mlp(ps, `${prefix}.mlp`, norm(ps, `${prefix}.norm2`, h, eps));
   if (keep) m = tf.mul(m, keep);
   return tf.add(h, m);
@@ -119,9 +130,15 @@ export function decoderBlock(
   mask: T2 | null,
   eps: number,
 ): T2 {
-  let h = tf.add(q, selfAttention(ps, `${prefix}.attn1`, norm(ps, `${prefix}.norm1`, q, eps), batch, heads, mask));
+  let h = tf.add(
+    q,
+    selfAttention(ps, `${prefix}.attn1`, norm(ps, `${prefix}.norm1`, q, eps), batch, heads, mask),
+  ) as T2;
   const kv = norm(ps, `${prefix}.norm2_2`, memory, eps);
-  h = tf.add(h, crossAttention(ps, `${prefix}.attn2`, norm(ps, `${prefix}.norm2_1`, h, eps), kv, batch, heads, mask));
+  h = tf.add(
+    h,
+    crossAttention(ps, `${prefix}.attn2`, norm(ps, `${prefix}.norm2_1`, h, eps), kv, batch, heads, mask),
+  ) as T2;
   return tf.add(h, mlp(ps, `${prefix}.mlp`, norm(ps, `${prefix}.norm2`, h, eps)));
 }
 

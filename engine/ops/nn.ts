@@ -13,6 +13,20 @@ type T3 = tf.Tensor3D;
 const T2D: [number, number] = [1, 0];
 const T3D: [number, number, number] = [0, 2, 1];
 
+/** A differentiable function of tensors with a hand-written backward (a typed front to tf.customGrad). */
+function custom(
+  f: (
+    inputs: tf.Tensor[],
+    save: (ts: tf.Tensor[]) => void,
+  ) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] },
+): (...xs: tf.Tensor[]) => tf.Tensor {
+  const g = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    return f(args.slice(0, -1) as tf.Tensor[], save);
+  }) as Parameters<typeof tf.customGrad>[0]);
+  return (...xs: tf.Tensor[]) => g(...xs);
+}
+
 /** a @ b for 2-D tensors, no flags: the XNNPACK path. */
 function mm(a: tf.Tensor, b: tf.Tensor): T2 {
   return tf.matMul(a as T2, b as T2);
@@ -22,7 +36,7 @@ function mm(a: tf.Tensor, b: tf.Tensor): T2 {
 export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
   if (!needsPlainMatMul()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
   if (b) {
-    const f = tf.customGrad((xx, ww, bb, save) => {
+    const f = custom(([xx, ww, bb], save) => {
       save([xx as T2, ww as T2]);
       const value = tf.fused.matMul({ a: xx as T2, b: ww as T2, bias: bb as tf.Tensor1D });
       return {
@@ -36,7 +50,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
     });
     return f(x, w, b) as T2;
   }
-  const f = tf.customGrad((xx, ww, save) => {
+  const f = custom(([xx, ww], save) => {
     save([xx as T2, ww as T2]);
     return {
       value: mm(xx as T2, ww as T2),
@@ -60,7 +74,7 @@ function loopBmm(a: T3, b: T3): T3 {
 /** a [n, M, K] @ b [n, K, N] -> [n, M, N]; on wasm a loop of plain products, backward included. */
 export function bmm(a: T3, b: T3): T3 {
   if (!needsPlainMatMul()) return tf.matMul(a, b);
-  const f = tf.customGrad((aa, bb, save) => {
+  const f = custom(([aa, bb], save) => {
     save([aa as T3, bb as T3]);
     return {
       value: loopBmm(aa as T3, bb as T3),
@@ -76,24 +90,22 @@ export function bmm(a: T3, b: T3): T3 {
 
 /** A constant linear map applied on the left: r [P, Q] @ x [Q, M]; its gradient is rT @ dy (rT built once). */
 export function constLeft(r: T2, rT: T2, x: T2): T2 {
-  const f = tf.customGrad((xx, save) => {
-    save([]);
-    return { value: mm(r, xx), gradFunc: (dy) => [mm(rT, dy)] };
-  });
+  const f = custom(([xx]) => ({ value: mm(r, xx as T2), gradFunc: (dy) => [mm(rT, dy)] }));
   return f(x) as T2;
 }
 
 /** LayerNorm over the last axis of x [M, C]: analytic backward, fewer kernels than autodiff through moments. */
 export function layerNorm(x: T2, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T2 {
-  const f = tf.customGrad((xx, g, b, save) => {
-    const mean = tf.mean(xx, -1, true);
-    const xc = tf.sub(xx, mean);
+  const f = custom(([xx, g, b], save) => {
+    const x0 = xx as tf.Tensor;
+    const mean = tf.mean(x0, -1, true);
+    const xc = tf.sub(x0, mean);
     const variance = tf.mean(tf.square(xc), -1, true);
     const rstd = tf.rsqrt(tf.add(variance, eps));
     const xhat = tf.mul(xc, rstd);
-    save([xhat, rstd, g as tf.Tensor1D]);
+    save([xhat, rstd, g as tf.Tensor]);
     return {
-      value: tf.add(tf.mul(xhat, g), b),
+      value: tf.add(tf.mul(xhat, g as tf.Tensor), b as tf.Tensor),
       gradFunc: (dy, saved) => {
         const [sxhat, srstd, sg] = saved as [T2, T2, tf.Tensor1D];
         const dxhat = tf.mul(dy, sg);
@@ -112,11 +124,12 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Exact GELU, x * Phi(x), as PyTorch's nn.GELU() (erf form). */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  const f = tf.customGrad((xx, save) => {
-    const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(xx, SQRT1_2))));
-    save([xx, cdf]);
+  const f = custom(([xx], save) => {
+    const x0 = xx as tf.Tensor;
+    const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(x0, SQRT1_2))));
+    save([x0, cdf]);
     return {
-      value: tf.mul(xx, cdf),
+      value: tf.mul(x0, cdf),
       gradFunc: (dy, saved) => {
         const [sx, scdf] = saved as [tf.Tensor, tf.Tensor];
         const pdf = tf.mul(INV_SQRT_2PI, tf.exp(tf.mul(-0.5, tf.square(sx))));
@@ -137,10 +150,13 @@ export function quickGelu(x: tf.Tensor): tf.Tensor {
  * the inverse permutation, so no scatter kernel is needed (wasm has none).
  */
 export function permuteRows(x: T2, perm: tf.Tensor1D, inverse: tf.Tensor1D): T2 {
-  const f = tf.customGrad((xx, save) => {
-    // the index tensors are saved so the tape keeps them alive until the backward pass
+  const f = custom(([xx], save) => {
+    // the index tensor is saved so the tape keeps it alive until the backward pass
     save([inverse]);
-    return { value: tf.gather(xx, perm), gradFunc: (dy, saved) => [tf.gather(dy, saved[0] as tf.Tensor1D)] };
+    return {
+      value: tf.gather(xx as tf.Tensor, perm),
+      gradFunc: (dy, saved) => [tf.gather(dy, saved[0] as tf.Tensor1D)],
+    };
   });
   return f(x) as T2;
 }
@@ -168,8 +184,16 @@ export function attentionCore(
     d,
   ]) as T3;
   // keys straight to [B*h, d, M] so the score product needs no transpose flag
-  const kt = tf.reshape(tf.transpose(tf.reshape(k, [batch, m, heads, d]), [0, 2, 3, 1]), [batch * heads, d, m]) as T3;
-  const vh = tf.reshape(tf.transpose(tf.reshape(v, [batch, m, heads, d]), [0, 2, 1, 3]), [batch * heads, m, d]) as T3;
+  const kt = tf.reshape(tf.transpose(tf.reshape(k, [batch, m, heads, d]), [0, 2, 3, 1]), [
+    batch * heads,
+    d,
+    m,
+  ]) as T3;
+  const vh = tf.reshape(tf.transpose(tf.reshape(v, [batch, m, heads, d]), [0, 2, 1, 3]), [
+    batch * heads,
+    m,
+    d,
+  ]) as T3;
   let scores: tf.Tensor = bmm(qh, kt); // [B*h, N, M]
   if (mask) scores = tf.add(scores, mask);
   const probs = tf.softmax(scores) as T3;

@@ -5,12 +5,17 @@ import { describeBackend, initBackend } from '../backend.js';
 import { formatCheck, runParityFile } from './run.js';
 
 async function main(): Promise<number> {
-  const dir = nodePath.resolve(process.argv[2] ?? nodePath.join(import.meta.dirname, '..', '..', '..', 'shared', 'parity'));
+  const dir = nodePath.resolve(
+    process.argv[2] ?? nodePath.join(import.meta.dirname, '..', '..', '..', 'shared', 'parity'),
+  );
   if (!fs.existsSync(dir)) {
     console.error(`parity: no such folder ${dir}`);
     return 2;
   }
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
   if (files.length === 0) {
     console.error(`parity: no *.safetensors files in ${dir}`);
     return 2;
@@ -26,7 +31,9 @@ async function main(): Promise<number> {
       console.log(formatCheck(c));
     }
   }
-  console.log(`parity: ${total - failed} passed, ${failed} failed (${files.length} files, backend ${report.name})`);
+  console.log(
+    `parity: ${total - failed} passed, ${failed} failed (${files.length} files, backend ${report.name})`,
+  );
   return failed ? 1 : 0;
 }
 

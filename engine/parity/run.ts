@@ -4,7 +4,14 @@ import * as nodePath from 'node:path';
 import { resolveClipConfig, resolveDigptConfig, resolveVitConfig } from '../config.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { DigptModel } from '../models/digpt.js';
-import { clipMetadata, fileSource, loadClip, loadDigptOfficial, loadVitTimm, officialDigptName } from '../models/naming.js';
+import {
+  clipMetadata,
+  fileSource,
+  loadClip,
+  loadDigptOfficial,
+  loadVitTimm,
+  officialDigptName,
+} from '../models/naming.js';
 import { VitClassifier } from '../models/vit.js';
 import { AdamW } from '../optim/adamw.js';
 import { accumulateGrads, disposeGrads } from '../train/grads.js';
@@ -24,12 +31,6 @@ export interface ParityCheck {
 const REL_TOL = 1e-4;
 /** Losses: 1e-5 absolute. */
 const LOSS_TOL = 1e-5;
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] as number));
-  return m;
-}
 
 /** Max abs difference; equal infinities count as equal, NaN anywhere as infinitely wrong. */
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -105,17 +106,30 @@ function metaJson(f: SafetensorsFile, key: string): Record<string, unknown> {
 
 function runDigpt(f: SafetensorsFile, ck: Checker): void {
   const config = resolveDigptConfig(metaJson(f, 'config'));
-  const hp = metaJson(f, 'adamw') as { lr: number; beta1: number; beta2: number; eps: number; weight_decay: number };
+  const hp = metaJson(f, 'adamw') as {
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weight_decay: number;
+  };
   const model = new DigptModel(config);
   try {
     const src = fileSource(f, 'weights.');
     loadDigptOfficial(model, src);
     // fixed buffers: the engine computes them; they must equal the reference's
     ck.tensor('pos_embed (computed)', model.posEmbedWithCls(), f.readFloat32('weights.pos_embed'));
-    ck.tensor('decoder_pos_embed (computed)', model.decoderPosEmbed(), f.readFloat32('weights.decoder_pos_embed'));
+    ck.tensor(
+      'decoder_pos_embed (computed)',
+      model.decoderPosEmbed(),
+      f.readFloat32('weights.decoder_pos_embed'),
+    );
     ck.tensor('mask', model.maskValues(), f.readFloat32('output.mask'));
     const images = nhwc(f, 'input.images_nchw');
-    const teacher = tf.tensor3d(f.readFloat32('input.teacher_tokens'), f.entry('input.teacher_tokens').shape as [number, number, number]);
+    const teacher = tf.tensor3d(
+      f.readFloat32('input.teacher_tokens'),
+      f.entry('input.teacher_tokens').shape as [number, number, number],
+    );
     const order = f.readInt32('input.order');
     const batch = { images, teacher, order };
     tf.tidy(() => {
@@ -126,7 +140,8 @@ function runDigpt(f: SafetensorsFile, ck: Checker): void {
         ['pred_dis', out.dis?.pred],
       ] as const) {
         if (!t) continue;
-        if (ck.shape(name, t.shape, f.entry(`output.${name}`).shape)) ck.tensor(name, t.dataSync(), f.readFloat32(`output.${name}`));
+        if (ck.shape(name, t.shape, f.entry(`output.${name}`).shape))
+          ck.tensor(name, t.dataSync(), f.readFloat32(`output.${name}`));
       }
       ck.loss('loss_gen', out.gen?.loss.dataSync()[0] ?? NaN, f.readFloat32('output.loss_gen')[0] as number);
       ck.loss('loss_dis', out.dis?.loss.dataSync()[0] ?? NaN, f.readFloat32('output.loss_dis')[0] as number);
@@ -173,11 +188,13 @@ function runClip(f: SafetensorsFile, ck: Checker): void {
       try {
         const got = model.config;
         for (const k of Object.keys(declared) as (keyof typeof declared)[]) {
-          if (got[k] !== declared[k]) throw new Error(`config ${k}: read ${String(got[k])}, metadata says ${String(declared[k])}`);
+          if (got[k] !== declared[k])
+            throw new Error(`config ${k}: read ${String(got[k])}, metadata says ${String(declared[k])}`);
         }
         tf.tidy(() => {
           const out = model.forward(images);
-          if (ck.shape(check, out.shape, f.entry('output.tokens').shape)) ck.tensor(check, out.dataSync(), want);
+          if (ck.shape(check, out.shape, f.entry('output.tokens').shape))
+            ck.tensor(check, out.dataSync(), want);
         });
       } finally {
         model.dispose();
@@ -197,7 +214,8 @@ function runVit(f: SafetensorsFile, ck: Checker): void {
     const images = nhwc(f, 'input.images_nchw');
     tf.tidy(() => {
       const out = model.forward(images);
-      if (ck.shape('logits', out.shape, f.entry('output.logits').shape)) ck.tensor('logits', out.dataSync(), f.readFloat32('output.logits'));
+      if (ck.shape('logits', out.shape, f.entry('output.logits').shape))
+        ck.tensor('logits', out.dataSync(), f.readFloat32('output.logits'));
     });
     images.dispose();
   } finally {
@@ -216,10 +234,12 @@ export function runParityFile(path: string): ParityCheck[] {
     if (kind === 'digpt') runDigpt(f, ck);
     else if (kind === 'clip_vision') runClip(f, ck);
     else if (kind === 'vit_classifier') runVit(f, ck);
-    else throw new Error(`unknown vector kind '${String(kind)}' (expected digpt, clip_vision or vit_classifier)`);
+    else
+      throw new Error(
+        `unknown vector kind '${String(kind)}' (expected digpt, clip_vision or vit_classifier)`,
+      );
   } catch (e) {
-    if (process.env["DIGPT_PARITY_STACK"]) console.error(e);
-    ck.fail("load", e);
+    ck.fail('load', e);
   } finally {
     f?.close();
   }
