@@ -53,7 +53,10 @@ const HOST_IS_LITTLE_ENDIAN = os.endianness() === 'LE';
 
 function requireLittleEndianHost(file: string): void {
   if (!HOST_IS_LITTLE_ENDIAN) {
-    throw new SafetensorsError(file, 'big-endian hosts are not supported (safetensors data is little-endian)');
+    throw new SafetensorsError(
+      file,
+      'big-endian hosts are not supported (safetensors data is little-endian)',
+    );
   }
 }
 
@@ -223,18 +226,32 @@ function parseHeader(
 
 function parseMetadata(file: string, value: unknown): Readonly<Record<string, string>> {
   if (!isPlainObject(value)) {
-    throw new SafetensorsError(file, `must be an object of strings, found ${describe(value)}`, '__metadata__');
+    throw new SafetensorsError(
+      file,
+      `must be an object of strings, found ${describe(value)}`,
+      '__metadata__',
+    );
   }
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== 'string') {
-      throw new SafetensorsError(file, `metadata value must be a string, found ${describe(v)}`, `__metadata__.${k}`);
+      throw new SafetensorsError(
+        file,
+        `metadata value must be a string, found ${describe(v)}`,
+        `__metadata__.${k}`,
+      );
     }
   }
   // fromEntries defines properties, so a "__proto__" key stays data instead of swapping the prototype.
   return Object.freeze(Object.fromEntries(Object.entries(value as Record<string, string>)));
 }
 
-function parseEntry(file: string, name: string, value: unknown, dataStart: number, fileSize: number): SafetensorsEntry {
+function parseEntry(
+  file: string,
+  name: string,
+  value: unknown,
+  dataStart: number,
+  fileSize: number,
+): SafetensorsEntry {
   if (!isPlainObject(value)) {
     throw new SafetensorsError(
       file,
@@ -251,7 +268,11 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
     throw new SafetensorsError(file, `${what} (supported: ${SUPPORTED})`, name);
   }
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
-    throw new SafetensorsError(file, `shape must be an array of non-negative integers, found ${describe(shape)}`, name);
+    throw new SafetensorsError(
+      file,
+      `shape must be an array of non-negative integers, found ${describe(shape)}`,
+      name,
+    );
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger)) {
     throw new SafetensorsError(
@@ -439,7 +460,11 @@ export class SafetensorsFile {
         // Fits iff the high word is the sign extension of the low word.
         if (hi !== lo >> 31) {
           const value = (BigInt(hi) << 32n) | BigInt(lo >>> 0);
-          throw new SafetensorsError(this.path, `I64 value ${value} at index ${first + i} does not fit in int32`, name);
+          throw new SafetensorsError(
+            this.path,
+            `I64 value ${value} at index ${first + i} does not fit in int32`,
+            name,
+          );
         }
         out[first + i] = lo;
       }
@@ -492,7 +517,10 @@ export function readSafetensors(path: string): {
 } {
   const file = SafetensorsFile.open(path);
   try {
-    const tensors = new Map<string, { dtype: SafetensorsDType; shape: number[]; data: Float32Array | Int32Array }>();
+    const tensors = new Map<
+      string,
+      { dtype: SafetensorsDType; shape: number[]; data: Float32Array | Int32Array }
+    >();
     for (const name of file.keys()) {
       const { dtype, shape } = file.entry(name);
       const data = dtype === 'I32' || dtype === 'I64' ? file.readInt32(name) : file.readFloat32(name);
@@ -537,7 +565,11 @@ function planTensors(
     if (name === '__metadata__') throw new SafetensorsError(file, 'name is reserved for metadata', name);
     const { dtype, shape, data } = tensor;
     if (dtype !== 'F32' && dtype !== 'I64') {
-      throw new SafetensorsError(file, `cannot write dtype ${describe(dtype)} (supported for writing: F32, I64)`, name);
+      throw new SafetensorsError(
+        file,
+        `cannot write dtype ${describe(dtype)} (supported for writing: F32, I64)`,
+        name,
+      );
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
       throw new SafetensorsError(
@@ -547,7 +579,9 @@ function planTensors(
       );
     }
     const dataOk =
-      dtype === 'F32' ? data instanceof Float32Array : data instanceof Int32Array || data instanceof BigInt64Array;
+      dtype === 'F32'
+        ? data instanceof Float32Array
+        : data instanceof Int32Array || data instanceof BigInt64Array;
     if (!dataOk) {
       const wanted = dtype === 'F32' ? 'Float32Array' : 'Int32Array or BigInt64Array';
       const found = typeof data === 'object' && data !== null ? data.constructor.name : typeof data;
@@ -575,7 +609,11 @@ function buildHeader(
   const parts: string[] = [];
   let offset = 0;
   for (const { name, tensor, byteLength } of planned) {
-    const info = { dtype: tensor.dtype, shape: [...tensor.shape], data_offsets: [offset, offset + byteLength] };
+    const info = {
+      dtype: tensor.dtype,
+      shape: [...tensor.shape],
+      data_offsets: [offset, offset + byteLength],
+    };
     parts.push(`${jsonAscii(name)}:${jsonAscii(info)}`);
     offset += byteLength;
   }
@@ -583,7 +621,11 @@ function buildHeader(
     const pairs = Object.entries(metadata);
     for (const [k, v] of pairs) {
       if (typeof v !== 'string') {
-        throw new SafetensorsError(file, `metadata value must be a string, found ${describe(v)}`, `__metadata__.${k}`);
+        throw new SafetensorsError(
+          file,
+          `metadata value must be a string, found ${describe(v)}`,
+          `__metadata__.${k}`,
+        );
       }
     }
     // Like the reference writer: metadata last, and left out when empty.

@@ -1,0 +1,94 @@
+// AdamW against hand-computed PyTorch updates; the warm-up + cosine schedule; layer-wise lr decay.
+import * as tf from '@tensorflow/tfjs-core';
+import * as assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { AdamW, layerDecayScale, lrAt, scaledLr, vitLayerId } from '../../engine/optim/adamw.js';
+import { setup } from './helpers.js';
+
+before(setup);
+
+/** PyTorch's AdamW on one scalar, in float64. */
+function reference(
+  p: number,
+  grads: number[],
+  lr: number,
+  wd: number,
+  b1 = 0.9,
+  b2 = 0.95,
+  eps = 1e-8,
+): number {
+  let m = 0;
+  let v = 0;
+  grads.forEach((g, i) => {
+    const t = i + 1;
+    p *= 1 - lr * wd;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    const denom = Math.sqrt(v) / Math.sqrt(1 - b2 ** t) + eps;
+    p -= (lr / (1 - b1 ** t)) * (m / denom);
+  });
+  return p;
+}
+
+describe('AdamW', () => {
+  it('matches PyTorch over three steps, with and without decay, with an lr scale', () => {
+    const grads = [0.3, -1.2, 0.05];
+    const a = tf.variable(tf.scalar(0.7));
+    const b = tf.variable(tf.scalar(0.7));
+    const opt = new AdamW([
+      { name: 'a', variable: a, decay: true },
+      { name: 'b', variable: b, decay: false, lrScale: 0.5 },
+    ]);
+    for (const g of grads)
+      tf.tidy(() =>
+        opt.apply(
+          new Map([
+            ['a', tf.scalar(g)],
+            ['b', tf.scalar(g)],
+          ]),
+          0.01,
+        ),
+      );
+    assert.ok(Math.abs((a.dataSync()[0] as number) - reference(0.7, grads, 0.01, 0.05)) < 1e-6);
+    assert.ok(Math.abs((b.dataSync()[0] as number) - reference(0.7, grads, 0.005, 0)) < 1e-6);
+    assert.equal(opt.step, 3);
+    const state = opt.exportState();
+    const again = new AdamW([
+      { name: 'a', variable: a, decay: true },
+      { name: 'b', variable: b, decay: false },
+    ]);
+    again.importState(state);
+    assert.equal(again.step, 3);
+    assert.deepEqual(again.exportState().m.get('a'), state.m.get('a'));
+    tf.dispose([a, b]);
+    opt.dispose();
+    again.dispose();
+  });
+});
+
+describe('schedule', () => {
+  const s = { baseLr: 1e-3, minLr: 1e-5, warmupSteps: 10, totalSteps: 110 };
+  it('warms up linearly from 0', () => {
+    assert.equal(lrAt(s, 0), 0);
+    assert.ok(Math.abs(lrAt(s, 5) - 5e-4) < 1e-12);
+  });
+  it('follows a half cosine down to min_lr', () => {
+    assert.ok(Math.abs(lrAt(s, 10) - 1e-3) < 1e-12);
+    assert.ok(Math.abs(lrAt(s, 60) - (1e-5 + (1e-3 - 1e-5) * 0.5)) < 1e-12);
+    assert.ok(Math.abs(lrAt(s, 110) - 1e-5) < 1e-12);
+  });
+  it('scales the base lr by batch / 256', () => {
+    assert.equal(scaledLr(1.5e-4, 4096), 2.4e-3);
+  });
+});
+
+describe('layer-wise lr decay', () => {
+  it('gives embeddings layer 0, blocks i+1 and the head depth+1', () => {
+    assert.equal(vitLayerId('pos_embed', 12), 0);
+    assert.equal(vitLayerId('patch_embed.proj.weight', 12), 0);
+    assert.equal(vitLayerId('blocks.3.attn.qkv.weight', 12), 4);
+    assert.equal(vitLayerId('head.weight', 12), 13);
+    assert.equal(layerDecayScale('head.bias', 12, 0.65), 1);
+    assert.ok(Math.abs(layerDecayScale('cls_token', 12, 0.65) - 0.65 ** 13) < 1e-15);
+  });
+});
