@@ -44,7 +44,8 @@ async function register(name: BackendName): Promise<string> {
       } catch (e) {
         throw new Error(`${pkg}: installed but does not load (${errorText(e)})`);
       }
-      if (name === 'tensorflow-gpu' && !hasCuda()) throw new Error(`${pkg}: loads, but no CUDA device is visible`);
+      if (name === 'tensorflow-gpu' && !hasCuda())
+        throw new Error(`${pkg}: loads, but no CUDA device is visible`);
       return 'tensorflow';
     }
     case 'wasm': {
@@ -80,7 +81,8 @@ function selfCheck(): void {
   });
   const want = [0.5, 7, 2, 16, 0.25, 0.75];
   for (let i = 0; i < want.length; i++) {
-    if (Math.abs((got[i] ?? NaN) - (want[i] ?? 0)) > 1e-5) throw new Error(`self-check failed (got ${got.join(',')})`);
+    if (Math.abs((got[i] ?? NaN) - (want[i] ?? 0)) > 1e-5)
+      throw new Error(`self-check failed (got ${got.join(',')})`);
   }
 }
 
@@ -94,7 +96,9 @@ function parseForced(v: string | undefined): BackendName[] | undefined {
     case 'cpu':
       return [v];
     default:
-      throw new Error(`DIGPT_BACKEND=${v}: unknown backend; use one of tensorflow, tensorflow-gpu, wasm, cpu`);
+      throw new Error(
+        `DIGPT_BACKEND=${v}: unknown backend; use one of tensorflow, tensorflow-gpu, wasm, cpu`,
+      );
   }
 }
 
@@ -102,7 +106,9 @@ function parseForced(v: string | undefined): BackendName[] | undefined {
  * Chooses and initialises the backend once per process (or thread). DIGPT_BACKEND=wasm|cpu|tensorflow forces one;
  * a forced backend that fails is an error, never a silent fallback.
  */
-export async function initBackend(force: string | undefined = process.env['DIGPT_BACKEND']): Promise<BackendReport> {
+export async function initBackend(
+  force: string | undefined = process.env['DIGPT_BACKEND'],
+): Promise<BackendReport> {
   const forcedList = parseForced(force);
   if (current && (forcedList === undefined || forcedList.includes(current.name))) return current;
   const candidates = forcedList ?? ORDER;

@@ -83,7 +83,10 @@ export function defaultTaps(depth: number): number[] {
 
 function int(v: unknown, field: string, min = 1): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new ConfigError(`config field ${field} must be an integer >= ${min}, got ${JSON.stringify(v)}`, field);
+    throw new ConfigError(
+      `config field ${field} must be an integer >= ${min}, got ${JSON.stringify(v)}`,
+      field,
+    );
   }
   return v;
 }
@@ -123,17 +126,46 @@ export function resolveDigptConfig(raw: Partial<DigptConfig> & Record<string, un
     block_ln_eps: num(raw.block_ln_eps, 'block_ln_eps', 1e-6),
     tap_ln_eps: num(raw.tap_ln_eps, 'tap_ln_eps', 1e-5),
   };
-  if (cps < 2) throw new ConfigError('clusters_per_side must be at least 2 (one cluster would leave nothing visible)', 'clusters_per_side');
+  if (cps < 2)
+    throw new ConfigError(
+      'clusters_per_side must be at least 2 (one cluster would leave nothing visible)',
+      'clusters_per_side',
+    );
   if (img % patch !== 0) {
     throw new ConfigError(`img_size ${img} is not divisible by patch_size ${patch}`, 'img_size');
   }
   const grid = img / patch;
-  divides(cps, grid, `image size ${img} is not divisible by patch_size x clusters_per_side = ${patch} x ${cps}`, 'img_size');
-  divides(cps, cfg.teacher_grid, `teacher_grid ${cfg.teacher_grid} is not divisible by clusters_per_side ${cps}`, 'teacher_grid');
-  divides(cfg.num_heads, cfg.embed_dim, `embed_dim ${cfg.embed_dim} is not divisible by num_heads ${cfg.num_heads}`, 'num_heads');
-  divides(cfg.dec_heads, cfg.dec_dim, `dec_dim ${cfg.dec_dim} is not divisible by dec_heads ${cfg.dec_heads}`, 'dec_heads');
-  if (cfg.embed_dim % 4 !== 0) throw new ConfigError(`embed_dim ${cfg.embed_dim} must be divisible by 4 (2-D sin-cos embedding)`, 'embed_dim');
-  if (cfg.dec_dim % 4 !== 0) throw new ConfigError(`dec_dim ${cfg.dec_dim} must be divisible by 4 (2-D sin-cos embedding)`, 'dec_dim');
+  divides(
+    cps,
+    grid,
+    `image size ${img} is not divisible by patch_size x clusters_per_side = ${patch} x ${cps}`,
+    'img_size',
+  );
+  divides(
+    cps,
+    cfg.teacher_grid,
+    `teacher_grid ${cfg.teacher_grid} is not divisible by clusters_per_side ${cps}`,
+    'teacher_grid',
+  );
+  divides(
+    cfg.num_heads,
+    cfg.embed_dim,
+    `embed_dim ${cfg.embed_dim} is not divisible by num_heads ${cfg.num_heads}`,
+    'num_heads',
+  );
+  divides(
+    cfg.dec_heads,
+    cfg.dec_dim,
+    `dec_dim ${cfg.dec_dim} is not divisible by dec_heads ${cfg.dec_heads}`,
+    'dec_heads',
+  );
+  if (cfg.embed_dim % 4 !== 0)
+    throw new ConfigError(
+      `embed_dim ${cfg.embed_dim} must be divisible by 4 (2-D sin-cos embedding)`,
+      'embed_dim',
+    );
+  if (cfg.dec_dim % 4 !== 0)
+    throw new ConfigError(`dec_dim ${cfg.dec_dim} must be divisible by 4 (2-D sin-cos embedding)`, 'dec_dim');
   if (cfg.taps.length === 0) throw new ConfigError('taps must name at least one block', 'taps');
   for (const t of cfg.taps) {
     if (!Number.isInteger(t) || t < 1 || t > depth) {
@@ -167,7 +199,10 @@ export function digptGeometry(c: DigptConfig): DigptGeometry {
   return { grid, side, k, t, n: (k - 1) * t, tside: c.teacher_grid / c.clusters_per_side };
 }
 
-export function resolveClipConfig(raw: Partial<ClipConfig> & Record<string, unknown>, source = 'CLIP config'): ClipConfig {
+export function resolveClipConfig(
+  raw: Partial<ClipConfig> & Record<string, unknown>,
+  source = 'CLIP config',
+): ClipConfig {
   const act = raw.activation as unknown;
   if (act !== 'quick_gelu' && act !== 'gelu') {
     throw new ConfigError(
@@ -186,8 +221,18 @@ export function resolveClipConfig(raw: Partial<ClipConfig> & Record<string, unkn
     activation: act,
     ln_eps: num(raw.ln_eps, 'ln_eps', 1e-5),
   };
-  divides(cfg.patch_size, cfg.resolution, `${source}: resolution ${cfg.resolution} is not divisible by patch_size ${cfg.patch_size}`, 'resolution');
-  divides(cfg.heads, cfg.width, `${source}: width ${cfg.width} is not divisible by heads ${cfg.heads}`, 'heads');
+  divides(
+    cfg.patch_size,
+    cfg.resolution,
+    `${source}: resolution ${cfg.resolution} is not divisible by patch_size ${cfg.patch_size}`,
+    'resolution',
+  );
+  divides(
+    cfg.heads,
+    cfg.width,
+    `${source}: width ${cfg.width} is not divisible by heads ${cfg.heads}`,
+    'heads',
+  );
   return cfg;
 }
 
@@ -203,8 +248,18 @@ export function resolveVitConfig(raw: Partial<VitConfig> & Record<string, unknow
     global_pool: raw.global_pool ?? true,
     ln_eps: num(raw.ln_eps, 'ln_eps', 1e-6),
   };
-  divides(cfg.patch_size, cfg.img_size, `img_size ${cfg.img_size} is not divisible by patch_size ${cfg.patch_size}`, 'img_size');
-  divides(cfg.num_heads, cfg.embed_dim, `embed_dim ${cfg.embed_dim} is not divisible by num_heads ${cfg.num_heads}`, 'num_heads');
+  divides(
+    cfg.patch_size,
+    cfg.img_size,
+    `img_size ${cfg.img_size} is not divisible by patch_size ${cfg.patch_size}`,
+    'img_size',
+  );
+  divides(
+    cfg.num_heads,
+    cfg.embed_dim,
+    `embed_dim ${cfg.embed_dim} is not divisible by num_heads ${cfg.num_heads}`,
+    'num_heads',
+  );
   return cfg;
 }
 
@@ -216,56 +271,76 @@ export interface Preset {
   readonly model: DigptConfig;
 }
 
-function preset(name: string, summary: string, model: Partial<DigptConfig> & Record<string, unknown>): Preset {
+function preset(
+  name: string,
+  summary: string,
+  model: Partial<DigptConfig> & Record<string, unknown>,
+): Preset {
   return { name, summary, model: resolveDigptConfig(model) };
 }
 
 export const PRESETS: readonly Preset[] = [
-  preset('digpt-micro-32', 'A tiny 32 px model (width 64, 3 blocks) for tests and the demo: trains in seconds on a CPU.', {
-    img_size: 32,
-    patch_size: 4,
-    embed_dim: 64,
-    depth: 3,
-    num_heads: 2,
-    dec_dim: 64,
-    dec_depth: 1,
-    dec_heads: 2,
-    clusters_per_side: 2,
-    teacher_grid: 8,
-    teacher_dim: 64,
-  }),
-  preset('digpt-tiny-32', 'A ViT-Tiny-sized student at 32 px (width 192, 6 blocks, 3 heads): the CPU benchmark model.', {
-    img_size: 32,
-    patch_size: 4,
-    embed_dim: 192,
-    depth: 6,
-    num_heads: 3,
-    dec_dim: 192,
-    dec_depth: 2,
-    dec_heads: 3,
-    clusters_per_side: 2,
-    teacher_grid: 8,
-    teacher_dim: 192,
-  }),
-  preset('digpt-vit-b16', "The paper's ViT-B/16 at 224 px with 1024-wide decoders and taps 6/8/10/12: needs a GPU.", {
-    img_size: 224,
-    patch_size: 16,
-    embed_dim: 768,
-    depth: 12,
-    num_heads: 12,
-    dec_dim: 1024,
-    dec_depth: 2,
-    dec_heads: 32,
-    clusters_per_side: 2,
-    teacher_grid: 16,
-    teacher_dim: 1024,
-    taps: [6, 8, 10, 12],
-  }),
+  preset(
+    'digpt-micro-32',
+    'A tiny 32 px model (width 64, 3 blocks) for tests and the demo: trains in seconds on a CPU.',
+    {
+      img_size: 32,
+      patch_size: 4,
+      embed_dim: 64,
+      depth: 3,
+      num_heads: 2,
+      dec_dim: 64,
+      dec_depth: 1,
+      dec_heads: 2,
+      clusters_per_side: 2,
+      teacher_grid: 8,
+      teacher_dim: 64,
+    },
+  ),
+  preset(
+    'digpt-tiny-32',
+    'A ViT-Tiny-sized student at 32 px (width 192, 6 blocks, 3 heads): the CPU benchmark model.',
+    {
+      img_size: 32,
+      patch_size: 4,
+      embed_dim: 192,
+      depth: 6,
+      num_heads: 3,
+      dec_dim: 192,
+      dec_depth: 2,
+      dec_heads: 3,
+      clusters_per_side: 2,
+      teacher_grid: 8,
+      teacher_dim: 192,
+    },
+  ),
+  preset(
+    'digpt-vit-b16',
+    "The paper's ViT-B/16 at 224 px with 1024-wide decoders and taps 6/8/10/12: needs a GPU.",
+    {
+      img_size: 224,
+      patch_size: 16,
+      embed_dim: 768,
+      depth: 12,
+      num_heads: 12,
+      dec_dim: 1024,
+      dec_depth: 2,
+      dec_heads: 32,
+      clusters_per_side: 2,
+      teacher_grid: 16,
+      teacher_dim: 1024,
+      taps: [6, 8, 10, 12],
+    },
+  ),
 ];
 
 /** A preset by name; the error lists the known names. */
 export function getPreset(name: string): Preset {
   const p = PRESETS.find((x) => x.name === name);
-  if (!p) throw new ConfigError(`unknown preset '${name}'; known presets: ${PRESETS.map((x) => x.name).join(', ')}`, 'preset');
+  if (!p)
+    throw new ConfigError(
+      `unknown preset '${name}'; known presets: ${PRESETS.map((x) => x.name).join(', ')}`,
+      'preset',
+    );
   return p;
 }

@@ -29,7 +29,10 @@ export function clipSpecs(c: ClipConfig): ParamSpec[] {
       ...linearSpecs(`${p}.mlp.c_proj`, 4 * w, w),
     );
   }
-  s.push(...normSpecs('visual.ln_post', w), plainSpec('visual.proj', [w, c.output_dim], { kind: 'normal', std: w ** -0.5 }));
+  s.push(
+    ...normSpecs('visual.ln_post', w),
+    plainSpec('visual.proj', [w, c.output_dim], { kind: 'normal', std: w ** -0.5 }),
+  );
   return s;
 }
 
@@ -57,7 +60,9 @@ export class ClipVision {
     const ps = this.params;
     const b = images.shape[0];
     if (images.shape[1] !== c.resolution || images.shape[2] !== c.resolution) {
-      throw new Error(`teacher input is ${images.shape[1]}x${images.shape[2]} px, the CLIP tower takes ${c.resolution}x${c.resolution}`);
+      throw new Error(
+        `teacher input is ${images.shape[1]}x${images.shape[2]} px, the CLIP tower takes ${c.resolution}x${c.resolution}`,
+      );
     }
     const g2 = this.grid * this.grid;
     const w = c.width;
@@ -66,7 +71,12 @@ export class ClipVision {
     const cls = tf.add(tf.zeros([b, 1, w]), tf.reshape(ps.get('visual.class_embedding'), [1, 1, w]));
     let x = tf.concat([cls, tf.reshape(patches, [b, g2, w])], 1); // cls FIRST
     x = tf.add(x, ps.get('visual.positional_embedding'));
-    let h = layerNorm(tf.reshape(x, [b * (1 + g2), w]) as T2, w1(ps, 'visual.ln_pre.weight'), w1(ps, 'visual.ln_pre.bias'), c.ln_eps);
+    let h = layerNorm(
+      tf.reshape(x, [b * (1 + g2), w]) as T2,
+      w1(ps, 'visual.ln_pre.weight'),
+      w1(ps, 'visual.ln_pre.bias'),
+      c.ln_eps,
+    );
     for (let i = 0; i < c.layers; i++) {
       const p = `visual.transformer.resblocks.${i}`;
       const y = layerNorm(h, w1(ps, `${p}.ln_1.weight`), w1(ps, `${p}.ln_1.bias`), c.ln_eps);

@@ -2,7 +2,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { digptGeometry, type DigptConfig, type DigptGeometry } from '../config.js';
 import { constLeft, layerNorm, linear, permuteRows } from '../ops/nn.js';
-import { blockSpecs, decoderBlock, decoderBlockSpecs, dense, norm, patchify, vitBlock, w1, w2 } from './blocks.js';
+import {
+  blockSpecs,
+  decoderBlock,
+  decoderBlockSpecs,
+  dense,
+  norm,
+  patchify,
+  vitBlock,
+  w1,
+  w2,
+} from './blocks.js';
 import { bilinearMatrix, clusterMask, clusterTable, invertPermutation, sincos2d } from './geometry.js';
 import { linearSpecs, normSpecs, ParamSet, plainSpec, spec, type ParamSpec } from './params.js';
 
@@ -60,9 +70,15 @@ export function digptSpecs(c: DigptConfig, objective: DigptObjective = 'digpt'):
   for (let i = 0; i < c.depth; i++) specs.push(...blockSpecs(`blocks.${i}`, C, c.mlp_ratio));
   for (const r of decoderRoles(objective)) {
     specs.push(...normSpecs(`${r}_tap_norm`, C));
-    specs.push(...linearSpecs(`${r}_enc2dec`, c.taps.length * C, c.dec_depth * D, true, { kind: 'interleaved', depth: c.dec_depth }));
+    specs.push(
+      ...linearSpecs(`${r}_enc2dec`, c.taps.length * C, c.dec_depth * D, true, {
+        kind: 'interleaved',
+        depth: c.dec_depth,
+      }),
+    );
     specs.push(plainSpec(`${r}_token`, [1, 1, D], { kind: 'normal', std: 0.02 }));
-    for (let l = 0; l < c.dec_depth; l++) specs.push(...decoderBlockSpecs(`${r}_blocks.${l}`, D, c.mlp_ratio));
+    for (let l = 0; l < c.dec_depth; l++)
+      specs.push(...decoderBlockSpecs(`${r}_blocks.${l}`, D, c.mlp_ratio));
     specs.push(...normSpecs(`${r}_norm`, D));
     specs.push(...linearSpecs(`${r}_pred`, D, c.teacher_dim));
   }
@@ -135,12 +151,14 @@ export class DigptModel {
   /** Checks an order array: B rows, each a permutation of 0..K-1. */
   checkOrder(order: Int32Array, batch: number): void {
     const k = this.geometry.k;
-    if (order.length !== batch * k) throw new Error(`cluster order has ${order.length} entries, expected ${batch} x ${k}`);
+    if (order.length !== batch * k)
+      throw new Error(`cluster order has ${order.length} entries, expected ${batch} x ${k}`);
     for (let b = 0; b < batch; b++) {
       const seen = new Uint8Array(k);
       for (let i = 0; i < k; i++) {
         const v = order[b * k + i] as number;
-        if (!(v >= 0 && v < k) || seen[v]) throw new Error(`cluster order of sample ${b} is not a permutation of 0..${k - 1}`);
+        if (!(v >= 0 && v < k) || seen[v])
+          throw new Error(`cluster order of sample ${b} is not a permutation of 0..${k - 1}`);
         seen[v] = 1;
       }
     }
@@ -244,14 +262,25 @@ export class DigptModel {
     const c = this.config;
     const ps = this.params;
     // one LayerNorm shared by every tap, then one Linear to dec_depth memories
-    const normed = taps.map((t) => layerNorm(t, w1(ps, `${role}_tap_norm.weight`), w1(ps, `${role}_tap_norm.bias`), c.tap_ln_eps));
+    const normed = taps.map((t) =>
+      layerNorm(t, w1(ps, `${role}_tap_norm.weight`), w1(ps, `${role}_tap_norm.bias`), c.tap_ln_eps),
+    );
     const cat = normed.length === 1 ? (normed[0] as T2) : (tf.concat(normed, 1) as T2);
     // memory columns are kept layer-major (see Layout 'interleaved'): layer l is columns l*D .. (l+1)*D
     const memory = linear(cat, w2(ps, `${role}_enc2dec.weight`), w1(ps, `${role}_enc2dec.bias`));
     const memories = c.dec_depth === 1 ? [memory] : (tf.split(memory, c.dec_depth, 1) as T2[]);
     let q = this.queries(role, order, b);
     for (let l = 0; l < c.dec_depth; l++) {
-      q = decoderBlock(ps, `${role}_blocks.${l}`, q, memories[l] as T2, b, c.dec_heads, this.consts.mask, c.block_ln_eps);
+      q = decoderBlock(
+        ps,
+        `${role}_blocks.${l}`,
+        q,
+        memories[l] as T2,
+        b,
+        c.dec_heads,
+        this.consts.mask,
+        c.block_ln_eps,
+      );
     }
     return dense(ps, `${role}_pred`, norm(ps, `${role}_norm`, q, c.block_ln_eps));
   }
@@ -268,7 +297,10 @@ export class DigptModel {
     const ts2 = g.tside * g.tside;
     if (this.consts.resize) {
       // [B, K-1, T, Dt] -> [T, B*(K-1)*Dt]; one product with the fixed bilinear map -> [ts*ts, B*(K-1)*Dt]
-      const cols = tf.reshape(tf.transpose(tf.reshape(body, [b, g.k - 1, g.t, dt]), [2, 0, 1, 3]), [g.t, b * (g.k - 1) * dt]);
+      const cols = tf.reshape(tf.transpose(tf.reshape(body, [b, g.k - 1, g.t, dt]), [2, 0, 1, 3]), [
+        g.t,
+        b * (g.k - 1) * dt,
+      ]);
       const out = constLeft(this.consts.resize.r, this.consts.resize.rT, cols as T2);
       // [ts*ts, B, K-1, Dt] -> [B, K-1, ts*ts, Dt]
       body = tf.transpose(tf.reshape(out, [ts2, b, g.k - 1, dt]), [1, 2, 0, 3]);
@@ -287,7 +319,10 @@ export class DigptModel {
     const err = tf.sub(2, tf.mul(2, cos));
     const ts2 = g.tside * g.tside;
     const perSample = tf.reshape(err, [b, (g.k - 1) * ts2 + 1]);
-    const clusterError = tf.mean(tf.reshape(tf.slice(perSample, [0, 0], [b, (g.k - 1) * ts2]), [b, g.k - 1, ts2]), -1) as tf.Tensor2D;
+    const clusterError = tf.mean(
+      tf.reshape(tf.slice(perSample, [0, 0], [b, (g.k - 1) * ts2]), [b, g.k - 1, ts2]),
+      -1,
+    ) as tf.Tensor2D;
     return { loss: tf.mean(err) as tf.Scalar, clusterError, agreement: tf.mean(cos) as tf.Scalar };
   }
 
@@ -296,8 +331,14 @@ export class DigptModel {
     const b = batch.images.shape[0];
     const c = this.config;
     const g = this.geometry;
-    if (batch.images.shape[1] !== c.img_size || batch.images.shape[2] !== c.img_size || batch.images.shape[3] !== 3) {
-      throw new Error(`images have shape [${batch.images.shape.join(', ')}], the model expects [B, ${c.img_size}, ${c.img_size}, 3]`);
+    if (
+      batch.images.shape[1] !== c.img_size ||
+      batch.images.shape[2] !== c.img_size ||
+      batch.images.shape[3] !== 3
+    ) {
+      throw new Error(
+        `images have shape [${batch.images.shape.join(', ')}], the model expects [B, ${c.img_size}, ${c.img_size}, 3]`,
+      );
     }
     this.checkOrder(batch.order, b);
     const { out, taps } = this.forwardEncoder(batch.images, batch.order);

@@ -29,7 +29,10 @@ export function fileSource(file: SafetensorsFile, prefix = ''): WeightSource {
 }
 
 /** An in-memory WeightSource. */
-export function mapSource(label: string, m: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>): WeightSource {
+export function mapSource(
+  label: string,
+  m: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+): WeightSource {
   return {
     label,
     keys: () => [...m.keys()],
@@ -47,14 +50,21 @@ export function mapSource(label: string, m: ReadonlyMap<string, { shape: readonl
 }
 
 function listNames(names: readonly string[], max = 12): string {
-  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
+  return names.length <= max
+    ? names.join(', ')
+    : `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
 }
 
 /**
  * Assigns every parameter of `ps` from `src`, where `nameOf(canonical)` gives the source key. Missing and unexpected
  * keys are collected and reported together, by name. `ignore(key)` marks source keys that are known but not loaded.
  */
-function loadInto(ps: ParamSet, src: WeightSource, nameOf: (canonical: string) => string, ignore: (key: string) => boolean): void {
+function loadInto(
+  ps: ParamSet,
+  src: WeightSource,
+  nameOf: (canonical: string) => string,
+  ignore: (key: string) => boolean,
+): void {
   const have = new Set(src.keys());
   const used = new Set<string>();
   const missing: string[] = [];
@@ -111,7 +121,9 @@ export function loadDigptOfficial(model: DigptModel, src: WeightSource): void {
     const a = src.read(k);
     const b = src.read(first);
     if (a.length !== b.length || a.some((v, i) => v !== b[i])) {
-      throw new WeightsError(`${src.label}: ${k} differs from ${first}; the official model shares one norm across taps`);
+      throw new WeightsError(
+        `${src.label}: ${k} differs from ${first}; the official model shares one norm across taps`,
+      );
     }
   }
 }
@@ -135,14 +147,24 @@ export function exportDigptOfficial(model: DigptModel): Map<string, { shape: num
 
 /** Loads canonical (workbench) names into a D-iGPT model. */
 export function loadDigptCanonical(model: DigptModel, src: WeightSource): void {
-  loadInto(model.params, src, (n) => n, () => false);
+  loadInto(
+    model.params,
+    src,
+    (n) => n,
+    () => false,
+  );
 }
 
 // --- ViT classifier (timm) ---
 
 /** Loads timm names into a classifier; `pos_embed` etc. as timm saves them. */
 export function loadVitTimm(vit: VitClassifier, src: WeightSource): void {
-  loadInto(vit.params, src, (n) => n, () => false);
+  loadInto(
+    vit.params,
+    src,
+    (n) => n,
+    () => false,
+  );
 }
 
 /**
@@ -152,7 +174,12 @@ export function loadVitTimm(vit: VitClassifier, src: WeightSource): void {
 export function vitFromDigpt(vit: VitClassifier, digpt: DigptModel): void {
   const a = vit.config;
   const b = digpt.config;
-  if (a.embed_dim !== b.embed_dim || a.depth !== b.depth || a.patch_size !== b.patch_size || a.img_size !== b.img_size) {
+  if (
+    a.embed_dim !== b.embed_dim ||
+    a.depth !== b.depth ||
+    a.patch_size !== b.patch_size ||
+    a.img_size !== b.img_size
+  ) {
     throw new WeightsError(
       `classifier (img ${a.img_size}, patch ${a.patch_size}, width ${a.embed_dim}, depth ${a.depth}) does not match the ` +
         `pretrained encoder (img ${b.img_size}, patch ${b.patch_size}, width ${b.embed_dim}, depth ${b.depth})`,
@@ -200,8 +227,10 @@ function hfKeys(canonical: string): { keys: string[]; transpose?: boolean } {
   if (!m) throw new Error(`no Hugging Face name for ${canonical}`);
   const p = `vision_model.encoder.layers.${m[1]}`;
   const rest = m[2] as string;
-  if (rest === 'attn.in_proj_weight') return { keys: ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`) };
-  if (rest === 'attn.in_proj_bias') return { keys: ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.bias`) };
+  if (rest === 'attn.in_proj_weight')
+    return { keys: ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`) };
+  if (rest === 'attn.in_proj_bias')
+    return { keys: ['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.bias`) };
   const sub: [string, string][] = [
     ['ln_1.', 'layer_norm1.'],
     ['ln_2.', 'layer_norm2.'],
@@ -259,15 +288,24 @@ function hfToOpenai(src: WeightSource, canonicalNames: readonly string[]): Weigh
 
 /** Whether a key belongs to the vision tower (text-tower keys of a full CLIP checkpoint are ignored, not errors). */
 function isVisionKey(k: string, naming: ClipNaming): boolean {
-  return naming === 'openai' ? k.startsWith('visual.') : k.startsWith('vision_model.') || k === 'visual_projection.weight';
+  return naming === 'openai'
+    ? k.startsWith('visual.')
+    : k.startsWith('vision_model.') || k === 'visual_projection.weight';
 }
 
 /** Architecture of a CLIP tower read off its tensors; heads and activation come from metadata. */
 function inferClipConfig(src: WeightSource, naming: ClipNaming, meta: Record<string, unknown>): ClipConfig {
-  const conv = src.shape(naming === 'openai' ? 'visual.conv1.weight' : 'vision_model.embeddings.patch_embedding.weight');
-  const pos = src.shape(naming === 'openai' ? 'visual.positional_embedding' : 'vision_model.embeddings.position_embedding.weight');
+  const conv = src.shape(
+    naming === 'openai' ? 'visual.conv1.weight' : 'vision_model.embeddings.patch_embedding.weight',
+  );
+  const pos = src.shape(
+    naming === 'openai' ? 'visual.positional_embedding' : 'vision_model.embeddings.position_embedding.weight',
+  );
   const proj = src.shape(naming === 'openai' ? 'visual.proj' : 'visual_projection.weight');
-  const layerRe = naming === 'openai' ? /^visual\.transformer\.resblocks\.(\d+)\./ : /^vision_model\.encoder\.layers\.(\d+)\./;
+  const layerRe =
+    naming === 'openai'
+      ? /^visual\.transformer\.resblocks\.(\d+)\./
+      : /^vision_model\.encoder\.layers\.(\d+)\./;
   let layers = 0;
   for (const k of src.keys()) {
     const m = layerRe.exec(k);
@@ -297,7 +335,10 @@ function inferClipConfig(src: WeightSource, naming: ClipNaming, meta: Record<str
  * Reads the architecture hints of a CLIP file: `__metadata__.config` (JSON) or keys `activation`/`heads`, then a
  * sidecar `<file>.json` or `config.json` beside it (OpenCLIP's `quick_gelu`, HF's `vision_config.hidden_act`).
  */
-export function clipMetadata(file: string, metadata: Readonly<Record<string, string>>): Record<string, unknown> {
+export function clipMetadata(
+  file: string,
+  metadata: Readonly<Record<string, string>>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const take = (o: Record<string, unknown>): void => {
     const vc = (o['vision_config'] ?? o['vision_cfg']) as Record<string, unknown> | undefined;
@@ -310,7 +351,11 @@ export function clipMetadata(file: string, metadata: Readonly<Record<string, str
     if (typeof o['ln_eps'] === 'number') out['ln_eps'] = o['ln_eps'];
     if (typeof o['layer_norm_eps'] === 'number') out['ln_eps'] = o['layer_norm_eps'];
   };
-  for (const side of [`${file}.json`, file.replace(/\.safetensors$/, '.json'), nodePath.join(nodePath.dirname(file), 'config.json')]) {
+  for (const side of [
+    `${file}.json`,
+    file.replace(/\.safetensors$/, '.json'),
+    nodePath.join(nodePath.dirname(file), 'config.json'),
+  ]) {
     if (side !== file && fs.existsSync(side)) {
       try {
         take(JSON.parse(fs.readFileSync(side, 'utf8')) as Record<string, unknown>);
@@ -334,14 +379,22 @@ export function clipMetadata(file: string, metadata: Readonly<Record<string, str
 }
 
 /** Builds a CLIP teacher from a checkpoint in either naming; `meta` gives heads and activation. */
-export function loadClip(src: WeightSource, meta: Record<string, unknown>): { model: ClipVision; naming: ClipNaming } {
+export function loadClip(
+  src: WeightSource,
+  meta: Record<string, unknown>,
+): { model: ClipVision; naming: ClipNaming } {
   const naming = detectClipNaming(src.keys(), src.label);
   const config = inferClipConfig(src, naming, meta);
   const model = new ClipVision(config);
   try {
     const canonical = model.params.names();
     const openai = naming === 'openai' ? src : hfToOpenai(src, canonical);
-    loadInto(model.params, openai, (n) => n, (k) => !isVisionKey(k, 'openai'));
+    loadInto(
+      model.params,
+      openai,
+      (n) => n,
+      (k) => !isVisionKey(k, 'openai'),
+    );
   } catch (e) {
     model.dispose();
     throw e;

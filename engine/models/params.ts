@@ -50,9 +50,18 @@ export function spec(name: string, shape: readonly number[], layout: Layout, ini
 }
 
 /** A Linear layer's weight [out, in] and bias [out], PyTorch-named. */
-export function linearSpecs(prefix: string, inDim: number, outDim: number, bias = true, layout: Layout = LINEAR): ParamSpec[] {
+export function linearSpecs(
+  prefix: string,
+  inDim: number,
+  outDim: number,
+  bias = true,
+  layout: Layout = LINEAR,
+): ParamSpec[] {
   const out = [spec(`${prefix}.weight`, [outDim, inDim], layout, { kind: 'xavier' })];
-  if (bias) out.push(spec(`${prefix}.bias`, [outDim], layout.kind === 'interleaved' ? layout : PLAIN, { kind: 'zeros' }));
+  if (bias)
+    out.push(
+      spec(`${prefix}.bias`, [outDim], layout.kind === 'interleaved' ? layout : PLAIN, { kind: 'zeros' }),
+    );
   return out;
 }
 
@@ -217,7 +226,10 @@ export class ParamSet {
     const rng = new Rng(seed);
     for (const s of specs) {
       const data = fromTorch(s, initialValues(s, rng));
-      this.vars.set(s.name, tf.variable(tf.tensor(data, engineShape(s)), s.trainable, `${s.name}#${seed}#${uid++}`));
+      this.vars.set(
+        s.name,
+        tf.variable(tf.tensor(data, engineShape(s)), s.trainable, `${s.name}#${seed}#${uid++}`),
+      );
     }
   }
 
@@ -260,7 +272,9 @@ export class ParamSet {
     const s = this.specs.get(name);
     if (!s) throw new WeightsError(`${source}: unexpected key ${name}`, [], [name]);
     if (shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i])) {
-      throw new WeightsError(`${source}: ${name} has shape [${shape.join(', ')}], the model needs [${s.shape.join(', ')}]`);
+      throw new WeightsError(
+        `${source}: ${name} has shape [${shape.join(', ')}], the model needs [${s.shape.join(', ')}]`,
+      );
     }
     this.get(name).assign(tf.tensor(fromTorch(s, data), engineShape(s)));
   }

@@ -55,7 +55,8 @@ export class VitClassifier {
     let h = tf.reshape(tf.add(tf.concat([cls, x], 1), ps.get('pos_embed')), [b * (1 + g2), C]) as T2;
     const rate = opts.dropPath ?? 0;
     for (let i = 0; i < c.depth; i++) {
-      const keep = rate > 0 ? this.keepMask(b, 1 + g2, (rate * i) / Math.max(1, c.depth - 1), opts.rng) : null;
+      const keep =
+        rate > 0 ? this.keepMask(b, 1 + g2, (rate * i) / Math.max(1, c.depth - 1), opts.rng) : null;
       h = vitBlock(ps, `blocks.${i}`, h, b, c.num_heads, null, c.ln_eps, keep);
     }
     return h;

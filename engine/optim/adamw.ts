@@ -56,7 +56,8 @@ export class AdamW {
    * is left untouched, as PyTorch skips parameters whose .grad is None.
    */
   apply(grads: ReadonlyMap<string, tf.Tensor> | Readonly<Record<string, tf.Tensor>>, lr: number): void {
-    const get = (n: string): tf.Tensor | undefined => (grads instanceof Map ? grads.get(n) : (grads as Record<string, tf.Tensor>)[n]);
+    const get = (n: string): tf.Tensor | undefined =>
+      grads instanceof Map ? grads.get(n) : (grads as Record<string, tf.Tensor>)[n];
     this.t += 1;
     const { beta1, beta2, eps, weightDecay } = this.options;
     const bc1 = 1 - beta1 ** this.t;
@@ -98,7 +99,10 @@ export class AdamW {
         const data = src.get(p.name);
         const target = dst.get(p.name) as tf.Variable;
         if (!data) throw new Error(`optimizer state has no ${label} for ${p.name}`);
-        if (data.length !== target.size) throw new Error(`optimizer state ${label} of ${p.name} has ${data.length} values, expected ${target.size}`);
+        if (data.length !== target.size)
+          throw new Error(
+            `optimizer state ${label} of ${p.name} has ${data.length} values, expected ${target.size}`,
+          );
         target.assign(tf.tensor(data, target.shape));
       }
     }

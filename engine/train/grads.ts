@@ -35,7 +35,10 @@ export function accumulateGrads(
       }
       const prev = acc.get(name);
       if (prev) {
-        acc.set(name, tf.tidy(() => tf.add(prev, g)));
+        acc.set(
+          name,
+          tf.tidy(() => tf.add(prev, g)),
+        );
         prev.dispose();
         g.dispose();
       } else acc.set(name, g);
@@ -44,7 +47,10 @@ export function accumulateGrads(
   }
   if (count > 1) {
     for (const [k, g] of acc) {
-      acc.set(k, tf.tidy(() => tf.div(g, count)));
+      acc.set(
+        k,
+        tf.tidy(() => tf.div(g, count)),
+      );
       g.dispose();
     }
   }
