@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { resolveClipConfig, type ClipConfig } from '../config.js';
-import { SafetensorsFile } from '../io/safetensors.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { ClipVision } from './clip.js';
 import type { DigptModel } from './digpt.js';
 import { WeightsError, type ParamSet } from './params.js';
@@ -400,4 +400,17 @@ export function loadClip(
     throw e;
   }
   return { model, naming };
+}
+
+// --- files ---
+
+/** Writes named PyTorch-layout tensors as an F32 safetensors file (atomically), with string metadata. */
+export function saveWeights(
+  path: string,
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+  metadata: Readonly<Record<string, string>> = {},
+): void {
+  const out = new Map<string, TensorToWrite>();
+  for (const [k, v] of tensors) out.set(k, { dtype: 'F32', shape: v.shape, data: v.data });
+  writeSafetensors(path, out, metadata);
 }
