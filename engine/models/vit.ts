@@ -88,6 +88,18 @@ export class VitClassifier {
     return norm(this.params, 'norm', cls, c.ln_eps);
   }
 
+  /**
+   * Every token after the blocks, normalised by the final norm (fc_norm or norm), cls first: [B, 1+G*G, C]. This is
+   * what a classifier gives as a teacher.
+   */
+  tokens(images: tf.Tensor4D): tf.Tensor3D {
+    const c = this.config;
+    const b = images.shape[0];
+    const g2 = (c.img_size / c.patch_size) ** 2;
+    const h = norm(this.params, c.global_pool ? 'fc_norm' : 'norm', this.encode(images, {}), c.ln_eps);
+    return tf.reshape(h, [b, 1 + g2, c.embed_dim]);
+  }
+
   /** Logits [B, num_classes]. */
   forward(images: tf.Tensor4D, opts: VitForwardOptions = {}): T2 {
     return dense(this.params, 'head', this.features(images, opts));

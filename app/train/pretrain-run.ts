@@ -1,0 +1,310 @@
+// A D-iGPT pretraining run on disk: config.json, metrics.jsonl and checkpoints, resumable to the exact same losses.
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
+import { DigptModel, type DigptObjective } from '../../engine/models/digpt.js';
+import { fileSource, loadDigptCanonical } from '../../engine/models/naming.js';
+import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
+import { Rng } from '../../engine/rng.js';
+import {
+  digptOptimizer,
+  drawOrders,
+  pretrainStep,
+  type PretrainStepMetrics,
+} from '../../engine/train/pretrain.js';
+import { cropResizeNormalize, drawCrop } from '../data/augment.js';
+import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import { openTeacher, withTeacher, type Teacher } from './teacher.js';
+
+/** Decoded training images, all of one side, RGB uint8 HWC, one after another. */
+export interface ImageSet {
+  readonly count: number;
+  readonly side: number;
+  readonly pixels: Uint8Array;
+}
+
+/** Everything that defines a pretraining run; config.json holds exactly this. */
+export interface PretrainConfig {
+  readonly kind: 'pretrain';
+  /** Dataset folder (as given). */
+  readonly data: string;
+  readonly preset: string;
+  /** The model, teacher_grid/teacher_dim already set from the teacher. */
+  readonly model: DigptConfig;
+  /** 'pixels' or a teacher file. */
+  readonly teacher: string;
+  readonly objective: DigptObjective;
+  /** Optimisation steps in all. */
+  readonly steps: number;
+  /** Micro-batch size. */
+  readonly batch: number;
+  /** Micro-batches per step (gradient accumulation). */
+  readonly accum: number;
+  readonly seed: number;
+  /** Base lr per 256 images (1.5e-4 in the paper); lr = blr * batch * accum / 256. */
+  readonly blr: number;
+  readonly min_lr: number;
+  readonly warmup_steps: number;
+  readonly weight_decay: number;
+  /** Write a checkpoint every this many steps (and at the end). */
+  readonly checkpoint_every: number;
+}
+
+/** Where the data stream stands: what a checkpoint must hold besides weights to continue exactly. */
+interface StreamState {
+  step: number;
+  epoch: number;
+  cursor: number;
+  order: number[];
+  rng: number[];
+}
+
+/** One line of metrics.jsonl. */
+export interface StepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly loss_gen?: number;
+  readonly loss_dis?: number;
+  readonly lr: number;
+  readonly agreement: number;
+  readonly img_per_s: number;
+  readonly epoch: number;
+  readonly time: string;
+}
+
+export class NonFiniteLossError extends Error {
+  constructor(step: number, loss: number, lastGood: string | undefined) {
+    super(
+      `loss became ${loss} at step ${step}; the run stopped and kept ${lastGood ? `its last good checkpoint ${lastGood}` : 'no checkpoint (none was written yet)'}`,
+    );
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+export class PretrainRun {
+  readonly dir: string;
+  readonly config: PretrainConfig;
+  readonly model: DigptModel;
+  private readonly opt: AdamW;
+  private readonly teacher: Teacher;
+  private readonly data: ImageSet;
+  private state: StreamState;
+  private rng: Rng;
+
+  private constructor(dir: string, config: PretrainConfig, teacher: Teacher, data: ImageSet) {
+    this.dir = dir;
+    this.config = config;
+    this.teacher = teacher;
+    this.data = data;
+    this.model = new DigptModel(config.model, { seed: config.seed, objective: config.objective });
+    this.opt = digptOptimizer(this.model, {
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: config.weight_decay,
+    });
+    this.rng = new Rng(config.seed + 1);
+    this.state = { step: 0, epoch: 0, cursor: 0, order: [], rng: this.rng.state };
+    this.newEpoch(0);
+  }
+
+  /** Starts a new run in `dir` (which must not hold one already). */
+  static create(
+    dir: string,
+    raw: Omit<PretrainConfig, 'model' | 'kind'> & { model: DigptConfig },
+    data: ImageSet,
+  ): PretrainRun {
+    if (fs.existsSync(nodePath.join(dir, 'config.json')))
+      throw new Error(`${dir} already holds a run; use resume, or another --out`);
+    const teacher = openTeacher(raw.teacher, raw.model);
+    const model = resolveDigptConfig({ ...withTeacher(raw.model, teacher) });
+    const config: PretrainConfig = { ...raw, kind: 'pretrain', model };
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+    fs.writeFileSync(nodePath.join(dir, 'metrics.jsonl'), '');
+    return new PretrainRun(dir, config, teacher, data);
+  }
+
+  /** Reopens a run at its newest good checkpoint (or its start if none), dropping metrics logged after it. */
+  static resume(dir: string, data: ImageSet): PretrainRun {
+    const cpath = nodePath.join(dir, 'config.json');
+    if (!fs.existsSync(cpath)) throw new Error(`${dir}: no config.json; not a run folder`);
+    const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig;
+    const teacher = openTeacher(config.teacher, config.model);
+    const run = new PretrainRun(dir, config, teacher, data);
+    const ck = latestGoodCheckpoint(run.checkpointDir);
+    if (ck) run.load(ck.folder);
+    run.truncateMetrics(run.state.step);
+    return run;
+  }
+
+  get checkpointDir(): string {
+    return nodePath.join(this.dir, 'checkpoints');
+  }
+
+  get step(): number {
+    return this.state.step;
+  }
+
+  private newEpoch(epoch: number): void {
+    this.state.epoch = epoch;
+    this.state.cursor = 0;
+    this.state.order = Array.from(this.rng.permutation(this.data.count));
+  }
+
+  private nextIndex(): number {
+    if (this.state.cursor >= this.state.order.length) this.newEpoch(this.state.epoch + 1);
+    return this.state.order[this.state.cursor++] as number;
+  }
+
+  /** One micro-batch: the same random crop for the student and the teacher, each with its own normalisation. */
+  private microBatch(): () => { images: tf.Tensor4D; teacher: tf.Tensor3D; order: Int32Array } {
+    const c = this.config.model;
+    const b = this.config.batch;
+    const side = this.data.side;
+    const t = this.teacher;
+    const s = new Float32Array(b * c.img_size * c.img_size * 3);
+    const tv = new Float32Array(b * t.resolution * t.resolution * 3);
+    for (let i = 0; i < b; i++) {
+      const idx = this.nextIndex();
+      const img = this.data.pixels.subarray(idx * side * side * 3, (idx + 1) * side * side * 3);
+      const box = drawCrop(this.rng, side);
+      cropResizeNormalize(
+        img,
+        side,
+        box,
+        c.img_size,
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        s,
+        i * c.img_size ** 2 * 3,
+      );
+      cropResizeNormalize(img, side, box, t.resolution, t.mean, t.std, tv, i * t.resolution ** 2 * 3);
+    }
+    const order = drawOrders(this.rng, b, this.model.geometry.k);
+    return () => {
+      const timgs = tf.tensor4d(tv, [b, t.resolution, t.resolution, 3]);
+      const teacher = t.tokens(timgs);
+      timgs.dispose();
+      return { images: tf.tensor4d(s, [b, c.img_size, c.img_size, 3]), teacher, order };
+    };
+  }
+
+  lrAt(step: number): number {
+    const c = this.config;
+    return lrAt(
+      {
+        baseLr: scaledLr(c.blr, c.batch * c.accum),
+        minLr: c.min_lr,
+        warmupSteps: c.warmup_steps,
+        totalSteps: c.steps,
+      },
+      step,
+    );
+  }
+
+  /**
+   * Runs up to `count` more steps (never past config.steps), logging each to metrics.jsonl and checkpointing on
+   * schedule. A NaN/inf loss stops the run before the update, keeping the last good checkpoint.
+   */
+  runSteps(count: number, onStep?: (r: StepRecord, m: PretrainStepMetrics) => void): void {
+    const end = Math.min(this.config.steps, this.state.step + count);
+    while (this.state.step < end) {
+      const t0 = performance.now();
+      const micro = Array.from({ length: this.config.accum }, () => this.microBatch());
+      const lr = this.lrAt(this.state.step);
+      const m = pretrainStep(this.model, this.opt, micro, lr);
+      if (!Number.isFinite(m.loss)) {
+        const last = latestGoodCheckpoint(this.checkpointDir);
+        throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
+      }
+      this.state.step += 1;
+      const rec: StepRecord = {
+        step: this.state.step,
+        loss: m.loss,
+        ...(m.lossGen !== undefined ? { loss_gen: m.lossGen } : {}),
+        ...(m.lossDis !== undefined ? { loss_dis: m.lossDis } : {}),
+        lr,
+        agreement: m.agreement,
+        img_per_s: (this.config.batch * this.config.accum * 1000) / (performance.now() - t0),
+        epoch: this.state.epoch,
+        time: new Date().toISOString(),
+      };
+      fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+      onStep?.(rec, m);
+      if (this.state.step % this.config.checkpoint_every === 0 || this.state.step === this.config.steps)
+        this.save();
+    }
+  }
+
+  /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */
+  save(): string {
+    this.state.rng = this.rng.state;
+    const ps = this.model.params;
+    return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
+      const weights = new Map<string, TensorToWrite>();
+      for (const [k, v] of ps.exportTorch()) weights.set(k, { dtype: 'F32', shape: v.shape, data: v.data });
+      writeSafetensors(nodePath.join(folder, 'model.safetensors'), weights, {
+        kind: 'digpt_workbench',
+        config: JSON.stringify(this.config.model),
+        objective: this.config.objective,
+      });
+      const st = this.opt.exportState();
+      const moments = new Map<string, TensorToWrite>();
+      for (const [label, m] of [
+        ['m', st.m],
+        ['v', st.v],
+      ] as const) {
+        for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
+      }
+      writeSafetensors(nodePath.join(folder, 'optimizer.safetensors'), moments, { step: String(st.step) });
+      fs.writeFileSync(nodePath.join(folder, 'state.json'), JSON.stringify(this.state));
+    });
+  }
+
+  private load(folder: string): void {
+    const f = SafetensorsFile.open(nodePath.join(folder, 'model.safetensors'));
+    try {
+      loadDigptCanonical(this.model, fileSource(f));
+    } finally {
+      f.close();
+    }
+    const o = SafetensorsFile.open(nodePath.join(folder, 'optimizer.safetensors'));
+    try {
+      const m = new Map<string, Float32Array>();
+      const v = new Map<string, Float32Array>();
+      for (const k of o.keys()) (k.startsWith('m.') ? m : v).set(k.slice(2), o.readFloat32(k));
+      this.opt.importState({ step: Number(o.metadata['step']), m, v });
+    } finally {
+      o.close();
+    }
+    this.state = JSON.parse(fs.readFileSync(nodePath.join(folder, 'state.json'), 'utf8')) as StreamState;
+    this.rng = new Rng(this.state.rng);
+  }
+
+  /** Keeps only the metrics of steps <= `step` (those after the checkpoint will be computed again). */
+  private truncateMetrics(step: number): void {
+    const p = nodePath.join(this.dir, 'metrics.jsonl');
+    if (!fs.existsSync(p)) return;
+    const kept = fs
+      .readFileSync(p, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .filter((l) => {
+        try {
+          return (JSON.parse(l) as { step: number }).step <= step;
+        } catch {
+          return false; // a line cut by the kill
+        }
+      });
+    fs.writeFileSync(p, kept.map((l) => `${l}\n`).join(''));
+  }
+
+  dispose(): void {
+    this.opt.dispose();
+    this.model.dispose();
+    this.teacher.dispose();
+  }
+}

@@ -1,0 +1,132 @@
+// Pretraining runs on disk: metrics, checkpoints, exact resume, an interrupted checkpoint write, NaN handling.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { before, describe, it } from 'node:test';
+import { initBackend } from '../../engine/backend.js';
+import { getPreset } from '../../engine/config.js';
+import { Rng } from '../../engine/rng.js';
+import { latestGoodCheckpoint, listCheckpoints } from '../../app/runs/checkpoint.js';
+import { PretrainRun, type ImageSet, type StepRecord } from '../../app/train/pretrain-run.js';
+
+before(async () => {
+  await initBackend();
+});
+
+function images(count: number, side: number, seed: number): ImageSet {
+  const rng = new Rng(seed);
+  const pixels = new Uint8Array(count * side * side * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = rng.int(256);
+  return { count, side, pixels };
+}
+
+const data = images(10, 36, 1);
+const base = {
+  data: 'synthetic',
+  preset: 'digpt-micro-32',
+  model: getPreset('digpt-micro-32').model,
+  teacher: 'pixels',
+  objective: 'digpt' as const,
+  steps: 6,
+  batch: 3,
+  accum: 2,
+  seed: 5,
+  blr: 1.5e-3,
+  min_lr: 0,
+  warmup_steps: 2,
+  weight_decay: 0.05,
+  checkpoint_every: 3,
+};
+const tmp = (): string => fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-run-'));
+const metrics = (dir: string): StepRecord[] =>
+  fs
+    .readFileSync(nodePath.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepRecord);
+
+describe('PretrainRun', () => {
+  it('logs every step, checkpoints on schedule, and resumes to exactly the same losses', () => {
+    const full = nodePath.join(tmp(), 'full');
+    const a = PretrainRun.create(full, base, data);
+    a.runSteps(6);
+    a.dispose();
+    const ref = metrics(full);
+    assert.deepEqual(
+      ref.map((r) => r.step),
+      [1, 2, 3, 4, 5, 6],
+    );
+    for (const r of ref)
+      assert.ok(Number.isFinite(r.loss) && r.loss_gen !== undefined && r.loss_dis !== undefined);
+    assert.equal(ref[0]?.lr, 0); // warm-up starts at 0
+    assert.deepEqual(
+      listCheckpoints(nodePath.join(full, 'checkpoints')).map((p) => nodePath.basename(p)),
+      ['step-00000006', 'step-00000003'],
+    );
+
+    // the same run interrupted after step 4 (one step past its checkpoint), then resumed
+    const cut = nodePath.join(tmp(), 'cut');
+    const b = PretrainRun.create(cut, base, data);
+    b.runSteps(4);
+    b.dispose();
+    const c = PretrainRun.resume(cut, data);
+    assert.equal(c.step, 3);
+    c.runSteps(10);
+    c.dispose();
+    const got = metrics(cut);
+    assert.deepEqual(
+      got.map((r) => r.step),
+      [1, 2, 3, 4, 5, 6],
+    );
+    assert.deepEqual(
+      got.map((r) => r.loss),
+      ref.map((r) => r.loss),
+    );
+  });
+
+  it('an interrupted checkpoint write leaves the previous checkpoint loadable', () => {
+    const dir = nodePath.join(tmp(), 'run');
+    const a = PretrainRun.create(dir, { ...base, steps: 3 }, data);
+    a.runSteps(3);
+    a.dispose();
+    const ck = nodePath.join(dir, 'checkpoints');
+    // a crash mid-write leaves a temporary folder; a damaged newer checkpoint fails its checksum
+    fs.mkdirSync(nodePath.join(ck, '.tmp-step-00000006-1-1'));
+    fs.writeFileSync(nodePath.join(ck, '.tmp-step-00000006-1-1', 'model.safetensors'), 'partial');
+    fs.cpSync(nodePath.join(ck, 'step-00000003'), nodePath.join(ck, 'step-00000005'), { recursive: true });
+    fs.appendFileSync(nodePath.join(ck, 'step-00000005', 'model.safetensors'), 'x');
+    const good = latestGoodCheckpoint(ck);
+    assert.equal(nodePath.basename(good?.folder ?? ''), 'step-00000003');
+    assert.match(
+      good?.rejected[0] ?? '',
+      /step-00000005.*model\.safetensors: size differs from the manifest/,
+    );
+    const r = PretrainRun.resume(dir, data);
+    assert.equal(r.step, 3);
+    r.dispose();
+  });
+
+  it('stops on a non-finite loss, naming the step and the last good checkpoint, without updating', () => {
+    const dir = nodePath.join(tmp(), 'run');
+    // step 1 runs at lr 0 (warm-up); step 2's absurd lr blows the weights up, so step 3's loss is not finite
+    const a = PretrainRun.create(
+      dir,
+      { ...base, steps: 6, blr: 1e36, warmup_steps: 1, checkpoint_every: 1 },
+      data,
+    );
+    assert.throws(
+      () => a.runSteps(6),
+      /loss became NaN at step 3; the run stopped and kept its last good checkpoint .*step-00000002/,
+    );
+    assert.equal(a.step, 2);
+    a.dispose();
+    assert.equal(metrics(dir).length, 2);
+  });
+
+  it('refuses to overwrite a run folder', () => {
+    const dir = nodePath.join(tmp(), 'run');
+    PretrainRun.create(dir, { ...base, steps: 1 }, data).dispose();
+    assert.throws(() => PretrainRun.create(dir, base, data), /already holds a run/);
+  });
+});
