@@ -133,6 +133,11 @@ export class DigptModel {
     };
   }
 
+  /** Entries per sample of `DigptBatch.order`: the K clusters (what the trainer's drawOrders must draw). */
+  get orderLength(): number {
+    return this.geometry.k;
+  }
+
   /** The fixed student position table with its cls row, [1 + G*G, C], as the official `pos_embed` holds it. */
   posEmbedWithCls(): Float32Array {
     return sincos2d(this.config.embed_dim, this.geometry.grid, true);
