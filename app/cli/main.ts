@@ -1,3 +1,248 @@
-// Entry point of the `digpt` command line (placeholder: the real commands come later).
-console.error('digpt: no commands yet');
-process.exitCode = 1;
+// Entry point of the `digpt` command line: the headless workbench, calling the same job host as the desktop app.
+import * as nodePath from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { initBackend } from '../../engine/backend.js';
+import { PRESETS } from '../../engine/config.js';
+import { formatScan, scanDataset } from '../datasets/index.js';
+import { startJob } from '../jobs/host.js';
+import type { JobSpec } from '../jobs/protocol.js';
+import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../runs/export.js';
+import { outputMode, Progress } from './progress.js';
+
+const USAGE = `usage: digpt <command> [options]
+
+commands:
+  datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
+  pretrain --data DIR --preset NAME --teacher SPEC [--objective digpt|gen-only|dis-only]
+           [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
+           [--out RUN_DIR] [--checkpoint-every STEPS] [--json]
+  import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
+                                              start a pretraining run from official D-iGPT weights
+  resume RUN_DIR [--json]                     continue a run from its newest good checkpoint
+  export RUN_DIR --format timm|digpt|tfjs [--out PATH]
+  presets                                     the named model presets
+
+presets: ${PRESETS.map((p) => p.name).join(', ')}`;
+
+/** An error the user made (bad flag, missing argument): printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, positionals = 0) {
+  try {
+    const r = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
+    if (r.positionals.length > positionals)
+      throw new UsageError(`unexpected argument '${r.positionals[positionals] as string}'`);
+    return r;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    // node's messages already name the flag ("Unknown option '--epoch'")
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function int(v: string | undefined, flag: string, dflt?: number): number {
+  if (v === undefined) {
+    if (dflt === undefined) throw new UsageError(`${flag} is required`);
+    return dflt;
+  }
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, got '${v}'`);
+  return n;
+}
+
+function num(v: string | undefined, flag: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got '${v}'`);
+  return n;
+}
+
+function req(v: string | undefined, flag: string): string {
+  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
+  return v;
+}
+
+const PRETRAIN_OPTIONS = {
+  data: { type: 'string' },
+  preset: { type: 'string' },
+  teacher: { type: 'string' },
+  objective: { type: 'string' },
+  epochs: { type: 'string' },
+  steps: { type: 'string' },
+  batch: { type: 'string' },
+  accum: { type: 'string' },
+  seed: { type: 'string' },
+  blr: { type: 'string' },
+  out: { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function pretrainJob(v: Record<string, string | boolean | undefined>, init?: string): JobSpec {
+  const s = (k: string): string | undefined => v[k] as string | undefined;
+  const steps = s('steps') !== undefined ? int(s('steps'), '--steps') : undefined;
+  const epochs = s('epochs') !== undefined ? num(s('epochs'), '--epochs', 1) : undefined;
+  if (steps !== undefined && epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  return {
+    kind: 'pretrain',
+    data: req(s('data'), '--data'),
+    preset: req(s('preset'), '--preset'),
+    teacher: req(s('teacher'), '--teacher'),
+    objective: s('objective') ?? 'digpt',
+    ...(steps !== undefined ? { steps } : {}),
+    ...(epochs !== undefined ? { epochs } : {}),
+    batch: Math.max(1, int(s('batch'), '--batch', 32)),
+    accum: Math.max(1, int(s('accum'), '--accum', 1)),
+    seed: int(s('seed'), '--seed', 0),
+    blr: num(s('blr'), '--blr', 1.5e-4),
+    out: s('out') ?? nodePath.join('runs', `pretrain-${stamp}`),
+    checkpointEvery: Math.max(1, int(s('checkpoint-every'), '--checkpoint-every', 100)),
+    ...(init ? { init } : {}),
+  };
+}
+
+/** Runs a job in the engine worker, showing progress; resolves to the exit code. */
+async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
+  const mode = outputMode(json);
+  // machines read one JSON object per line on stdout; people read the bar on stderr
+  const progress = new Progress(mode, mode === 'json' ? process.stdout : process.stderr);
+  const out = process.stdout;
+  const handle = startJob(job);
+  let total = 0;
+  let runDir = '';
+  let failed: string | undefined;
+  const onSignal = (): void => {
+    progress.note('stopping after this step (a checkpoint will be written); press Ctrl-C again to abort');
+    process.off('SIGINT', onSignal);
+    process.once('SIGINT', () => void handle.kill());
+    handle.stop();
+  };
+  process.once('SIGINT', onSignal);
+  handle.on('event', (e) => {
+    switch (e.type) {
+      case 'backend':
+        progress.note(e.text);
+        break;
+      case 'log':
+        progress.note(`${e.level === 'warn' ? 'warning: ' : ''}${e.text}`);
+        break;
+      case 'progress':
+        progress.update(e.phase, e.done, e.total);
+        break;
+      case 'run':
+        total = e.totalSteps;
+        runDir = e.dir;
+        progress.note(`run ${e.dir}: steps ${e.startStep} -> ${e.totalSteps}`);
+        break;
+      case 'step': {
+        const r = e.record;
+        const parts = [`loss ${r.loss.toFixed(4)}`];
+        if (r.loss_gen !== undefined) parts.push(`gen ${r.loss_gen.toFixed(4)}`);
+        if (r.loss_dis !== undefined) parts.push(`dis ${r.loss_dis.toFixed(4)}`);
+        parts.push(`lr ${r.lr.toExponential(2)}`, `${r.img_per_s.toFixed(1)} img/s`);
+        progress.update('pretrain', r.step, total, parts.join('  '), { ...r });
+        break;
+      }
+      case 'checkpoint':
+        if (mode === 'json')
+          out.write(`${JSON.stringify({ event: 'checkpoint', step: e.step, folder: e.folder })}\n`);
+        break;
+      case 'done':
+        if (mode === 'json')
+          out.write(`${JSON.stringify({ event: 'done', run: e.dir, step: e.step, stopped: e.stopped })}\n`);
+        else out.write(`${e.stopped ? 'stopped' : 'finished'} at step ${e.step}: ${e.dir}\n`);
+        break;
+      case 'error':
+        failed = e.message;
+        break;
+      default:
+        break;
+    }
+  });
+  const res = await handle.done();
+  process.off('SIGINT', onSignal);
+  if (failed ?? !res.ok) {
+    const msg = failed ?? res.error ?? 'the engine worker failed';
+    if (mode === 'json')
+      out.write(`${JSON.stringify({ event: 'error', message: msg, run: runDir || undefined })}\n`);
+    else process.stderr.write(`digpt: ${msg}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return cmd === undefined ? 2 : 0;
+    case 'presets':
+      for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);
+      return 0;
+    case 'datasets': {
+      const [sub, ...r] = rest;
+      if (sub !== 'scan')
+        throw new UsageError(`unknown datasets command '${sub ?? ''}'; use 'digpt datasets scan DIR'`);
+      const { values, positionals } = parse(
+        r,
+        { json: { type: 'boolean' }, validate: { type: 'boolean' } },
+        1,
+      );
+      const dir = req(positionals[0], 'DIR');
+      const scan = await scanDataset(dir, { validate: values.validate === true });
+      process.stdout.write(values.json ? `${JSON.stringify(scan)}\n` : `${formatScan(scan)}\n`);
+      return 0;
+    }
+    case 'pretrain': {
+      const { values } = parse(rest, PRETRAIN_OPTIONS);
+      return runJobCli(pretrainJob(values), values.json === true);
+    }
+    case 'import': {
+      const { values, positionals } = parse(rest, PRETRAIN_OPTIONS, 1);
+      return runJobCli(
+        pretrainJob(values, nodePath.resolve(req(positionals[0], 'FILE'))),
+        values.json === true,
+      );
+    }
+    case 'resume': {
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, 1);
+      return runJobCli({ kind: 'resume', run: req(positionals[0], 'RUN_DIR') }, values.json === true);
+    }
+    case 'export': {
+      const { values, positionals } = parse(
+        rest,
+        { format: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
+        1,
+      );
+      const format = req(values.format, '--format');
+      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
+        throw new UsageError(`unknown --format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
+      }
+      await initBackend();
+      const r = await exportRun(req(positionals[0], 'RUN_DIR'), format as ExportFormat, values.out);
+      process.stdout.write(
+        values.json ? `${JSON.stringify(r)}\n` : `wrote ${r.path} (${r.tensors} tensors, step ${r.step})\n`,
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command '${cmd}'`);
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (e) {
+  if (e instanceof UsageError) {
+    process.stderr.write(`digpt: ${e.message}\n\n${USAGE}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`digpt: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  }
+}

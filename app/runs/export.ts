@@ -1,0 +1,95 @@
+// Takes a run's newest good checkpoint out of the workbench: timm names (PyTorch/timm), official D-iGPT names, TF.js.
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { DigptConfig } from '../../engine/config.js';
+import { SafetensorsFile } from '../../engine/io/safetensors.js';
+import { DigptModel } from '../../engine/models/digpt.js';
+import { exportDigptOfficial, fileSource, loadDigptCanonical, saveWeights } from '../../engine/models/naming.js';
+import { latestGoodCheckpoint } from './checkpoint.js';
+
+export type ExportFormat = 'timm' | 'digpt' | 'tfjs';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs'];
+
+type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
+
+/** The pretrained D-iGPT model of a run's newest good checkpoint. */
+export function loadRunModel(runDir: string): { model: DigptModel; step: number; folder: string } {
+  const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
+  const path = nodePath.join(ck.folder, 'model.safetensors');
+  const f = SafetensorsFile.open(path);
+  try {
+    const raw = f.metadata['config'];
+    if (!raw) throw new Error(`${path}: __metadata__ has no config`);
+    const objective = (f.metadata['objective'] ?? 'digpt') as 'digpt';
+    const model = new DigptModel(JSON.parse(raw) as DigptConfig, { objective });
+    try {
+      loadDigptCanonical(model, fileSource(f));
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return { model, step: ck.manifest.step, folder: ck.folder };
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * The encoder in timm's VisionTransformer names: patch_embed, cls_token, pos_embed (the fixed sin-cos table with its
+ * cls slot first, as timm orders tokens), blocks. A timm model loads it with strict=False; its fc_norm/head are new.
+ */
+export function timmEncoder(model: DigptModel): Tensors {
+  const out: Tensors = new Map();
+  for (const [k, v] of model.params.exportTorch()) {
+    if (k === 'cls_token' || k.startsWith('patch_embed.') || k.startsWith('blocks.')) out.set(k, v);
+  }
+  const gg = model.geometry.grid ** 2;
+  out.set('pos_embed', { shape: [1, 1 + gg, model.config.embed_dim], data: model.posEmbedWithCls() });
+  return out;
+}
+
+/** A TF.js weights folder: model.json (config + weightsManifest) and one binary shard, readable by tf.io.loadWeights. */
+async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const named = [...tensors].map(([name, v]) => ({ name, tensor: tf.tensor(v.data, v.shape) }));
+  const { data, specs } = await tf.io.encodeWeights(named);
+  tf.dispose(named.map((n) => n.tensor));
+  fs.writeFileSync(nodePath.join(dir, 'weights.bin'), Buffer.from(data));
+  const manifest = {
+    format: 'digpt-workbench',
+    generatedBy: 'digpt export --format tfjs',
+    convertedBy: null,
+    modelTopology: null,
+    userDefinedMetadata: { config: modelConfig, layouts: 'PyTorch layouts: Linear [out, in], conv [out, in, kh, kw]' },
+    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+  };
+  fs.writeFileSync(nodePath.join(dir, 'model.json'), JSON.stringify(manifest, null, 1));
+}
+
+/** Writes the export and returns what was written. `out` defaults to RUN_DIR/export/<format>[.safetensors]. */
+export async function exportRun(runDir: string, format: ExportFormat, out?: string): Promise<{ path: string; tensors: number; step: number }> {
+  if (!EXPORT_FORMATS.includes(format)) throw new Error(`unknown export format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
+  const { model, step } = loadRunModel(runDir);
+  try {
+    const meta = { config: JSON.stringify(model.config), step: String(step), source: nodePath.resolve(runDir) };
+    const dflt = nodePath.join(runDir, 'export', format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
+    const path = nodePath.resolve(out ?? dflt);
+    fs.mkdirSync(nodePath.dirname(path), { recursive: true });
+    let tensors: Tensors;
+    if (format === 'timm') {
+      tensors = timmEncoder(model);
+      saveWeights(path, tensors, { ...meta, kind: 'timm_vit_encoder', note: 'load with strict=False: fc_norm and head are new' });
+    } else if (format === 'digpt') {
+      tensors = exportDigptOfficial(model);
+      saveWeights(path, tensors, { ...meta, kind: 'digpt' });
+    } else {
+      tensors = exportDigptOfficial(model);
+      await writeTfjs(path, tensors, model.config);
+    }
+    return { path, tensors: tensors.size, step };
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,198 @@
+// The `digpt` command on the built-in sample: scan, pretrain, kill -9 and resume to the same losses, export, errors.
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { describe, it } from 'node:test';
+import { SafetensorsFile } from '../../engine/io/safetensors.js';
+import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
+
+const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
+const BIN = nodePath.join(ROOT, 'bin', 'digpt.js');
+const tmp = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-cli-'));
+const env = { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache') };
+
+function digpt(...args: string[]) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env, encoding: 'utf8' });
+}
+
+const TRAIN = [
+  '--data',
+  BUILTIN_SAMPLE_DIR,
+  '--preset',
+  'digpt-micro-32',
+  '--teacher',
+  'pixels',
+  '--batch',
+  '8',
+  '--accum',
+  '2',
+  '--blr',
+  '0.01',
+  '--seed',
+  '3',
+];
+
+function losses(run: string): number[] {
+  return fs
+    .readFileSync(nodePath.join(run, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { loss: number }).loss);
+}
+
+describe('digpt datasets scan', () => {
+  it('prints the sample per class and split, and JSON with --json', () => {
+    const r = digpt('datasets', 'scan', BUILTIN_SAMPLE_DIR);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Sneaker/);
+    const j = digpt('datasets', 'scan', BUILTIN_SAMPLE_DIR, '--json');
+    const scan = JSON.parse(j.stdout) as { classes: string[]; kind: string };
+    assert.equal(scan.kind, 'idx');
+    assert.equal(scan.classes.length, 10);
+  });
+});
+
+describe('digpt pretrain / resume / export', () => {
+  const full = nodePath.join(tmp, 'full');
+
+  it('trains on the sample, logging JSON events and writing the run folder', () => {
+    const r = digpt('pretrain', ...TRAIN, '--steps', '6', '--checkpoint-every', '2', '--out', full, '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { event: string; step?: number; loss?: number });
+    const steps = events.filter((e) => e.event === 'pretrain');
+    assert.deepEqual(
+      steps.map((e) => e.step),
+      [1, 2, 3, 4, 5, 6],
+    );
+    assert.ok(steps.every((e) => Number.isFinite(e.loss)));
+    const done = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; run?: string });
+    assert.deepEqual(done.at(-1), { event: 'done', run: full, step: 6, stopped: false });
+    const config = JSON.parse(fs.readFileSync(nodePath.join(full, 'config.json'), 'utf8')) as {
+      model: { teacher_dim: number };
+      steps: number;
+    };
+    assert.equal(config.steps, 6);
+    assert.equal(config.model.teacher_dim, 4 * 4 * 3); // pixel targets: one patch
+    assert.equal(losses(full).length, 6);
+  });
+
+  it('continues after kill -9 with exactly the losses of the uninterrupted run', async () => {
+    const cut = nodePath.join(tmp, 'cut');
+    const child = spawn(
+      process.execPath,
+      [BIN, 'pretrain', ...TRAIN, '--steps', '6', '--checkpoint-every', '2', '--out', cut, '--json'],
+      {
+        cwd: tmp,
+        env,
+      },
+    );
+    // kill the process once step 3 is logged: one step past the checkpoint of step 2
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      child.stdout.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (/"event":"pretrain","done":3/.test(buf)) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', () => resolve());
+      child.on('error', reject);
+    });
+    await new Promise((r) => child.once('exit', r));
+    assert.ok(
+      losses(cut).length >= 3 && losses(cut).length < 6,
+      `logged ${losses(cut).length} steps before the kill`,
+    );
+    const r = digpt('resume', cut, '--json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(losses(cut), losses(full));
+  });
+
+  it('exports timm, official D-iGPT and TF.js files', () => {
+    for (const format of ['timm', 'digpt', 'tfjs']) {
+      const r = digpt('export', full, '--format', format, '--json');
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { path: string; step: number };
+      assert.equal(out.step, 6);
+      if (format === 'tfjs') {
+        const manifest = JSON.parse(fs.readFileSync(nodePath.join(out.path, 'model.json'), 'utf8')) as {
+          weightsManifest: { weights: { name: string }[] }[];
+        };
+        assert.ok(
+          manifest.weightsManifest[0]?.weights.some((w) => w.name === 'ar_blocks.0.attn1.qkv.weight'),
+        );
+        assert.ok(fs.statSync(nodePath.join(out.path, 'weights.bin')).size > 100_000);
+      } else {
+        const f = SafetensorsFile.open(out.path);
+        const keys = f.keys();
+        f.close();
+        if (format === 'timm') {
+          assert.ok(keys.includes('pos_embed') && keys.includes('blocks.2.mlp.fc2.weight'));
+          assert.ok(!keys.some((k) => k.startsWith('ar_') || k.startsWith('kd_')));
+        } else assert.ok(keys.includes('kd_enc2dec.weight') && keys.includes('ar_enc_norm.3.bias'));
+      }
+    }
+  });
+
+  it('starts a run from an official checkpoint with digpt import', () => {
+    const official = nodePath.join(full, 'export', 'digpt.safetensors');
+    const run = nodePath.join(tmp, 'imported');
+    const r = digpt('import', official, ...TRAIN, '--steps', '1', '--out', run);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /started from .*digpt\.safetensors \(official D-iGPT names\)/);
+    assert.ok(fs.existsSync(nodePath.join(run, 'checkpoints', 'step-00000000')));
+  });
+});
+
+describe('digpt errors name the thing', () => {
+  it('an unknown flag, an unknown preset, a missing folder, a bad teacher file', () => {
+    let r = digpt('pretrain', ...TRAIN, '--epoch', '2');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /Unknown option '--epoch'/);
+    r = digpt(
+      'pretrain',
+      ...TRAIN.map((a) => (a === 'digpt-micro-32' ? 'digpt-huge' : a)),
+      '--steps',
+      '1',
+      '--out',
+      nodePath.join(tmp, 'x1'),
+    );
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /unknown preset 'digpt-huge'; known presets: digpt-micro-32/);
+    r = digpt(
+      'pretrain',
+      ...TRAIN.map((a) => (a === BUILTIN_SAMPLE_DIR ? '/no/such/dir' : a)),
+      '--steps',
+      '1',
+      '--out',
+      nodePath.join(tmp, 'x2'),
+    );
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /dataset folder \/no\/such\/dir does not exist/);
+    const bad = nodePath.join(tmp, 'teacher.safetensors');
+    fs.writeFileSync(bad, 'not a checkpoint at all');
+    r = digpt(
+      'pretrain',
+      ...TRAIN.map((a) => (a === 'pixels' ? bad : a)),
+      '--steps',
+      '1',
+      '--out',
+      nodePath.join(tmp, 'x3'),
+    );
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`teacher ${bad.replace(/[.]/g, '\\.')}: `));
+    r = digpt('export', nodePath.join(tmp, 'full'), '--format', 'onnx');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /unknown --format 'onnx'; use one of timm, digpt, tfjs/);
+  });
+});
