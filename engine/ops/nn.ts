@@ -5,13 +5,21 @@
 // explicitly (a copy, O(n), against the O(n^1.5) product) and batched products are looped as 2-D products.
 // On backends without that weakness (tensorflow, cpu) the native batched products are used.
 import * as tf from '@tensorflow/tfjs-core';
-import { needsPlainMatMul } from '../backend.js';
+import { needsPlainMatMul as wasmLike } from '../backend.js';
+import { useFastWasmKernels } from './wasm_kernels.js';
 
 type T2 = tf.Tensor2D;
 type T3 = tf.Tensor3D;
 
 const T2D: [number, number] = [1, 0];
 const T3D: [number, number, number] = [0, 2, 1];
+
+/** True on wasm (products must stay plain 2-D); also puts the faster wasm slicing kernels in place. */
+function needsPlainMatMul(): boolean {
+  if (!wasmLike()) return false;
+  useFastWasmKernels();
+  return true;
+}
 
 /** A differentiable function of tensors with a hand-written backward (a typed front to tf.customGrad). */
 function custom(

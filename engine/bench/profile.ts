@@ -1,0 +1,72 @@
+// Wall time per kernel name: wraps every kernel of a backend (wasm and cpu kernels run synchronously, so the time
+// around kernelFunc is the kernel's own time).
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface KernelRow {
+  readonly kernel: string;
+  readonly calls: number;
+  readonly ms: number;
+}
+
+export class KernelProfiler {
+  private readonly originals: tf.KernelConfig[] = [];
+  private readonly acc = new Map<string, { calls: number; ms: number }>();
+
+  constructor(private readonly backend: string) {}
+
+  install(): void {
+    for (const k of tf.getKernelsForBackend(this.backend)) {
+      this.originals.push(k);
+      tf.unregisterKernel(k.kernelName, this.backend);
+      const name = k.kernelName;
+      tf.registerKernel({
+        ...k,
+        kernelFunc: (args) => {
+          const t0 = performance.now();
+          const out = k.kernelFunc(args);
+          const dt = performance.now() - t0;
+          const e = this.acc.get(name);
+          if (e) {
+            e.calls++;
+            e.ms += dt;
+          } else this.acc.set(name, { calls: 1, ms: dt });
+          return out;
+        },
+      });
+    }
+  }
+
+  uninstall(): void {
+    for (const k of this.originals) {
+      tf.unregisterKernel(k.kernelName, this.backend);
+      tf.registerKernel(k);
+    }
+    this.originals.length = 0;
+  }
+
+  reset(): void {
+    this.acc.clear();
+  }
+
+  /** Kernels by total time, slowest first. */
+  rows(): KernelRow[] {
+    return [...this.acc.entries()]
+      .map(([kernel, e]) => ({ kernel, calls: e.calls, ms: Math.round(e.ms * 10) / 10 }))
+      .sort((x, y) => y.ms - x.ms);
+  }
+}
+
+/** A table of the slowest kernels, per step, with each one's share of all kernel time. */
+export function formatProfile(rows: readonly KernelRow[], steps: number, top = 25): string {
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  const lines = [
+    `kernel time per step: ${(total / steps).toFixed(0)} ms in ${rows.reduce((s, r) => s + r.calls, 0) / steps} calls`,
+  ];
+  for (const r of rows.slice(0, top)) {
+    lines.push(
+      `  ${r.kernel.padEnd(24)} ${(r.ms / steps).toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}% ` +
+        `${String(r.calls / steps).padStart(7)} calls`,
+    );
+  }
+  return lines.join('\n');
+}

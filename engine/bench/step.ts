@@ -1,0 +1,80 @@
+// Times warm D-iGPT training steps (forward, backward, AdamW) of a config on the active backend.
+import * as tf from '@tensorflow/tfjs-core';
+import type { DigptConfig } from '../config.js';
+import { DigptModel } from '../models/digpt.js';
+import { Rng } from '../rng.js';
+import { digptOptimizer, drawOrders, pretrainStep } from '../train/pretrain.js';
+
+export interface StepBenchResult {
+  readonly img_per_s: number;
+  readonly step_ms_median: number;
+  readonly step_ms: readonly number[];
+  readonly peak_rss_mb: number;
+  readonly batch_size: number;
+  readonly accum_steps: number;
+}
+
+/** Random inputs as the PyTorch peer uses them: normal images and teacher tokens, random cluster orders. */
+function randomMicro(model: DigptModel, batch: number, rng: Rng) {
+  const c = model.config;
+  return () => ({
+    images: tf.randomNormal(
+      [batch, c.img_size, c.img_size, 3],
+      0,
+      1,
+      'float32',
+      rng.nextU32(),
+    ) as tf.Tensor4D,
+    teacher: tf.randomNormal(
+      [batch, 1 + c.teacher_grid ** 2, c.teacher_dim],
+      0,
+      1,
+      'float32',
+      rng.nextU32(),
+    ) as tf.Tensor3D,
+    order: drawOrders(rng, batch, model.geometry.k),
+  });
+}
+
+export function benchSteps(
+  config: DigptConfig,
+  opts: {
+    batch: number;
+    accum?: number;
+    steps: number;
+    warmup?: number;
+    onStep?: (i: number, ms: number) => void;
+  },
+): StepBenchResult {
+  const accum = opts.accum ?? 1;
+  const model = new DigptModel(config, { seed: 0 });
+  const opt = digptOptimizer(model);
+  const rng = new Rng(0);
+  const times: number[] = [];
+  let peak = process.memoryUsage().rss;
+  const warm = opts.warmup ?? 2;
+  try {
+    for (let i = 0; i < warm + opts.steps; i++) {
+      const t0 = performance.now();
+      const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));
+      pretrainStep(model, opt, micro, 1e-4);
+      const ms = performance.now() - t0;
+      peak = Math.max(peak, process.memoryUsage().rss);
+      if (i >= warm) times.push(ms);
+      opts.onStep?.(i, ms);
+    }
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const med = sorted[Math.floor(sorted.length / 2)] as number;
+  return {
+    img_per_s: (opts.batch * accum) / (med / 1000),
+    step_ms_median: med,
+    step_ms: times,
+    peak_rss_mb: peak / 2 ** 20,
+    batch_size: opts.batch,
+    accum_steps: accum,
+  };
+}
