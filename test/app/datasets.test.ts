@@ -474,9 +474,20 @@ describe('decoding and the cache', () => {
     assert.deepEqual(fourth.stats, { decoded: 2, cached: 1 });
     assert.deepEqual(fourth.images, third.images);
 
-    // another side is another cache entry
-    const other = await loadSplit(scan, 'train', { side: 7, cacheDir });
-    assert.deepEqual(other.stats, { decoded: 3, cached: 0 });
+    // another side is another cache entry; two loads filling it at once agree and leave no temp files
+    const [x, y] = await Promise.all([
+      loadSplit(scan, 'train', { side: 7, cacheDir }),
+      loadSplit(scan, 'train', { side: 7, cacheDir }),
+    ]);
+    assert.equal(x.stats.decoded + x.stats.cached, 3);
+    assert.deepEqual(x.images, y.images);
+    const after7 = await loadSplit(scan, 'train', { side: 7, cacheDir });
+    assert.deepEqual(after7.stats, { decoded: 0, cached: 3 });
+    assert.deepEqual(after7.images, x.images);
+    const leftovers = (readdirSync(cacheDir, { recursive: true, encoding: 'utf8' }) as string[]).filter((f) =>
+      f.endsWith('.tmp'),
+    );
+    assert.deepEqual(leftovers, []);
   });
 
   test('an unusable cache folder still loads, with a warning', async () => {
