@@ -4,7 +4,11 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
-import { DigptModel, type DigptObjective } from '../../engine/models/digpt.js';
+import {
+  createPretrainModel,
+  type PretrainModel,
+  type PretrainObjective,
+} from '../../engine/models/factory.js';
 import { fileSource, loadDigptCanonical } from '../../engine/models/naming.js';
 import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
 import { Rng } from '../../engine/rng.js';
@@ -35,7 +39,8 @@ export interface PretrainConfig {
   readonly model: DigptConfig;
   /** 'pixels' or a teacher file. */
   readonly teacher: string;
-  readonly objective: DigptObjective;
+  /** digpt | gen-only | dis-only | kd | mae (see engine/models/factory.ts). */
+  readonly objective: PretrainObjective;
   /** Optimisation steps in all. */
   readonly steps: number;
   /** Micro-batch size. */
@@ -86,7 +91,7 @@ export class NonFiniteLossError extends Error {
 export class PretrainRun {
   readonly dir: string;
   readonly config: PretrainConfig;
-  readonly model: DigptModel;
+  readonly model: PretrainModel;
   private readonly opt: AdamW;
   private readonly teacher: Teacher;
   private readonly data: ImageSet;
@@ -98,7 +103,7 @@ export class PretrainRun {
     this.config = config;
     this.teacher = teacher;
     this.data = data;
-    this.model = new DigptModel(config.model, { seed: config.seed, objective: config.objective });
+    this.model = createPretrainModel(config.model, { seed: config.seed, objective: config.objective });
     this.opt = digptOptimizer(this.model, {
       beta1: 0.9,
       beta2: 0.95,
@@ -183,7 +188,8 @@ export class PretrainRun {
       );
       cropResizeNormalize(img, side, box, t.resolution, t.mean, t.std, tv, i * t.resolution ** 2 * 3);
     }
-    const order = drawOrders(this.rng, b, this.model.geometry.k);
+    // cluster order (D-iGPT), patch permutation (mae) or nothing (kd): the model says how many entries
+    const order = drawOrders(this.rng, b, this.model.orderLength);
     return () => {
       const timgs = tf.tensor4d(tv, [b, t.resolution, t.resolution, 3]);
       const teacher = t.tokens(timgs);

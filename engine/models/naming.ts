@@ -111,7 +111,7 @@ export function officialDigptName(canonical: string): string {
 const DIGPT_BUFFERS = new Set(['pos_embed', 'decoder_pos_embed', 'mask']);
 
 /** Loads official D-iGPT names into a model; the extra copies of the shared tap norms must equal copy 0. */
-export function loadDigptOfficial(model: DigptModel, src: WeightSource): void {
+export function loadDigptOfficial(model: Pick<DigptModel, 'params'>, src: WeightSource): void {
   const copyRe = /^(ar|kd)_enc_norm\.([1-9]\d*)\.(weight|bias)$/;
   loadInto(model.params, src, officialDigptName, (k) => DIGPT_BUFFERS.has(k) || copyRe.test(k));
   for (const k of src.keys()) {
@@ -145,8 +145,8 @@ export function exportDigptOfficial(model: DigptModel): Map<string, { shape: num
   return out;
 }
 
-/** Loads canonical (workbench) names into a D-iGPT model. */
-export function loadDigptCanonical(model: DigptModel, src: WeightSource): void {
+/** Loads canonical (workbench) names into a D-iGPT model (or any pretraining model: only its params are used). */
+export function loadDigptCanonical(model: Pick<DigptModel, 'params'>, src: WeightSource): void {
   loadInto(
     model.params,
     src,

@@ -1,5 +1,6 @@
 // One D-iGPT optimisation step: micro-batches with gradient accumulation, AdamW at the scheduled lr, metrics as numbers.
-import type { DigptBatch, DigptModel } from '../models/digpt.js';
+import type { DigptBatch } from '../models/digpt.js';
+import type { PretrainModel } from '../models/factory.js';
 import { AdamW, type AdamWOptions, OFFICIAL_ADAMW } from '../optim/adamw.js';
 import type { Rng } from '../rng.js';
 import { accumulateGrads, disposeGrads } from './grads.js';
@@ -13,9 +14,12 @@ export interface PretrainStepMetrics {
   /** Mean cosine between predictions and teacher targets (generative decoder if present). */
   readonly agreement: number;
   readonly lr: number;
-  /** Cluster order of the last micro-batch, [B*K] (what the patch-order view draws). */
+  /** Order of the last micro-batch, [B*orderLength]: cluster order (D-iGPT, what the patch-order view draws), mae's patch permutation, empty for kd. */
   readonly order: Int32Array;
-  /** Per-cluster error (2 - 2cos) of the last micro-batch's predicting decoder, [B*(K-1)] in sequence order. */
+  /**
+   * Per-cluster error (2 - 2cos) of the last micro-batch's predicting decoder, [B*(K-1)] in sequence order; for kd and
+   * mae one mean error per sample, [B].
+   */
   readonly clusterError: Float32Array;
 }
 
@@ -27,7 +31,7 @@ export function drawOrders(rng: Rng, batch: number, k: number): Int32Array {
 }
 
 /** Builds the AdamW of a D-iGPT model with the official decay groups. */
-export function digptOptimizer(model: DigptModel, options: AdamWOptions = OFFICIAL_ADAMW): AdamW {
+export function digptOptimizer(model: PretrainModel, options: AdamWOptions = OFFICIAL_ADAMW): AdamW {
   return new AdamW(
     model.params.trainable().map((p) => ({ name: p.name, variable: p.variable, decay: p.spec.decay })),
     options,
@@ -39,7 +43,7 @@ export function digptOptimizer(model: DigptModel, options: AdamWOptions = OFFICI
  * The caller owns the batch tensors that `micro` returns; they are disposed here after use.
  */
 export function pretrainStep(
-  model: DigptModel,
+  model: PretrainModel,
   opt: AdamW,
   micro: (() => DigptBatch)[],
   lr: number,
@@ -87,7 +91,8 @@ export function pretrainStep(
   const n = micro.length;
   return {
     loss,
-    ...(model.objective !== 'dis-only' ? { lossGen: lossGen / n } : {}),
+    ...(model.objective === 'digpt' || model.objective === 'gen-only' ? { lossGen: lossGen / n } : {}),
+    // kd and mae report their single head as the discriminative one
     ...(model.objective !== 'gen-only' ? { lossDis: lossDis / n } : {}),
     agreement: agreement / n,
     lr,
