@@ -5,7 +5,7 @@ import * as nodePath from 'node:path';
 import { getPreset } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { fileSource, loadDigptOfficial } from '../../engine/models/naming.js';
-import { loadSplit, scanDataset } from '../datasets/index.js';
+import { cacheSideFor, loadSplit, scanDataset } from '../datasets/index.js';
 import { PretrainRun, type ImageSet, type PretrainConfig } from '../train/pretrain-run.js';
 import type { JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
 
@@ -49,11 +49,6 @@ export async function loadTrainImages(
   return { count: loaded.count, side: loaded.side, pixels: loaded.images };
 }
 
-/** Cache side for a student resolution: a margin for random crops, as torchvision's Resize(int(res / 0.875)). */
-export function cacheSide(res: number): number {
-  return Math.ceil(res / 0.875);
-}
-
 function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, 'kind'> {
   const preset = getPreset(job.preset);
   if (!(OBJECTIVES as readonly string[]).includes(job.objective)) {
@@ -85,7 +80,7 @@ export async function runJob(job: JobSpec, emit: (e: JobEvent) => void, control:
   let run: PretrainRun;
   if (job.kind === 'pretrain') {
     const preset = getPreset(job.preset);
-    const images = await loadTrainImages(job.data, cacheSide(preset.model.img_size), emit);
+    const images = await loadTrainImages(job.data, cacheSideFor(preset.model.img_size), emit);
     run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, images.count), images);
     if (job.init) {
       const f = SafetensorsFile.open(job.init);
@@ -102,7 +97,7 @@ export async function runJob(job: JobSpec, emit: (e: JobEvent) => void, control:
     const cpath = nodePath.join(job.run, 'config.json');
     if (!fs.existsSync(cpath)) throw new Error(`${job.run}: no config.json; not a run folder`);
     const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig;
-    const images = await loadTrainImages(config.data, cacheSide(config.model.img_size), emit);
+    const images = await loadTrainImages(config.data, cacheSideFor(config.model.img_size), emit);
     run = PretrainRun.resume(job.run, images);
   }
   try {
