@@ -314,3 +314,77 @@ describe('linear probe', () => {
     assert.ok(acc > 0.8, `probe top-1 ${acc}`);
   });
 });
+
+describe('wasm fast path', () => {
+  it('a fine-tune step with drop path, k-NN and the probe use only plain 2-D products', () => {
+    if (tf.getBackend() !== 'wasm') return; // the other backends use their native products
+    const seen: { a: number[]; b: number[]; flags: boolean }[] = [];
+    const originals: tf.KernelConfig[] = [];
+    for (const name of ['BatchMatMul', '_FusedMatMul']) {
+      const k = tf.getKernel(name, 'wasm');
+      assert.ok(k);
+      originals.push(k);
+      tf.unregisterKernel(name, 'wasm');
+      tf.registerKernel({
+        ...k,
+        kernelFunc: (args) => {
+          const at = args.attrs as { transposeA?: boolean; transposeB?: boolean };
+          const inp = args.inputs as Record<string, tf.TensorInfo>;
+          seen.push({
+            a: [...(inp['a']?.shape ?? [])],
+            b: [...(inp['b']?.shape ?? [])],
+            flags: (at.transposeA ?? false) || (at.transposeB ?? false),
+          });
+          return k.kernelFunc(args);
+        },
+      });
+    }
+    try {
+      const cfg = resolveVitConfig({
+        img_size: 16,
+        patch_size: 4,
+        embed_dim: 32,
+        depth: 2,
+        num_heads: 2,
+        num_classes: 3,
+      });
+      const vit = new VitClassifier(cfg, 1);
+      const opt = classifierOptimizer(vit, {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0.05,
+        layerDecay: 0.65,
+      });
+      const rng = new Rng(2);
+      const x = new Float32Array(2 * 16 * 16 * 3).map(() => rng.normal());
+      classifierStep(
+        vit,
+        opt,
+        [
+          () => ({
+            images: tf.tensor4d(x, [2, 16, 16, 3]),
+            targets: tf.tensor2d(smoothedTargets([0, 2], 3, 0.1), [2, 3]),
+          }),
+        ],
+        1e-3,
+        { dropPath: 0.1, rng },
+      );
+      const f = new Float32Array(40 * 8).map(() => rng.normal());
+      const y = new Int32Array(40).map((_, i) => i % 3);
+      knnPredict(f, y, f.subarray(0, 10 * 8), 8, 3, { k: 5 });
+      trainLinearProbe(f, y, 8, 3, rng, { epochs: 2, batch: 20 }).predict(f);
+      opt.dispose();
+      vit.dispose();
+    } finally {
+      for (const k of originals) {
+        tf.unregisterKernel(k.kernelName, 'wasm');
+        tf.registerKernel(k);
+      }
+    }
+    assert.ok(seen.length > 20);
+    const plain = (sh: number[]): boolean => sh.length === 2 || (sh.length === 3 && sh[0] === 1);
+    const off = seen.filter((c) => c.flags || !plain(c.a) || !plain(c.b));
+    assert.deepEqual(off, []);
+  });
+});

@@ -1,0 +1,680 @@
+// A fine-tuning run on disk (MAE/D-iGPT recipe): config.json, metrics.jsonl, checkpoints, exact resume, timm export.
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import {
+  getPreset,
+  resolveDigptConfig,
+  resolveVitConfig,
+  type DigptConfig,
+  type VitConfig,
+} from '../../engine/config.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
+import { sincos2d } from '../../engine/models/geometry.js';
+import { fileSource, saveWeights, type WeightSource } from '../../engine/models/naming.js';
+import { WeightsError } from '../../engine/models/params.js';
+import { VitClassifier } from '../../engine/models/vit.js';
+import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
+import { Rng } from '../../engine/rng.js';
+import {
+  classifierOptimizer,
+  classifierStep,
+  crossEntropy,
+  mixBatch,
+  predictClasses,
+  randomErase,
+  top1,
+  type ClassifierBatch,
+} from '../../engine/train/classify.js';
+import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
+import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import { NonFiniteLossError, type ImageSet } from './pretrain-run.js';
+
+/** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
+export interface LabelledImageSet extends ImageSet {
+  readonly labels: Int32Array;
+  readonly classes: readonly string[];
+}
+
+/** What `FinetuneRun.create` takes; every field but `from` has the recipe's default. */
+export interface FinetuneOptions {
+  /** A pretraining run folder, a fine-tuning run folder, a safetensors file (vit_classifier or D-iGPT), or 'scratch'. */
+  readonly from: string;
+  /** Architecture for 'scratch' (or a file without a config in its metadata); num_classes comes from the data. */
+  readonly model?: Partial<VitConfig>;
+  /** A D-iGPT preset name whose encoder gives the architecture (instead of `model`). */
+  readonly preset?: string;
+  /** Passes over the train set (ignored when `steps` is given). Default 100 (the recipe). */
+  readonly epochs?: number;
+  /** Optimisation steps in all; overrides epochs. */
+  readonly steps?: number;
+  /** Micro-batch size (default 32). */
+  readonly batch?: number;
+  /** Micro-batches per step (default 1). */
+  readonly accum?: number;
+  /** Base lr per 256 images (default 1e-3); lr = blr * batch * accum / 256. */
+  readonly blr?: number;
+  /** Floor of the cosine schedule (1e-6, MAE). */
+  readonly min_lr?: number;
+  /** Layer-wise lr decay (0.65). */
+  readonly layer_decay?: number;
+  /** AdamW weight decay (0.05). */
+  readonly weight_decay?: number;
+  /** Stochastic depth at the last block (0.1). */
+  readonly drop_path?: number;
+  /** Label smoothing (0.1). */
+  readonly smoothing?: number;
+  /** Mixup alpha (0.8; 0 off). */
+  readonly mixup?: number;
+  /** Cutmix alpha (1.0; 0 off). */
+  readonly cutmix?: number;
+  /** Random erasing probability (0.25). */
+  readonly erase?: number;
+  /** Linear warm-up length in epochs (5). */
+  readonly warmup_epochs?: number;
+  readonly seed?: number;
+  /** Mean of patch tokens + fc_norm (true, default) or the cls token + norm. */
+  readonly global_pool?: boolean;
+  /** Write a checkpoint every this many steps (default: each epoch) and at the end. */
+  readonly checkpoint_every?: number;
+  /** Images per forward pass when evaluating (default 64). */
+  readonly eval_batch?: number;
+}
+
+/** Everything that defines a fine-tuning run; config.json holds exactly this (every default resolved). */
+export interface FinetuneConfig {
+  readonly kind: 'finetune';
+  readonly from: string;
+  readonly model: VitConfig;
+  readonly classes: readonly string[];
+  readonly steps: number;
+  readonly steps_per_epoch: number;
+  readonly batch: number;
+  readonly accum: number;
+  readonly blr: number;
+  readonly min_lr: number;
+  readonly layer_decay: number;
+  readonly weight_decay: number;
+  readonly drop_path: number;
+  readonly smoothing: number;
+  readonly mixup: number;
+  readonly cutmix: number;
+  readonly erase: number;
+  readonly warmup_epochs: number;
+  readonly seed: number;
+  readonly checkpoint_every: number;
+  readonly eval_batch: number;
+}
+
+/** One training line of metrics.jsonl. */
+export interface FinetuneStepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly lr: number;
+  /** 0-based epoch the step belongs to. */
+  readonly epoch: number;
+  readonly img_per_s: number;
+  readonly time: string;
+}
+
+/** One evaluation line of metrics.jsonl, written at the end of each epoch (and of the run). */
+export interface FinetuneEvalRecord {
+  readonly step: number;
+  /** 0-based epoch just finished. */
+  readonly epoch: number;
+  readonly val_top1: number;
+  /** Mean cross-entropy on the validation split (no smoothing). */
+  readonly val_loss: number;
+  readonly time: string;
+}
+
+interface StreamState {
+  step: number;
+  epoch: number;
+  cursor: number;
+  order: number[];
+  rng: number[];
+}
+
+// --- encoders and classifiers on disk ---
+
+/** A ViT config for a D-iGPT encoder. */
+export function vitConfigOfDigpt(d: DigptConfig, numClasses: number, globalPool = true): VitConfig {
+  return resolveVitConfig({
+    img_size: d.img_size,
+    patch_size: d.patch_size,
+    embed_dim: d.embed_dim,
+    depth: d.depth,
+    num_heads: d.num_heads,
+    mlp_ratio: d.mlp_ratio,
+    num_classes: numClasses,
+    global_pool: globalPool,
+    ln_eps: d.block_ln_eps,
+  });
+}
+
+/**
+ * The safetensors file behind an encoder source: a run folder gives its newest good checkpoint's model.safetensors
+ * (a pretraining run: canonical D-iGPT names; a fine-tuning run: a vit_classifier), anything else is a file.
+ */
+export function sourceFile(spec: string): string {
+  if (fs.existsSync(spec) && fs.statSync(spec).isDirectory()) {
+    if (!fs.existsSync(nodePath.join(spec, 'config.json')))
+      throw new Error(`${spec}: no config.json; not a run folder`);
+    const ck = latestGoodCheckpoint(nodePath.join(spec, 'checkpoints'));
+    if (!ck) throw new Error(`${spec}: the run has no usable checkpoint yet`);
+    return nodePath.join(ck.folder, 'model.safetensors');
+  }
+  if (!fs.existsSync(spec)) throw new Error(`${spec}: no such file or run folder`);
+  return spec;
+}
+
+/**
+ * Copies what `src` holds of a classifier into `vit`: cls_token, patch_embed and blocks are required (a D-iGPT
+ * encoder in canonical or official names has them); pos_embed, the final norm and the head are taken when present
+ * with the right shape (a D-iGPT file without pos_embed keeps the sin-cos table). Returns what was loaded.
+ */
+export function loadClassifierParts(vit: VitClassifier, src: WeightSource): { head: boolean; norm: boolean } {
+  const have = new Set(src.keys());
+  const ps = vit.params;
+  const fits = (n: string): boolean => {
+    if (!have.has(n)) return false;
+    const a = src.shape(n);
+    const b = ps.specs.get(n)?.shape ?? [];
+    return a.length === b.length && a.every((d, i) => d === b[i]);
+  };
+  const required = ps
+    .names()
+    .filter((n) => n === 'cls_token' || n.startsWith('patch_embed.') || n.startsWith('blocks.'));
+  const missing = required.filter((n) => !have.has(n));
+  if (missing.length)
+    throw new WeightsError(
+      `${src.label}: not a ViT encoder of this shape; missing ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ` and ${missing.length - 6} more` : ''}`,
+      missing,
+    );
+  for (const n of required) ps.assign(n, src.read(n), src.shape(n), src.label);
+  if (fits('pos_embed')) ps.assign('pos_embed', src.read('pos_embed'), src.shape('pos_embed'), src.label);
+  const normName = vit.config.global_pool ? 'fc_norm' : 'norm';
+  const norm = fits(`${normName}.weight`) && fits(`${normName}.bias`);
+  if (norm)
+    for (const n of [`${normName}.weight`, `${normName}.bias`])
+      ps.assign(n, src.read(n), src.shape(n), src.label);
+  const head = fits('head.weight') && fits('head.bias');
+  if (head) for (const n of ['head.weight', 'head.bias']) ps.assign(n, src.read(n), src.shape(n), src.label);
+  return { head, norm };
+}
+
+/** What a weights file says about its architecture: a classifier's VitConfig, a D-iGPT config, or nothing. */
+function fileArchitecture(
+  f: SafetensorsFile,
+): { kind: 'vit'; config: VitConfig } | { kind: 'digpt'; config: DigptConfig } | undefined {
+  const raw = f.metadata['config'];
+  if (!raw) return undefined;
+  const parsed = JSON.parse(raw) as Record<string, unknown>;
+  if (f.metadata['kind'] === 'vit_classifier') return { kind: 'vit', config: resolveVitConfig(parsed) };
+  if ('dec_dim' in parsed) return { kind: 'digpt', config: resolveDigptConfig(parsed) };
+  if ('num_classes' in parsed) return { kind: 'vit', config: resolveVitConfig(parsed) };
+  return undefined;
+}
+
+export interface OpenedClassifier {
+  readonly vit: VitClassifier;
+  /** The file the weights came from ('' for scratch). */
+  readonly file: string;
+  /** The head (and final norm) came from the file, rather than being fresh. */
+  readonly loadedHead: boolean;
+}
+
+/**
+ * Builds a classifier of `numClasses` classes from a source (see FinetuneOptions.from). The architecture comes from
+ * the file's metadata (vit_classifier config or D-iGPT config), else from `fallback`; a fresh head starts at
+ * N(0, 2e-5) with zero bias, as MAE's fine-tuning does.
+ */
+export function openClassifier(
+  from: string,
+  numClasses: number,
+  o: { seed?: number; globalPool?: boolean; fallback?: Partial<VitConfig> } = {},
+): OpenedClassifier {
+  const seed = o.seed ?? 0;
+  let vit: VitClassifier;
+  let file = '';
+  let loadedHead = false;
+  if (from === 'scratch') {
+    if (!o.fallback) throw new Error(`from scratch needs an architecture (model or preset)`);
+    vit = new VitClassifier(
+      resolveVitConfig({
+        ...o.fallback,
+        num_classes: numClasses,
+        ...(o.globalPool !== undefined ? { global_pool: o.globalPool } : {}),
+      }),
+      seed,
+    );
+  } else {
+    file = sourceFile(from);
+    const f = SafetensorsFile.open(file);
+    try {
+      const arch = fileArchitecture(f);
+      let cfg: VitConfig;
+      if (arch?.kind === 'vit')
+        cfg = resolveVitConfig({
+          ...arch.config,
+          num_classes: numClasses,
+          ...(o.globalPool !== undefined ? { global_pool: o.globalPool } : {}),
+        });
+      else if (arch?.kind === 'digpt') cfg = vitConfigOfDigpt(arch.config, numClasses, o.globalPool ?? true);
+      else if (o.fallback)
+        cfg = resolveVitConfig({
+          ...o.fallback,
+          num_classes: numClasses,
+          ...(o.globalPool !== undefined ? { global_pool: o.globalPool } : {}),
+        });
+      else throw new Error(`${file}: no config in its metadata; give the architecture (model or preset)`);
+      vit = new VitClassifier(cfg, seed);
+      try {
+        const g = cfg.img_size / cfg.patch_size;
+        vit.params.assign('pos_embed', sincos2d(cfg.embed_dim, g, true), [1, 1 + g * g, cfg.embed_dim]);
+        loadedHead = loadClassifierParts(vit, fileSource(f)).head;
+      } catch (e) {
+        vit.dispose();
+        throw e;
+      }
+    } finally {
+      f.close();
+    }
+  }
+  if (!loadedHead) {
+    const rng = new Rng(seed + 2);
+    const k = vit.config.num_classes;
+    const C = vit.config.embed_dim;
+    vit.params.assign(
+      'head.weight',
+      new Float32Array(k * C).map(() => rng.normal() * 2e-5),
+      [k, C],
+    );
+    vit.params.assign('head.bias', new Float32Array(k), [k]);
+  }
+  return { vit, file, loadedHead };
+}
+
+/** Writes a classifier as timm-named safetensors with metadata kind 'vit_classifier', its config and class names. */
+export function exportClassifier(path: string, vit: VitClassifier, classes?: readonly string[]): void {
+  saveWeights(path, vit.params.exportTorch(), {
+    kind: 'vit_classifier',
+    config: JSON.stringify(vit.config),
+    ...(classes ? { classes: JSON.stringify(classes) } : {}),
+  });
+}
+
+// --- images ---
+
+/** Evaluation view of images [start, start+n): the whole image resized to `size`, ImageNet-normalised, NHWC. */
+export function evalImages(set: ImageSet, size: number): (start: number, n: number) => Float32Array {
+  const side = set.side;
+  const per = side * side * 3;
+  return (start, n) => {
+    const out = new Float32Array(n * size * size * 3);
+    for (let i = 0; i < n; i++) {
+      const img = set.pixels.subarray((start + i) * per, (start + i + 1) * per);
+      cropResizeNormalize(
+        img,
+        side,
+        fullCrop(side),
+        size,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        out,
+        i * size * size * 3,
+      );
+    }
+    return out;
+  };
+}
+
+function checkLabels(set: LabelledImageSet, k: number, what: string): void {
+  if (set.labels.length !== set.count)
+    throw new Error(`${what}: ${set.labels.length} labels for ${set.count} images`);
+  if (set.pixels.length !== set.count * set.side * set.side * 3)
+    throw new Error(`${what}: ${set.pixels.length} bytes for ${set.count} images of side ${set.side}`);
+  for (let i = 0; i < set.count; i++) {
+    const y = set.labels[i] as number;
+    if (!(y >= 0 && y < k)) throw new Error(`${what}: image ${i} has label ${y}, outside 0..${k - 1}`);
+  }
+}
+
+// --- the run ---
+
+export class FinetuneRun {
+  readonly dir: string;
+  readonly config: FinetuneConfig;
+  readonly model: VitClassifier;
+  private readonly opt: AdamW;
+  private readonly train: LabelledImageSet;
+  private readonly val: LabelledImageSet;
+  private state: StreamState;
+  private rng: Rng;
+
+  private constructor(
+    dir: string,
+    config: FinetuneConfig,
+    model: VitClassifier,
+    train: LabelledImageSet,
+    val: LabelledImageSet,
+  ) {
+    this.dir = dir;
+    this.config = config;
+    this.model = model;
+    this.train = train;
+    this.val = val;
+    const k = config.classes.length;
+    checkLabels(train, k, 'train set');
+    checkLabels(val, k, 'validation set');
+    this.opt = classifierOptimizer(model, {
+      beta1: 0.9,
+      beta2: 0.999, // PyTorch's AdamW default, as MAE's fine-tuning
+      eps: 1e-8,
+      weightDecay: config.weight_decay,
+      layerDecay: config.layer_decay,
+    });
+    this.rng = new Rng(config.seed + 1);
+    this.state = { step: 0, epoch: 0, cursor: 0, order: [], rng: this.rng.state };
+  }
+
+  /** Starts a new run in `dir` (which must not hold one already). */
+  static create(
+    dir: string,
+    o: FinetuneOptions,
+    train: LabelledImageSet,
+    val: LabelledImageSet,
+  ): FinetuneRun {
+    if (fs.existsSync(nodePath.join(dir, 'config.json')))
+      throw new Error(`${dir} already holds a run; use resume, or another --out`);
+    const classes = [...train.classes];
+    const seed = o.seed ?? 0;
+    const fallback =
+      o.model ?? (o.preset ? vitConfigOfDigpt(getPreset(o.preset).model, classes.length) : undefined);
+    const opened = openClassifier(o.from, classes.length, {
+      seed,
+      ...(o.global_pool !== undefined ? { globalPool: o.global_pool } : {}),
+      ...(fallback ? { fallback } : {}),
+    });
+    try {
+      const batch = o.batch ?? 32;
+      const accum = o.accum ?? 1;
+      const spe = Math.max(1, Math.floor(train.count / (batch * accum)));
+      const steps = o.steps ?? (o.epochs ?? 100) * spe;
+      const config: FinetuneConfig = {
+        kind: 'finetune',
+        from: o.from,
+        model: opened.vit.config,
+        classes,
+        steps,
+        steps_per_epoch: spe,
+        batch,
+        accum,
+        blr: o.blr ?? 1e-3,
+        min_lr: o.min_lr ?? 1e-6,
+        layer_decay: o.layer_decay ?? 0.65,
+        weight_decay: o.weight_decay ?? 0.05,
+        drop_path: o.drop_path ?? 0.1,
+        smoothing: o.smoothing ?? 0.1,
+        mixup: o.mixup ?? 0.8,
+        cutmix: o.cutmix ?? 1.0,
+        erase: o.erase ?? 0.25,
+        warmup_epochs: o.warmup_epochs ?? 5,
+        seed,
+        checkpoint_every: o.checkpoint_every ?? spe,
+        eval_batch: o.eval_batch ?? 64,
+      };
+      fs.mkdirSync(dir, { recursive: true });
+      const run = new FinetuneRun(dir, config, opened.vit, train, val);
+      fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+      fs.writeFileSync(nodePath.join(dir, 'metrics.jsonl'), '');
+      return run;
+    } catch (e) {
+      opened.vit.dispose();
+      throw e;
+    }
+  }
+
+  /** Reopens a run at its newest good checkpoint (or its start if none), dropping metrics logged after it. */
+  static resume(dir: string, train: LabelledImageSet, val: LabelledImageSet): FinetuneRun {
+    const cpath = nodePath.join(dir, 'config.json');
+    if (!fs.existsSync(cpath)) throw new Error(`${dir}: no config.json; not a run folder`);
+    const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as FinetuneConfig;
+    if (config.kind !== 'finetune')
+      throw new Error(`${dir}: a ${String(config.kind)} run, not a fine-tuning run`);
+    if (JSON.stringify([...train.classes]) !== JSON.stringify(config.classes))
+      throw new Error(`${dir}: the train set's classes differ from the run's (${config.classes.join(', ')})`);
+    const ck = latestGoodCheckpoint(nodePath.join(dir, 'checkpoints'));
+    const model = ck
+      ? new VitClassifier(config.model, config.seed)
+      : openClassifier(config.from, config.classes.length, {
+          seed: config.seed,
+          globalPool: config.model.global_pool,
+          fallback: config.model,
+        }).vit;
+    let run: FinetuneRun;
+    try {
+      run = new FinetuneRun(dir, config, model, train, val);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    if (ck) run.load(ck.folder);
+    run.truncateMetrics(run.state.step);
+    return run;
+  }
+
+  get checkpointDir(): string {
+    return nodePath.join(this.dir, 'checkpoints');
+  }
+
+  get step(): number {
+    return this.state.step;
+  }
+
+  /** lr of a step: blr * batch * accum / 256, linear warm-up over warmup_epochs, half-cycle cosine to min_lr. */
+  lrAt(step: number): number {
+    const c = this.config;
+    return lrAt(
+      {
+        baseLr: scaledLr(c.blr, c.batch * c.accum),
+        minLr: c.min_lr,
+        warmupSteps: Math.round(c.warmup_epochs * c.steps_per_epoch),
+        totalSteps: c.steps,
+      },
+      step,
+    );
+  }
+
+  /** One augmented micro-batch drawn now (crop, flip, normalise, erase, mixup/cutmix); the tensors are made lazily. */
+  private microBatch(): () => ClassifierBatch {
+    const c = this.config;
+    const s = c.model.img_size;
+    const b = c.batch;
+    const side = this.train.side;
+    const per = side * side * 3;
+    const x = new Float32Array(b * s * s * 3);
+    const labels = new Int32Array(b);
+    for (let i = 0; i < b; i++) {
+      const idx = this.nextIndex();
+      labels[i] = this.train.labels[idx] as number;
+      const img = this.train.pixels.subarray(idx * per, (idx + 1) * per);
+      cropResizeNormalize(
+        img,
+        side,
+        drawCrop(this.rng, side, [0.08, 1]),
+        s,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        x,
+        i * s * s * 3,
+      );
+      if (c.erase > 0) randomErase(this.rng, x, i * s * s * 3, s, { prob: c.erase });
+    }
+    const k = c.classes.length;
+    const { targets } = mixBatch(this.rng, x, labels, s, {
+      mixupAlpha: c.mixup,
+      cutmixAlpha: c.cutmix,
+      smoothing: c.smoothing,
+      numClasses: k,
+    });
+    return () => ({ images: tf.tensor4d(x, [b, s, s, 3]), targets: tf.tensor2d(targets, [b, k]) });
+  }
+
+  /**
+   * Runs up to `count` more steps (never past config.steps), logging each to metrics.jsonl; at each epoch's end (and
+   * the run's) it evaluates on the validation split, then checkpoints on schedule. A NaN/inf loss stops the run.
+   */
+  runSteps(
+    count: number,
+    onStep?: (r: FinetuneStepRecord) => void,
+    onEval?: (r: FinetuneEvalRecord) => void,
+  ): void {
+    const c = this.config;
+    const end = Math.min(c.steps, this.state.step + count);
+    while (this.state.step < end) {
+      const t0 = performance.now();
+      if (this.state.step % c.steps_per_epoch === 0) this.newEpoch(this.state.step / c.steps_per_epoch);
+      const micro = Array.from({ length: c.accum }, () => this.microBatch());
+      const lr = this.lrAt(this.state.step);
+      const m = classifierStep(this.model, this.opt, micro, lr, { dropPath: c.drop_path, rng: this.rng });
+      if (!Number.isFinite(m.loss)) {
+        const last = latestGoodCheckpoint(this.checkpointDir);
+        throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
+      }
+      this.state.step += 1;
+      const rec: FinetuneStepRecord = {
+        step: this.state.step,
+        loss: m.loss,
+        lr,
+        epoch: this.state.epoch,
+        img_per_s: (c.batch * c.accum * 1000) / (performance.now() - t0),
+        time: new Date().toISOString(),
+      };
+      this.append(rec);
+      onStep?.(rec);
+      const last = this.state.step === c.steps;
+      if (this.state.step % c.steps_per_epoch === 0 || last) {
+        const ev = this.evaluate();
+        onEval?.(ev);
+      }
+      if (this.state.step % c.checkpoint_every === 0 || last) this.save();
+    }
+  }
+
+  private newEpoch(epoch: number): void {
+    this.state.epoch = epoch;
+    this.state.cursor = 0;
+    this.state.order = Array.from(this.rng.permutation(this.train.count));
+  }
+
+  /** Next image of the epoch's order; a batch larger than the set continues on a fresh order within the epoch. */
+  private nextIndex(): number {
+    if (this.state.cursor >= this.state.order.length) {
+      this.state.cursor = 0;
+      this.state.order = Array.from(this.rng.permutation(this.train.count));
+    }
+    return this.state.order[this.state.cursor++] as number;
+  }
+
+  private append(rec: object): void {
+    fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+  }
+
+  /** Top-1 and loss on the validation split (whole images, no augmentation), logged as one line of metrics.jsonl. */
+  evaluate(): FinetuneEvalRecord {
+    const { val_top1, val_loss } = this.score(this.val);
+    const rec: FinetuneEvalRecord = {
+      step: this.state.step,
+      epoch: this.state.epoch,
+      val_top1,
+      val_loss,
+      time: new Date().toISOString(),
+    };
+    this.append(rec);
+    return rec;
+  }
+
+  /** Top-1 and cross-entropy of the current model on a labelled set (nothing logged). */
+  score(set: LabelledImageSet): { val_top1: number; val_loss: number } {
+    const { pred, logits } = predictClasses(
+      this.model,
+      set.count,
+      this.config.eval_batch,
+      evalImages(set, this.config.model.img_size),
+    );
+    return {
+      val_top1: top1(pred, set.labels),
+      val_loss: crossEntropy(logits, set.labels, this.config.classes.length),
+    };
+  }
+
+  /** Writes the classifier as timm-named safetensors (kind vit_classifier), loadable as a teacher. */
+  exportClassifier(path: string): void {
+    exportClassifier(path, this.model, this.config.classes);
+  }
+
+  /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */
+  save(): string {
+    this.state.rng = this.rng.state;
+    return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
+      exportClassifier(nodePath.join(folder, 'model.safetensors'), this.model, this.config.classes);
+      const st = this.opt.exportState();
+      const moments = new Map<string, TensorToWrite>();
+      for (const [label, m] of [
+        ['m', st.m],
+        ['v', st.v],
+      ] as const) {
+        for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
+      }
+      writeSafetensors(nodePath.join(folder, 'optimizer.safetensors'), moments, { step: String(st.step) });
+      fs.writeFileSync(nodePath.join(folder, 'state.json'), JSON.stringify(this.state));
+    });
+  }
+
+  private load(folder: string): void {
+    const f = SafetensorsFile.open(nodePath.join(folder, 'model.safetensors'));
+    try {
+      const src = fileSource(f);
+      for (const n of this.model.params.names())
+        this.model.params.assign(n, src.read(n), src.shape(n), src.label);
+    } finally {
+      f.close();
+    }
+    const o = SafetensorsFile.open(nodePath.join(folder, 'optimizer.safetensors'));
+    try {
+      const m = new Map<string, Float32Array>();
+      const v = new Map<string, Float32Array>();
+      for (const k of o.keys()) (k.startsWith('m.') ? m : v).set(k.slice(2), o.readFloat32(k));
+      this.opt.importState({ step: Number(o.metadata['step']), m, v });
+    } finally {
+      o.close();
+    }
+    this.state = JSON.parse(fs.readFileSync(nodePath.join(folder, 'state.json'), 'utf8')) as StreamState;
+    this.rng = new Rng(this.state.rng);
+  }
+
+  /** Keeps only the metrics of steps <= `step` (those after the checkpoint will be computed again). */
+  private truncateMetrics(step: number): void {
+    const p = nodePath.join(this.dir, 'metrics.jsonl');
+    if (!fs.existsSync(p)) return;
+    const kept = fs
+      .readFileSync(p, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .filter((l) => {
+        try {
+          return (JSON.parse(l) as { step: number }).step <= step;
+        } catch {
+          return false; // a line cut by the kill
+        }
+      });
+    fs.writeFileSync(p, kept.map((l) => `${l}\n`).join(''));
+  }
+
+  dispose(): void {
+    this.opt.dispose();
+    this.model.dispose();
+  }
+}
