@@ -88,7 +88,10 @@ export interface FinetuneConfig {
   readonly model: VitConfig;
   readonly classes: readonly string[];
   readonly steps: number;
+  /** Train images per epoch / (batch * accum), rounded down (the last partial batch is dropped, as MAE). */
   readonly steps_per_epoch: number;
+  /** steps / steps_per_epoch (fractional when steps was given). */
+  readonly epochs: number;
   readonly batch: number;
   readonly accum: number;
   readonly blr: number;
@@ -366,6 +369,10 @@ export class FinetuneRun {
     this.train = train;
     this.val = val;
     const k = config.classes.length;
+    if (JSON.stringify([...val.classes]) !== JSON.stringify(config.classes))
+      throw new Error(
+        `the validation set's classes (${val.classes.join(', ')}) differ from the run's (${config.classes.join(', ')})`,
+      );
     checkLabels(train, k, 'train set');
     checkLabels(val, k, 'validation set');
     this.opt = classifierOptimizer(model, {
@@ -409,6 +416,7 @@ export class FinetuneRun {
         classes,
         steps,
         steps_per_epoch: spe,
+        epochs: steps / spe,
         batch,
         accum,
         blr: o.blr ?? 1e-3,
