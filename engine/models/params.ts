@@ -228,7 +228,10 @@ export class ParamSet {
       const data = fromTorch(s, initialValues(s, rng));
       this.vars.set(
         s.name,
-        tf.variable(tf.tensor(data, engineShape(s)), s.trainable, `${s.name}#${seed}#${uid++}`),
+        // tidy frees the initial value; the variable keeps its own copy
+        tf.tidy(() =>
+          tf.variable(tf.tensor(data, engineShape(s)), s.trainable, `${s.name}#${seed}#${uid++}`),
+        ),
       );
     }
   }
@@ -276,7 +279,8 @@ export class ParamSet {
         `${source}: ${name} has shape [${shape.join(', ')}], the model needs [${s.shape.join(', ')}]`,
       );
     }
-    this.get(name).assign(tf.tensor(fromTorch(s, data), engineShape(s)));
+    const v = this.get(name);
+    tf.tidy(() => v.assign(tf.tensor(fromTorch(s, data), engineShape(s))));
   }
 
   /** Every parameter in PyTorch layout. */

@@ -40,8 +40,15 @@ export class AdamW {
     this.params = params;
     this.options = options;
     for (const p of params) {
-      this.m.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
-      this.v.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
+      // tidy frees the zeros the variables were made from
+      this.m.set(
+        p.name,
+        tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false)),
+      );
+      this.v.set(
+        p.name,
+        tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false)),
+      );
     }
   }
 
@@ -103,7 +110,7 @@ export class AdamW {
           throw new Error(
             `optimizer state ${label} of ${p.name} has ${data.length} values, expected ${target.size}`,
           );
-        target.assign(tf.tensor(data, target.shape));
+        tf.tidy(() => target.assign(tf.tensor(data, target.shape)));
       }
     }
     this.t = s.step;

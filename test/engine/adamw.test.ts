@@ -92,3 +92,15 @@ describe('layer-wise lr decay', () => {
     assert.ok(Math.abs(layerDecayScale('cls_token', 12, 0.65) - 0.65 ** 13) < 1e-15);
   });
 });
+
+describe('tensor bookkeeping', () => {
+  it('creating, restoring and disposing an optimizer leaves no tensors behind', () => {
+    const before = tf.memory().numTensors;
+    const w = tf.tidy(() => tf.variable(tf.ones([3, 2])));
+    const opt = new AdamW([{ name: 'w', variable: w, decay: true }]);
+    opt.importState(opt.exportState());
+    opt.dispose();
+    w.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  });
+});

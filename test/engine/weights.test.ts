@@ -90,3 +90,13 @@ describe('weights files', () => {
     v.dispose();
   });
 });
+
+describe('parameter sets', () => {
+  it('creating, assigning and disposing a model leaves no tensors behind', () => {
+    const before = tf.memory().numTensors;
+    const m = new DigptModel(getPreset('digpt-micro-32').model, { seed: 1 });
+    m.params.assign('cls_token', new Float32Array(64).fill(1), [1, 1, 64]);
+    m.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  });
+});
