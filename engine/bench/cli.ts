@@ -2,7 +2,8 @@
 //
 // Flags: --preset NAME (digpt-tiny-32), --batch N (32), --accum N (1), --steps N (5), --warmup N (2), --json (one JSON
 // line per result), --peer (alternate with the PyTorch peer, ../shared/reference/run_torch_peer.sh), --rounds N
-// (engine/peer alternations with --peer, 2), --profile (wall time per kernel over the timed steps).
+// (engine/peer alternations with --peer, 2), --profile (wall time per kernel over the timed steps),
+// --profile-shapes (the same with products keyed by operand shapes).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,11 +24,12 @@ interface Args {
   peer: boolean;
   rounds: number;
   profile: boolean;
+  profileShapes: boolean;
 }
 
 const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
-  '[--rounds N] [--profile]';
+  '[--rounds N] [--profile] [--profile-shapes]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -40,6 +42,7 @@ function parseArgs(argv: string[]): Args {
     peer: false,
     rounds: 2,
     profile: false,
+    profileShapes: false,
   };
   const count = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -76,6 +79,10 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--profile':
         a.profile = true;
+        break;
+      case '--profile-shapes':
+        a.profile = true;
+        a.profileShapes = true;
         break;
       default:
         throw new Error(`unknown flag ${f}\n${USAGE}`);
@@ -139,6 +146,7 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig): Record<st
     img_per_s: round2(r.img_per_s),
     step_ms_median: round1(r.step_ms_median),
     step_ms: r.step_ms.map(round1),
+    cpu_ms_median: round1(r.cpu_ms_median),
     peak_rss_mb: round1(r.peak_rss_mb),
     batch_size: r.batch_size,
     accum_steps: r.accum_steps,
@@ -155,7 +163,8 @@ function printEngine(r: StepBenchResult, a: Args, config: DigptConfig): void {
   }
   console.log(
     `engine: ${r.img_per_s.toFixed(2)} images/s, ${r.step_ms_median.toFixed(0)} ms/step (median of ${a.steps}; ` +
-      `all: ${r.step_ms.map((t) => t.toFixed(0)).join(' ')}), peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
+      `all: ${r.step_ms.map((t) => t.toFixed(0)).join(' ')}), CPU ${r.cpu_ms_median.toFixed(0)} ms/step, ` +
+      `peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
   );
 }
 
@@ -176,7 +185,7 @@ async function main(): Promise<number> {
   }
   // the engine swaps in its faster wasm kernels on first use; done here so that the profiler wraps those
   if (report.tfName === 'wasm') useFastWasmKernels();
-  const profiler = a.profile ? new KernelProfiler(report.tfName) : undefined;
+  const profiler = a.profile ? new KernelProfiler(report.tfName, a.profileShapes) : undefined;
   const bench = (): StepBenchResult =>
     benchSteps(config, {
       batch: a.batch,

@@ -8,11 +8,19 @@ export interface KernelRow {
   readonly ms: number;
 }
 
+function shapeKey(inputs: tf.NamedTensorInfoMap): string {
+  return `${inputs['a']?.shape.join('x') ?? '?'} @ ${inputs['b']?.shape.join('x') ?? '?'}`;
+}
+
 export class KernelProfiler {
   private readonly originals: tf.KernelConfig[] = [];
   private readonly acc = new Map<string, { calls: number; ms: number }>();
 
-  constructor(private readonly backend: string) {}
+  /** With `shapes`, products are keyed by their operand shapes too ("BatchMatMul 1x1568x192 @ 1x192x768"). */
+  constructor(
+    private readonly backend: string,
+    private readonly shapes = false,
+  ) {}
 
   install(): void {
     for (const k of tf.getKernelsForBackend(this.backend)) {
@@ -25,11 +33,12 @@ export class KernelProfiler {
           const t0 = performance.now();
           const out = k.kernelFunc(args);
           const dt = performance.now() - t0;
-          const e = this.acc.get(name);
+          const key = this.shapes && name.includes('MatMul') ? `${name} ${shapeKey(args.inputs)}` : name;
+          const e = this.acc.get(key);
           if (e) {
             e.calls++;
             e.ms += dt;
-          } else this.acc.set(name, { calls: 1, ms: dt });
+          } else this.acc.set(key, { calls: 1, ms: dt });
           return out;
         },
       });
@@ -64,7 +73,7 @@ export function formatProfile(rows: readonly KernelRow[], steps: number, top = 2
   ];
   for (const r of rows.slice(0, top)) {
     lines.push(
-      `  ${r.kernel.padEnd(24)} ${(r.ms / steps).toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}% ` +
+      `  ${r.kernel.padEnd(44)} ${(r.ms / steps).toFixed(1).padStart(9)} ms ${((100 * r.ms) / total).toFixed(1).padStart(5)}% ` +
         `${String(r.calls / steps).padStart(7)} calls`,
     );
   }

@@ -9,6 +9,8 @@ export interface StepBenchResult {
   readonly img_per_s: number;
   readonly step_ms_median: number;
   readonly step_ms: readonly number[];
+  /** Median CPU time (user + system) of this process per step: less sensitive than wall time to other load. */
+  readonly cpu_ms_median: number;
   readonly peak_rss_mb: number;
   readonly batch_size: number;
   readonly accum_steps: number;
@@ -51,28 +53,35 @@ export function benchSteps(
   const opt = digptOptimizer(model);
   const rng = new Rng(0);
   const times: number[] = [];
+  const cpu: number[] = [];
   let peak = process.memoryUsage().rss;
   const warm = opts.warmup ?? 2;
   try {
     for (let i = 0; i < warm + opts.steps; i++) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));
       pretrainStep(model, opt, micro, 1e-4);
       const ms = performance.now() - t0;
+      const c = process.cpuUsage(c0);
       peak = Math.max(peak, process.memoryUsage().rss);
-      if (i >= warm) times.push(ms);
+      if (i >= warm) {
+        times.push(ms);
+        cpu.push((c.user + c.system) / 1000);
+      }
       opts.onStep?.(i, ms);
     }
   } finally {
     opt.dispose();
     model.dispose();
   }
-  const sorted = [...times].sort((a, b) => a - b);
-  const med = sorted[Math.floor(sorted.length / 2)] as number;
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const med = median(times);
   return {
     img_per_s: (opts.batch * accum) / (med / 1000),
     step_ms_median: med,
     step_ms: times,
+    cpu_ms_median: median(cpu),
     peak_rss_mb: peak / 2 ** 20,
     batch_size: opts.batch,
     accum_steps: accum,

@@ -1,9 +1,14 @@
-// Faster replacements for tfjs-backend-wasm's Slice, SplitV and Unpack kernels (same results, same attributes).
+// Faster replacements for some tfjs-backend-wasm 4.22 kernels (same results, same attributes).
 //
-// Why: tfjs-backend-wasm 4.22's slice reads its input with `readSync`, which copies the WHOLE input out of the wasm
-// heap into a fresh JS buffer on every call. Splitting or unstacking a tensor into n pieces therefore costs n full
-// copies plus n garbage buffers (unstacking the attention scores of one D-iGPT step took seconds and pushed the RSS
-// past 2.5 GB). These versions copy only the selected elements, straight from a view of the heap.
+// - Slice, SplitV, Unpack: tfjs's slice reads its input with `readSync`, which copies the WHOLE input out of the wasm
+//   heap into a fresh JS buffer on every call, so splitting or unstacking a tensor into n pieces cost n full copies
+//   (unstacking the attention scores took seconds per D-iGPT step). These copy only the selected elements, straight
+//   from a view of the heap.
+// - Identity, and Cast to the same dtype: tfjs copies the data; tensors are immutable, so these share it by reference
+//   count, as the wasm Reshape already does. tf.customGrad clones every tensor its forward saves for the backward,
+//   so this halves the memory of saved activations and removes hundreds of copies per step.
+// - GatherV2 of whole rows (slices of at least 16 elements): one typed-array copy per row instead of tfjs's
+//   per-element gather.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
@@ -120,7 +125,71 @@ function unpack(args: {
   });
 }
 
+type Args = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** The input itself, one more reference to its data (tfjs-backend-cpu's identity does the same). */
+function share(backend: BackendWasm, x: tf.TensorInfo): tf.TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+function identity(args: Args): tf.TensorInfo {
+  const x = args.inputs['x'] as tf.TensorInfo;
+  if (x.dtype === 'string')
+    return (originals.get('Identity') as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo;
+  return share(args.backend as BackendWasm, x);
+}
+
+function cast(args: Args): tf.TensorInfo {
+  const x = args.inputs['x'] as tf.TensorInfo;
+  const dtype = (args.attrs as unknown as { dtype: tf.DataType }).dtype;
+  if (x.dtype === dtype && dtype !== 'string') return share(args.backend as BackendWasm, x);
+  return (originals.get('Cast') as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo;
+}
+
+function gatherV2(args: Args): tf.TensorInfo {
+  const x = args.inputs['x'] as tf.TensorInfo;
+  const indices = args.inputs['indices'] as tf.TensorInfo;
+  const { axis, batchDims } = args.attrs as unknown as { axis: number; batchDims: number };
+  const ax = tf.util.parseAxisParam(axis, x.shape)[0] as number;
+  const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(
+    x as tf.Tensor,
+    indices as tf.Tensor,
+    ax,
+    batchDims,
+  );
+  if (info.sliceSize < 16 || x.dtype === 'string' || indices.dtype !== 'int32')
+    return (originals.get('GatherV2') as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo;
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(info.outputShape, x.dtype);
+  const n = tf.util.sizeFromShape(indices.shape) / info.batchSize;
+  if (tf.util.sizeFromShape(info.outputShape) === 0) return out;
+  const xv = backend.typedArrayFromHeap(x);
+  const iv = backend.typedArrayFromHeap(indices) as Int32Array;
+  const ov = backend.typedArrayFromHeap(out);
+  const { batchSize, outerSize, dimSize, sliceSize } = info;
+  let o = 0;
+  for (let b = 0; b < batchSize; b++)
+    for (let r = 0; r < outerSize; r++) {
+      const base = (b * outerSize + r) * dimSize;
+      for (let i = 0; i < n; i++) {
+        const idx = iv[b * n + i] as number;
+        if (!(idx >= 0 && idx < dimSize)) {
+          backend.disposeData(out.dataId);
+          throw new Error(`GatherV2: the index value ${idx} is not in [0, ${dimSize - 1}]`);
+        }
+        const from = (base + idx) * sliceSize;
+        ov.set(xv.subarray(from, from + sliceSize), o);
+        o += sliceSize;
+      }
+    }
+  return out;
+}
+
 const REPLACEMENTS: Record<string, tf.KernelFunc> = {
+  Identity: identity as tf.KernelFunc,
+  Cast: cast as tf.KernelFunc,
+  GatherV2: gatherV2 as tf.KernelFunc,
   Slice: slice as tf.KernelFunc,
   SplitV: splitV as tf.KernelFunc,
   Unpack: unpack as tf.KernelFunc,
