@@ -40,6 +40,16 @@ function mm(a: tf.Tensor, b: tf.Tensor): T2 {
   return tf.matMul(a as T2, b as T2);
 }
 
+/**
+ * dW = x^T @ dy for x [M, in], dy [M, out]. XNNPACK packs the right operand afresh for every new tensor (about as
+ * costly per element as a quarter of the product's row), so the narrower of x and dy goes on the right: when in < out
+ * this computes (dy^T @ x)^T, whose extra transpose is of the small [out, in] result.
+ */
+function weightGrad(x: T2, dy: T2): T2 {
+  if (x.shape[1] < dy.shape[1]) return tf.transpose(mm(tf.transpose(dy, T2D), x), T2D);
+  return mm(tf.transpose(x, T2D), dy);
+}
+
 /** x [M, in] @ w [in, out] (+ b [out]); the weight is kept in tfjs's [in, out] layout. */
 export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
   if (!needsPlainMatMul()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
@@ -52,7 +62,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
         gradFunc: (dy, saved) => {
           const [sx, sw] = saved as [T2, T2];
           const d = dy as T2;
-          return [mm(d, tf.transpose(sw, T2D)), mm(tf.transpose(sx, T2D), d), tf.sum(d, 0)];
+          return [mm(d, tf.transpose(sw, T2D)), weightGrad(sx, d), tf.sum(d, 0)];
         },
       };
     });
@@ -65,7 +75,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
       gradFunc: (dy, saved) => {
         const [sx, sw] = saved as [T2, T2];
         const d = dy as T2;
-        return [mm(d, tf.transpose(sw, T2D)), mm(tf.transpose(sx, T2D), d)];
+        return [mm(d, tf.transpose(sw, T2D)), weightGrad(sx, d)];
       },
     };
   });
