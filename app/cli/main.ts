@@ -3,6 +3,7 @@ import * as nodePath from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { initBackend } from '../../engine/backend.js';
 import { PRESETS } from '../../engine/config.js';
+import { PRETRAIN_OBJECTIVES } from '../../engine/models/factory.js';
 import { formatScan, scanDataset } from '../datasets/index.js';
 import { startJob } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
@@ -13,11 +14,18 @@ const USAGE = `usage: digpt <command> [options]
 
 commands:
   datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
-  pretrain --data DIR --preset NAME --teacher SPEC [--objective digpt|gen-only|dis-only]
+  pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
            [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
            [--out RUN_DIR] [--checkpoint-every STEPS] [--json]
+           SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
+           classifier exported by the workbench (e.g. a finetune run's export)
   import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
                                               start a pretraining run from official D-iGPT weights
+  finetune --data DIR --from RUN|FILE|scratch [--preset NAME] [--epochs N | --steps N]
+           [--batch N] [--accum N] [--seed S] [--blr X] [--warmup-epochs N] [--out RUN_DIR]
+           [--checkpoint-every STEPS] [--export PATH] [--json]
+  probe --data DIR --from RUN|FILE [--epochs N] [--seed S] [--json]    linear probe, val top-1
+  knn --data DIR --from RUN|FILE [--k N] [--json]                      weighted k-NN, val top-1
   resume RUN_DIR [--json]                     continue a run from its newest good checkpoint
   export RUN_DIR --format timm|digpt|tfjs [--out PATH]
   presets                                     the named model presets
@@ -111,7 +119,9 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
   const handle = startJob(job);
   let total = 0;
   let runDir = '';
+  let label = '';
   let failed: string | undefined;
+  let result: Readonly<Record<string, number | string>> | undefined;
   const onSignal = (): void => {
     progress.note('stopping after this step (a checkpoint will be written); press Ctrl-C again to abort');
     process.off('SIGINT', onSignal);
@@ -133,6 +143,7 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
       case 'run':
         total = e.totalSteps;
         runDir = e.dir;
+        label = e.clustersPerSide === 0 ? 'finetune' : 'pretrain';
         progress.note(`run ${e.dir}: steps ${e.startStep} -> ${e.totalSteps}`);
         break;
       case 'step': {
@@ -141,17 +152,39 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
         if (r.loss_gen !== undefined) parts.push(`gen ${r.loss_gen.toFixed(4)}`);
         if (r.loss_dis !== undefined) parts.push(`dis ${r.loss_dis.toFixed(4)}`);
         parts.push(`lr ${r.lr.toExponential(2)}`, `${r.img_per_s.toFixed(1)} img/s`);
-        progress.update('pretrain', r.step, total, parts.join('  '), { ...r });
+        progress.update(label || 'train', r.step, total, parts.join('  '), { ...r });
         break;
       }
+      case 'eval':
+        if (mode === 'json') out.write(`${JSON.stringify({ event: 'eval', ...e.record })}\n`);
+        else
+          progress.note(
+            Object.entries(e.record)
+              .filter(([k]) => k !== 'time')
+              .map(
+                ([k, v]) =>
+                  `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(4) : String(v)}`,
+              )
+              .join('  '),
+          );
+        break;
+      case 'result':
+        result = e.result;
+        break;
       case 'checkpoint':
         if (mode === 'json')
           out.write(`${JSON.stringify({ event: 'checkpoint', step: e.step, folder: e.folder })}\n`);
         break;
       case 'done':
-        if (mode === 'json')
+        if (result) {
+          if (mode === 'json') out.write(`${JSON.stringify({ event: 'result', ...result })}\n`);
+          else
+            out.write(
+              `${String(result['kind'])} top-1 on the validation split: ${(Number(result['top1']) * 100).toFixed(2)}%\n`,
+            );
+        } else if (mode === 'json') {
           out.write(`${JSON.stringify({ event: 'done', run: e.dir, step: e.step, stopped: e.stopped })}\n`);
-        else out.write(`${e.stopped ? 'stopped' : 'finished'} at step ${e.step}: ${e.dir}\n`);
+        } else out.write(`${e.stopped ? 'stopped' : 'finished'} at step ${e.step}: ${e.dir}\n`);
         break;
       case 'error':
         failed = e.message;
@@ -206,6 +239,80 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, PRETRAIN_OPTIONS, 1);
       return runJobCli(
         pretrainJob(values, nodePath.resolve(req(positionals[0], 'FILE'))),
+        values.json === true,
+      );
+    }
+    case 'finetune': {
+      const { values } = parse(rest, {
+        data: { type: 'string' },
+        from: { type: 'string' },
+        preset: { type: 'string' },
+        epochs: { type: 'string' },
+        steps: { type: 'string' },
+        batch: { type: 'string' },
+        accum: { type: 'string' },
+        seed: { type: 'string' },
+        blr: { type: 'string' },
+        'warmup-epochs': { type: 'string' },
+        out: { type: 'string' },
+        'checkpoint-every': { type: 'string' },
+        export: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      const steps = values.steps !== undefined ? int(values.steps, '--steps') : undefined;
+      const epochs = values.epochs !== undefined ? num(values.epochs, '--epochs', 1) : undefined;
+      if (steps !== undefined && epochs !== undefined)
+        throw new UsageError('give --steps or --epochs, not both');
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+      const out = values.out ?? nodePath.join('runs', `finetune-${stamp}`);
+      const code = await runJobCli(
+        {
+          kind: 'finetune',
+          data: req(values.data, '--data'),
+          from: req(values.from, '--from'),
+          ...(values.preset ? { preset: values.preset } : {}),
+          ...(steps !== undefined ? { steps } : {}),
+          ...(epochs !== undefined ? { epochs } : {}),
+          batch: Math.max(1, int(values.batch, '--batch', 32)),
+          accum: Math.max(1, int(values.accum, '--accum', 1)),
+          seed: int(values.seed, '--seed', 0),
+          ...(values.blr !== undefined ? { blr: num(values.blr, '--blr', 1e-3) } : {}),
+          ...(values['warmup-epochs'] !== undefined
+            ? { warmupEpochs: num(values['warmup-epochs'], '--warmup-epochs', 5) }
+            : {}),
+          out,
+          ...(values['checkpoint-every'] !== undefined
+            ? { checkpointEvery: Math.max(1, int(values['checkpoint-every'], '--checkpoint-every')) }
+            : {}),
+        },
+        values.json === true,
+      );
+      if (code === 0 && values.export) {
+        await initBackend();
+        const r = await exportRun(out, 'timm', values.export);
+        process.stderr.write(`wrote ${r.path} (the classifier, timm names; usable as --teacher)\n`);
+      }
+      return code;
+    }
+    case 'probe':
+    case 'knn': {
+      const { values } = parse(rest, {
+        data: { type: 'string' },
+        from: { type: 'string' },
+        epochs: { type: 'string' },
+        k: { type: 'string' },
+        seed: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      return runJobCli(
+        {
+          kind: cmd,
+          data: req(values.data, '--data'),
+          source: req(values.from, '--from'),
+          seed: int(values.seed, '--seed', 0),
+          ...(values.k !== undefined ? { k: Math.max(1, int(values.k, '--k')) } : {}),
+          ...(values.epochs !== undefined ? { epochs: Math.max(1, int(values.epochs, '--epochs')) } : {}),
+        },
         values.json === true,
       );
     }

@@ -1,13 +1,24 @@
-// Runs a pretraining job (new, imported or resumed) step by step, reporting through `emit`; shared by every host.
+// Runs a job (pretrain, import, fine-tune, resume, probe, k-NN) step by step, reporting through `emit`; shared by every host.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { getPreset } from '../../engine/config.js';
+import { getPreset, resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
-import { fileSource, loadDigptOfficial } from '../../engine/models/naming.js';
-import { cacheSideFor, loadSplit, scanDataset } from '../datasets/index.js';
-import { PretrainRun, type ImageSet, type PretrainConfig } from '../train/pretrain-run.js';
-import type { JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
+import { PRETRAIN_OBJECTIVES, isPretrainObjective } from '../../engine/models/factory.js';
+import { fileSource, loadDigptOfficial, mapSource } from '../../engine/models/naming.js';
+import { VitClassifier } from '../../engine/models/vit.js';
+import { cacheSideFor, loadSplit, scanDataset, type DatasetScan, type SplitName } from '../datasets/index.js';
+import { featuresOf, knn, probe } from '../train/evaluate.js';
+import {
+  FinetuneRun,
+  loadClassifierParts,
+  sourceFile,
+  vitConfigOfDigpt,
+  type FinetuneConfig,
+  type LabelledImageSet,
+} from '../train/finetune-run.js';
+import { PretrainRun, type PretrainConfig } from '../train/pretrain-run.js';
+import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
 
 /** Event without its sequence number (the host numbers them). */
 export type JobEvent = WorkerEvent extends infer E
@@ -22,37 +33,91 @@ export interface JobControl {
   stopping: boolean;
 }
 
+type Emit = (e: JobEvent) => void;
+
 /** Where decoded images are cached: DIGPT_CACHE, else ~/.cache/digpt-workbench. */
 export function cacheDir(): string {
   return process.env['DIGPT_CACHE'] ?? nodePath.join(os.homedir(), '.cache', 'digpt-workbench');
 }
 
-const OBJECTIVES = ['digpt', 'gen-only', 'dis-only'] as const;
+/** The pretraining k-NN uses at most this many training images, so an epoch's evaluation stays cheap. */
+const KNN_TRAIN_CAP = 10_000;
 
-/** The training split of a dataset folder, decoded to `side` px through the cache. */
-export async function loadTrainImages(
-  data: string,
-  side: number,
-  emit: (e: JobEvent) => void,
-): Promise<ImageSet> {
+async function scan(data: string, emit: Emit): Promise<DatasetScan> {
   if (!fs.existsSync(data)) throw new Error(`dataset folder ${data} does not exist`);
-  const scan = await scanDataset(data);
-  for (const s of scan.skipped) emit({ type: 'log', level: 'warn', text: `skipped ${s.path}: ${s.reason}` });
-  const split = scan.splits.find((s) => s.name === 'train') ?? scan.splits[0];
-  if (!split) throw new Error(`dataset ${data} has no images`);
-  const loaded = await loadSplit(scan, split.name, {
+  const s = await scanDataset(data);
+  for (const k of s.skipped) emit({ type: 'log', level: 'warn', text: `skipped ${k.path}: ${k.reason}` });
+  if (s.splits.length === 0) throw new Error(`dataset ${data} has no images`);
+  return s;
+}
+
+/** One split decoded to `side` px through the cache, with its labels (-1 when unlabelled). */
+async function loadImages(
+  s: DatasetScan,
+  split: SplitName,
+  side: number,
+  emit: Emit,
+): Promise<LabelledImageSet> {
+  const loaded = await loadSplit(s, split, {
     side,
     cacheDir: nodePath.join(cacheDir(), 'images'),
-    onProgress: (done, total) => emit({ type: 'progress', phase: 'loading images', done, total }),
+    onProgress: (done, total) => emit({ type: 'progress', phase: `loading ${split} images`, done, total }),
   });
-  if (loaded.count === 0) throw new Error(`dataset ${data}: the ${split.name} split has no readable images`);
-  return { count: loaded.count, side: loaded.side, pixels: loaded.images };
+  for (const k of loaded.skipped)
+    emit({ type: 'log', level: 'warn', text: `skipped ${k.path}: ${k.reason}` });
+  for (const w of loaded.warnings) emit({ type: 'log', level: 'warn', text: w });
+  if (loaded.count === 0) throw new Error(`dataset ${s.root}: the ${split} split has no readable images`);
+  return {
+    count: loaded.count,
+    side: loaded.side,
+    pixels: loaded.images,
+    labels: loaded.labels,
+    classes: loaded.classes,
+  };
+}
+
+/** Train and validation splits of a labelled dataset (classification needs labels and a val split). */
+async function labelledSplits(
+  data: string,
+  side: number,
+  emit: Emit,
+): Promise<{ train: LabelledImageSet; val: LabelledImageSet }> {
+  const s = await scan(data, emit);
+  if (s.classes.length < 2)
+    throw new Error(`dataset ${data} is unlabelled (needs class folders or IDX labels)`);
+  if (!s.splits.some((x) => x.name === 'val')) throw new Error(`dataset ${data} has no validation split`);
+  const train = await loadImages(s, 'train', side, emit);
+  const val = await loadImages(s, 'val', side, emit);
+  return { train, val };
+}
+
+/** Input resolution of an encoder source: a run's config, a file's metadata, or a preset for 'scratch'. */
+function sourceImgSize(from: string, preset?: string): number {
+  if (from === 'scratch') {
+    if (!preset) throw new Error("fine-tuning from 'scratch' needs --preset (the architecture)");
+    return getPreset(preset).model.img_size;
+  }
+  const dir = fs.existsSync(from) && fs.statSync(from).isDirectory();
+  if (dir) {
+    const cpath = nodePath.join(from, 'config.json');
+    if (!fs.existsSync(cpath)) throw new Error(`${from}: no config.json; not a run folder`);
+    return (JSON.parse(fs.readFileSync(cpath, 'utf8')) as { model: { img_size: number } }).model.img_size;
+  }
+  const f = SafetensorsFile.open(sourceFile(from));
+  try {
+    const raw = f.metadata['config'];
+    if (raw) return (JSON.parse(raw) as { img_size: number }).img_size;
+  } finally {
+    f.close();
+  }
+  if (preset) return getPreset(preset).model.img_size;
+  throw new Error(`${from}: its metadata has no config; give --preset for its architecture`);
 }
 
 function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, 'kind'> {
   const preset = getPreset(job.preset);
-  if (!(OBJECTIVES as readonly string[]).includes(job.objective)) {
-    throw new Error(`unknown objective '${job.objective}'; use one of ${OBJECTIVES.join(', ')}`);
+  if (!isPretrainObjective(job.objective)) {
+    throw new Error(`unknown objective '${job.objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
   }
   const perStep = job.batch * job.accum;
   const stepsPerEpoch = Math.max(1, Math.floor(count / perStep));
@@ -62,7 +127,7 @@ function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, '
     preset: job.preset,
     model: preset.model,
     teacher: job.teacher === 'pixels' ? 'pixels' : nodePath.resolve(job.teacher),
-    objective: job.objective as PretrainConfig['objective'],
+    objective: job.objective,
     steps,
     batch: job.batch,
     accum: job.accum,
@@ -75,70 +140,231 @@ function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, '
   };
 }
 
-/** Runs a job to its end (or a stop request); throws on failure with a message naming the cause. */
-export async function runJob(job: JobSpec, emit: (e: JobEvent) => void, control: JobControl): Promise<void> {
-  let run: PretrainRun;
-  if (job.kind === 'pretrain') {
-    const preset = getPreset(job.preset);
-    const images = await loadTrainImages(job.data, cacheSideFor(preset.model.img_size), emit);
-    run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, images.count), images);
-    if (job.init) {
-      const f = SafetensorsFile.open(job.init);
-      try {
-        loadDigptOfficial(run.model, fileSource(f));
-      } finally {
-        f.close();
-      }
-      // the imported weights are the run's start: a resume must find them
-      run.save();
-      emit({ type: 'log', level: 'info', text: `started from ${job.init} (official D-iGPT names)` });
-    }
-  } else {
-    const cpath = nodePath.join(job.run, 'config.json');
-    if (!fs.existsSync(cpath)) throw new Error(`${job.run}: no config.json; not a run folder`);
-    const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig;
-    const images = await loadTrainImages(config.data, cacheSideFor(config.model.img_size), emit);
-    run = PretrainRun.resume(job.run, images);
-  }
+/** k-NN top-1 of the run's current encoder on the validation split (LayerNorm of the mean patch token). */
+function pretrainKnn(run: PretrainRun, train: LabelledImageSet, val: LabelledImageSet): number {
+  const cfg: DigptConfig = run.config.model;
+  const vit = new VitClassifier(vitConfigOfDigpt(cfg, train.classes.length));
   try {
-    emit({
-      type: 'run',
-      dir: run.dir,
-      startStep: run.step,
-      totalSteps: run.config.steps,
-      clustersPerSide: run.config.model.clusters_per_side,
-    });
-    while (run.step < run.config.steps && !control.stopping) {
-      if (control.paused) {
-        await new Promise((r) => setTimeout(r, 50));
-        continue;
-      }
-      const before = run.step;
+    loadClassifierParts(vit, mapSource('encoder', run.model.params.exportTorch()));
+    const n = Math.min(train.count, KNN_TRAIN_CAP);
+    const per = train.side * train.side * 3;
+    const sub: LabelledImageSet = {
+      ...train,
+      count: n,
+      pixels: train.pixels.subarray(0, n * per),
+      labels: train.labels.subarray(0, n),
+    };
+    return knn(featuresOf(vit, sub, val), sub, val).top1;
+  } finally {
+    vit.dispose();
+  }
+}
+
+async function trainLoop(
+  run: PretrainRun | FinetuneRun,
+  step: () => void,
+  emit: Emit,
+  control: JobControl,
+  total: number,
+): Promise<void> {
+  while (run.step < total && !control.stopping) {
+    if (control.paused) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    const before = run.step;
+    step();
+    if (run.step === before) break;
+    // let pause/stop messages in between steps
+    await new Promise((r) => setImmediate(r));
+  }
+  if (control.stopping && run.step < total) {
+    const folder = run.save();
+    emit({ type: 'checkpoint', folder, step: run.step });
+  }
+  emit({ type: 'done', dir: run.dir, step: run.step, stopped: control.stopping && run.step < total });
+}
+
+function checkpointFolder(run: PretrainRun | FinetuneRun): string {
+  return nodePath.join(run.dir, 'checkpoints', `step-${String(run.step).padStart(8, '0')}`);
+}
+
+async function runPretrain(run: PretrainRun, emit: Emit, control: JobControl): Promise<void> {
+  const c = run.config;
+  // the per-epoch k-NN needs labels and a validation split; an unlabelled dataset just trains
+  let evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined;
+  try {
+    evalSets = await labelledSplits(c.data, cacheSideFor(c.model.img_size), () => undefined);
+  } catch {
+    evalSets = undefined;
+  }
+  const trainCount = evalSets?.train.count ?? 0;
+  const spe = trainCount ? Math.max(1, Math.floor(trainCount / (c.batch * c.accum))) : Infinity;
+  emit({
+    type: 'run',
+    dir: run.dir,
+    startStep: run.step,
+    totalSteps: c.steps,
+    clustersPerSide: c.model.clusters_per_side,
+  });
+  await trainLoop(
+    run,
+    () => {
       run.runSteps(1, (record, m) =>
         emit({ type: 'step', record, order: m.order, clusterError: m.clusterError }),
       );
-      if (run.step % run.config.checkpoint_every === 0 || run.step === run.config.steps) {
-        emit({
-          type: 'checkpoint',
-          folder: nodePath.join(run.checkpointDir, `step-${String(run.step).padStart(8, '0')}`),
+      if (run.step % c.checkpoint_every === 0 || run.step === c.steps)
+        emit({ type: 'checkpoint', folder: checkpointFolder(run), step: run.step });
+      if (evalSets && (run.step % spe === 0 || run.step === c.steps)) {
+        const rec = {
           step: run.step,
-        });
+          epoch: run.step / spe,
+          knn_top1: pretrainKnn(run, evalSets.train, evalSets.val),
+        };
+        run.appendMetrics(rec);
+        emit({ type: 'eval', record: rec });
       }
-      if (run.step === before) break;
-      // let pause/stop messages in between steps
-      await new Promise((r) => setImmediate(r));
+    },
+    emit,
+    control,
+    c.steps,
+  );
+}
+
+async function runFinetune(run: FinetuneRun, emit: Emit, control: JobControl): Promise<void> {
+  emit({ type: 'run', dir: run.dir, startStep: run.step, totalSteps: run.config.steps, clustersPerSide: 0 });
+  await trainLoop(
+    run,
+    () => {
+      run.runSteps(
+        1,
+        (record) => emit({ type: 'step', record }),
+        (ev) => emit({ type: 'eval', record: { ...ev } as Record<string, number | string> }),
+      );
+      if (run.step % run.config.checkpoint_every === 0 || run.step === run.config.steps) {
+        emit({ type: 'checkpoint', folder: checkpointFolder(run), step: run.step });
+      }
+    },
+    emit,
+    control,
+    run.config.steps,
+  );
+}
+
+async function startFinetune(job: FinetuneJob, emit: Emit): Promise<FinetuneRun> {
+  const side = cacheSideFor(sourceImgSize(job.from, job.preset));
+  const { train, val } = await labelledSplits(job.data, side, emit);
+  return FinetuneRun.create(
+    nodePath.resolve(job.out),
+    {
+      from: job.from,
+      data: job.data,
+      ...(job.preset ? { preset: job.preset } : {}),
+      ...(job.steps !== undefined ? { steps: job.steps } : {}),
+      ...(job.epochs !== undefined ? { epochs: job.epochs } : {}),
+      batch: job.batch,
+      accum: job.accum,
+      seed: job.seed,
+      ...(job.blr !== undefined ? { blr: job.blr } : {}),
+      ...(job.warmupEpochs !== undefined ? { warmup_epochs: job.warmupEpochs } : {}),
+      ...(job.checkpointEvery !== undefined ? { checkpoint_every: job.checkpointEvery } : {}),
+    },
+    train,
+    val,
+  );
+}
+
+async function runEval(job: EvalJob, emit: Emit): Promise<void> {
+  const side = cacheSideFor(sourceImgSize(job.source));
+  const { train, val } = await labelledSplits(job.data, side, emit);
+  emit({ type: 'progress', phase: 'features', done: 0, total: 1 });
+  const result =
+    job.kind === 'knn'
+      ? knn(job.source, train, val, { ...(job.k !== undefined ? { k: job.k } : {}) })
+      : probe(job.source, train, val, {
+          seed: job.seed,
+          ...(job.epochs !== undefined ? { epochs: job.epochs } : {}),
+        });
+  const out: Record<string, number | string> = {
+    kind: job.kind,
+    top1: result.top1,
+    dim: result.dim,
+    train: train.count,
+    val: val.count,
+  };
+  if ('train_top1' in result) out['train_top1'] = result.train_top1;
+  if ('k' in result) out['k'] = result.k;
+  emit({ type: 'result', result: out });
+  emit({ type: 'done', dir: '', step: 0, stopped: false });
+}
+
+/** Runs a job to its end (or a stop request); throws on failure with a message naming the cause. */
+export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Promise<void> {
+  switch (job.kind) {
+    case 'pretrain': {
+      const preset = getPreset(job.preset);
+      const s = await scan(job.data, emit);
+      const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
+      const images = await loadImages(s, split.name, cacheSideFor(preset.model.img_size), emit);
+      const run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, images.count), images);
+      try {
+        if (job.init) {
+          const f = SafetensorsFile.open(job.init);
+          try {
+            loadDigptOfficial(run.model as Parameters<typeof loadDigptOfficial>[0], fileSource(f));
+          } finally {
+            f.close();
+          }
+          // the imported weights are the run's start: a resume must find them
+          run.save();
+          emit({ type: 'log', level: 'info', text: `started from ${job.init} (official D-iGPT names)` });
+        }
+        await runPretrain(run, emit, control);
+      } finally {
+        run.dispose();
+      }
+      return;
     }
-    if (control.stopping && run.step < run.config.steps) {
-      const folder = run.save();
-      emit({ type: 'checkpoint', folder, step: run.step });
+    case 'finetune': {
+      const run = await startFinetune(job, emit);
+      try {
+        await runFinetune(run, emit, control);
+      } finally {
+        run.dispose();
+      }
+      return;
     }
-    emit({
-      type: 'done',
-      dir: run.dir,
-      step: run.step,
-      stopped: control.stopping && run.step < run.config.steps,
-    });
-  } finally {
-    run.dispose();
+    case 'resume': {
+      const cpath = nodePath.join(job.run, 'config.json');
+      if (!fs.existsSync(cpath)) throw new Error(`${job.run}: no config.json; not a run folder`);
+      const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig | FinetuneConfig;
+      if (config.kind === 'finetune') {
+        if (!config.data)
+          throw new Error(`${job.run}: the run's config.json does not say which dataset it used`);
+        const { train, val } = await labelledSplits(config.data, cacheSideFor(config.model.img_size), emit);
+        const run = FinetuneRun.resume(job.run, train, val);
+        try {
+          await runFinetune(run, emit, control);
+        } finally {
+          run.dispose();
+        }
+        return;
+      }
+      const model = resolveDigptConfig({ ...config.model });
+      const s = await scan(config.data, emit);
+      const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
+      const images = await loadImages(s, split.name, cacheSideFor(model.img_size), emit);
+      const run = PretrainRun.resume(job.run, images);
+      try {
+        await runPretrain(run, emit, control);
+      } finally {
+        run.dispose();
+      }
+      return;
+    }
+    case 'probe':
+    case 'knn':
+      await runEval(job, emit);
+      return;
   }
 }

@@ -1,6 +1,17 @@
 // Messages between the job host and the engine's worker thread (Signal-style: readonly unions with a sequence number).
 import type { StepRecord } from '../train/pretrain-run.js';
 
+/** A fine-tuning step as the job reports it. */
+export interface FinetuneStepLine {
+  readonly step: number;
+  readonly loss: number;
+  readonly lr: number;
+  readonly img_per_s: number;
+  readonly epoch: number;
+  readonly loss_gen?: undefined;
+  readonly loss_dis?: undefined;
+}
+
 /** A D-iGPT pretraining job as the CLI, the desktop app and `serve` describe it. */
 export interface PretrainJob {
   readonly kind: 'pretrain';
@@ -24,12 +35,45 @@ export interface PretrainJob {
   readonly init?: string;
 }
 
+/** Continue a pretraining or fine-tuning run from its newest good checkpoint. */
 export interface ResumeJob {
   readonly kind: 'resume';
   readonly run: string;
 }
 
-export type JobSpec = PretrainJob | ResumeJob;
+/** Fine-tune a classifier on a labelled dataset (the spec's recipe; see app/train/finetune-run.ts for defaults). */
+export interface FinetuneJob {
+  readonly kind: 'finetune';
+  readonly data: string;
+  /** A pretraining run, a fine-tuning run, a weights file, or 'scratch'. */
+  readonly from: string;
+  /** Architecture for 'scratch': a D-iGPT preset whose encoder is used. */
+  readonly preset?: string;
+  readonly steps?: number;
+  readonly epochs?: number;
+  readonly batch: number;
+  readonly accum: number;
+  readonly seed: number;
+  readonly blr?: number;
+  readonly warmupEpochs?: number;
+  readonly out: string;
+  readonly checkpointEvery?: number;
+}
+
+/** Evaluate a frozen encoder on a labelled dataset: a linear probe or weighted k-NN, top-1 on the validation split. */
+export interface EvalJob {
+  readonly kind: 'probe' | 'knn';
+  readonly data: string;
+  /** A pretraining run, a fine-tuning run or a weights file. */
+  readonly source: string;
+  readonly seed: number;
+  /** k of k-NN (20). */
+  readonly k?: number;
+  /** Epochs of the probe (90). */
+  readonly epochs?: number;
+}
+
+export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob;
 
 export type HostMessage =
   | { readonly seq: number; readonly type: 'start'; readonly job: JobSpec }
@@ -58,11 +102,22 @@ export type WorkerEvent =
   | {
       readonly seq: number;
       readonly type: 'step';
-      readonly record: StepRecord;
-      /** Cluster order of the last micro-batch, [B*K]. */
-      readonly order: Int32Array;
-      /** Per-cluster error of the last micro-batch, [B*(K-1)], in sequence order. */
-      readonly clusterError: Float32Array;
+      /** Pretraining steps carry StepRecord; fine-tuning steps its own record (step, loss, lr, epoch, img_per_s). */
+      readonly record: StepRecord | FinetuneStepLine;
+      /** Cluster order of the last micro-batch, [B*K] (pretraining only). */
+      readonly order?: Int32Array;
+      /** Per-cluster error of the last micro-batch, [B*(K-1)], in sequence order (pretraining only). */
+      readonly clusterError?: Float32Array;
+    }
+  | {
+      readonly seq: number;
+      readonly type: 'eval';
+      readonly record: Readonly<Record<string, number | string>>;
+    }
+  | {
+      readonly seq: number;
+      readonly type: 'result';
+      readonly result: Readonly<Record<string, number | string>>;
     }
   | { readonly seq: number; readonly type: 'checkpoint'; readonly folder: string; readonly step: number }
   | { readonly seq: number; readonly type: 'paused' | 'continued' }

@@ -11,8 +11,11 @@ let seq = 0;
 function emit(e: JobEvent): void {
   const msg = { ...e, seq: seq++ } as WorkerEvent;
   // large arrays travel as transferred buffers
-  const transfer =
-    msg.type === 'step' ? [msg.order.buffer as ArrayBuffer, msg.clusterError.buffer as ArrayBuffer] : [];
+  const transfer: ArrayBuffer[] = [];
+  if (msg.type === 'step') {
+    if (msg.order) transfer.push(msg.order.buffer as ArrayBuffer);
+    if (msg.clusterError) transfer.push(msg.clusterError.buffer as ArrayBuffer);
+  }
   port?.postMessage(msg, transfer);
 }
 

@@ -4,8 +4,10 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
-import { DigptModel } from '../../engine/models/digpt.js';
+import type { DigptModel } from '../../engine/models/digpt.js';
+import { createPretrainModel, isPretrainObjective, type PretrainModel } from '../../engine/models/factory.js';
 import { exportDigptOfficial, fileSource, loadDigptCanonical, saveWeights } from '../../engine/models/naming.js';
+import { sincos2d } from '../../engine/models/geometry.js';
 import { latestGoodCheckpoint } from './checkpoint.js';
 
 export type ExportFormat = 'timm' | 'digpt' | 'tfjs';
@@ -13,8 +15,8 @@ export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs']
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
-/** The pretrained D-iGPT model of a run's newest good checkpoint. */
-export function loadRunModel(runDir: string): { model: DigptModel; step: number; folder: string } {
+/** The pretrained model (any objective) of a run's newest good checkpoint. */
+export function loadRunModel(runDir: string): { model: PretrainModel; step: number; folder: string } {
   const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   const path = nodePath.join(ck.folder, 'model.safetensors');
@@ -22,8 +24,9 @@ export function loadRunModel(runDir: string): { model: DigptModel; step: number;
   try {
     const raw = f.metadata['config'];
     if (!raw) throw new Error(`${path}: __metadata__ has no config`);
-    const objective = (f.metadata['objective'] ?? 'digpt') as 'digpt';
-    const model = new DigptModel(JSON.parse(raw) as DigptConfig, { objective });
+    const objective = f.metadata['objective'] ?? 'digpt';
+    if (!isPretrainObjective(objective)) throw new Error(`${path}: unknown objective '${objective}' in its metadata`);
+    const model = createPretrainModel(JSON.parse(raw) as DigptConfig, { objective });
     try {
       loadDigptCanonical(model, fileSource(f));
     } catch (e) {
@@ -40,14 +43,23 @@ export function loadRunModel(runDir: string): { model: DigptModel; step: number;
  * The encoder in timm's VisionTransformer names: patch_embed, cls_token, pos_embed (the fixed sin-cos table with its
  * cls slot first, as timm orders tokens), blocks. A timm model loads it with strict=False; its fc_norm/head are new.
  */
-export function timmEncoder(model: DigptModel): Tensors {
+export function timmEncoder(model: PretrainModel): Tensors {
   const out: Tensors = new Map();
   for (const [k, v] of model.params.exportTorch()) {
     if (k === 'cls_token' || k.startsWith('patch_embed.') || k.startsWith('blocks.')) out.set(k, v);
   }
-  const gg = model.geometry.grid ** 2;
-  out.set('pos_embed', { shape: [1, 1 + gg, model.config.embed_dim], data: model.posEmbedWithCls() });
+  const c = model.config;
+  const grid = c.img_size / c.patch_size;
+  out.set('pos_embed', { shape: [1, 1 + grid * grid, c.embed_dim], data: sincos2d(c.embed_dim, grid, true) });
   return out;
+}
+
+/** Official names exist for the D-iGPT objectives only (kd and mae runs export timm or tfjs). */
+function official(model: PretrainModel): Tensors {
+  if (model.objective === 'kd' || model.objective === 'mae') {
+    throw new Error(`a ${model.objective} run has no official D-iGPT names; export it as timm or tfjs`);
+  }
+  return exportDigptOfficial(model as unknown as DigptModel);
 }
 
 /** A TF.js weights folder: model.json (config + weightsManifest) and one binary shard, readable by tf.io.loadWeights. */
@@ -68,24 +80,47 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown): P
   fs.writeFileSync(nodePath.join(dir, 'model.json'), JSON.stringify(manifest, null, 1));
 }
 
+/** A fine-tuning run's classifier: timm names with head (as checkpointed), or TF.js. */
+async function exportClassifierRun(runDir: string, format: ExportFormat, path: string): Promise<{ path: string; tensors: number; step: number }> {
+  const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
+  if (format === 'digpt') throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);
+  const src = nodePath.join(ck.folder, 'model.safetensors');
+  const f = SafetensorsFile.open(src);
+  try {
+    const tensors: Tensors = new Map(f.keys().map((k) => [k, { shape: [...f.entry(k).shape], data: f.readFloat32(k) }]));
+    if (format === 'timm') saveWeights(path, tensors, { ...f.metadata, step: String(ck.manifest.step) });
+    else await writeTfjs(path, tensors, JSON.parse(f.metadata['config'] ?? 'null'));
+    return { path, tensors: tensors.size, step: ck.manifest.step };
+  } finally {
+    f.close();
+  }
+}
+
 /** Writes the export and returns what was written. `out` defaults to RUN_DIR/export/<format>[.safetensors]. */
 export async function exportRun(runDir: string, format: ExportFormat, out?: string): Promise<{ path: string; tensors: number; step: number }> {
   if (!EXPORT_FORMATS.includes(format)) throw new Error(`unknown export format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
+  const cpath = nodePath.join(runDir, 'config.json');
+  if (!fs.existsSync(cpath)) throw new Error(`${runDir}: no config.json; not a run folder`);
+  const dflt = nodePath.join(runDir, 'export', format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
+  const target = nodePath.resolve(out ?? dflt);
+  fs.mkdirSync(nodePath.dirname(target), { recursive: true });
+  if ((JSON.parse(fs.readFileSync(cpath, 'utf8')) as { kind?: string }).kind === 'finetune') {
+    return exportClassifierRun(runDir, format, target);
+  }
   const { model, step } = loadRunModel(runDir);
   try {
     const meta = { config: JSON.stringify(model.config), step: String(step), source: nodePath.resolve(runDir) };
-    const dflt = nodePath.join(runDir, 'export', format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
-    const path = nodePath.resolve(out ?? dflt);
-    fs.mkdirSync(nodePath.dirname(path), { recursive: true });
+    const path = target;
     let tensors: Tensors;
     if (format === 'timm') {
       tensors = timmEncoder(model);
       saveWeights(path, tensors, { ...meta, kind: 'timm_vit_encoder', note: 'load with strict=False: fc_norm and head are new' });
     } else if (format === 'digpt') {
-      tensors = exportDigptOfficial(model);
+      tensors = official(model);
       saveWeights(path, tensors, { ...meta, kind: 'digpt' });
     } else {
-      tensors = exportDigptOfficial(model);
+      tensors = model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);
       await writeTfjs(path, tensors, model.config);
     }
     return { path, tensors: tensors.size, step };

@@ -40,6 +40,8 @@ export interface LabelledImageSet extends ImageSet {
 export interface FinetuneOptions {
   /** A pretraining run folder, a fine-tuning run folder, a safetensors file (vit_classifier or D-iGPT), or 'scratch'. */
   readonly from: string;
+  /** The dataset folder, recorded so that `digpt resume` can reload it. */
+  readonly data?: string;
   /** Architecture for 'scratch' (or a file without a config in its metadata); num_classes comes from the data. */
   readonly model?: Partial<VitConfig>;
   /** A D-iGPT preset name whose encoder gives the architecture (instead of `model`). */
@@ -85,6 +87,8 @@ export interface FinetuneOptions {
 export interface FinetuneConfig {
   readonly kind: 'finetune';
   readonly from: string;
+  /** The dataset folder (absolute), when the run was started from one. */
+  readonly data?: string;
   readonly model: VitConfig;
   readonly classes: readonly string[];
   readonly steps: number;
@@ -412,6 +416,7 @@ export class FinetuneRun {
       const config: FinetuneConfig = {
         kind: 'finetune',
         from: o.from,
+        ...(o.data !== undefined ? { data: nodePath.resolve(o.data) } : {}),
         model: opened.vit.config,
         classes,
         steps,

@@ -238,11 +238,16 @@ export class PretrainRun {
         epoch: this.state.epoch,
         time: new Date().toISOString(),
       };
-      fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+      this.appendMetrics(rec);
       onStep?.(rec, m);
       if (this.state.step % this.config.checkpoint_every === 0 || this.state.step === this.config.steps)
         this.save();
     }
+  }
+
+  /** Appends one JSON line to metrics.jsonl (steps, and evaluations such as the per-epoch k-NN). */
+  appendMetrics(rec: object): void {
+    fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
   }
 
   /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */

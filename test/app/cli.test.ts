@@ -34,12 +34,28 @@ const TRAIN = [
   '3',
 ];
 
+/** Runs digpt and kills it with SIGKILL as soon as its stdout matches `when`. */
+async function killAfter(args: string[], when: RegExp): Promise<void> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env });
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (when.test(buf)) child.kill('SIGKILL');
+    });
+    child.on('exit', () => resolve());
+    child.on('error', reject);
+  });
+}
+
 function losses(run: string): number[] {
   return fs
     .readFileSync(nodePath.join(run, 'metrics.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => (JSON.parse(l) as { loss: number }).loss);
+    .map((l) => JSON.parse(l) as { loss?: number })
+    .filter((r) => r.loss !== undefined)
+    .map((r) => r.loss as number);
 }
 
 describe('digpt datasets scan', () => {
@@ -151,6 +167,98 @@ describe('digpt pretrain / resume / export', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /started from .*digpt\.safetensors \(official D-iGPT names\)/);
     assert.ok(fs.existsSync(nodePath.join(run, 'checkpoints', 'step-00000000')));
+  });
+});
+
+describe('digpt finetune / probe / knn', () => {
+  const full = nodePath.join(tmp, 'full');
+  const ft = nodePath.join(tmp, 'ft');
+  const teacher = nodePath.join(tmp, 'teacher.safetensors');
+  const FT = [
+    '--data',
+    BUILTIN_SAMPLE_DIR,
+    '--batch',
+    '16',
+    '--seed',
+    '1',
+    '--blr',
+    '0.002',
+    '--warmup-epochs',
+    '0.05',
+  ];
+
+  it('fine-tunes the pretrained encoder, evaluates on val, and exports a classifier that serves as a teacher', () => {
+    const r = digpt(
+      'finetune',
+      ...FT,
+      '--from',
+      full,
+      '--steps',
+      '4',
+      '--out',
+      ft,
+      '--export',
+      teacher,
+      '--json',
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; val_top1?: number });
+    assert.deepEqual(events.filter((e) => e.event === 'finetune').length, 4);
+    const ev = events.find((e) => e.event === 'eval');
+    assert.ok(ev && typeof ev.val_top1 === 'number' && ev.val_top1 >= 0 && ev.val_top1 <= 1);
+    const t = digpt(
+      'pretrain',
+      ...TRAIN.map((a) => (a === 'pixels' ? teacher : a)),
+      '--steps',
+      '1',
+      '--out',
+      nodePath.join(tmp, 'with-teacher'),
+    );
+    assert.equal(t.status, 0, t.stderr);
+    const cfg = JSON.parse(fs.readFileSync(nodePath.join(tmp, 'with-teacher', 'config.json'), 'utf8')) as {
+      model: { teacher_dim: number; teacher_grid: number };
+    };
+    assert.deepEqual([cfg.model.teacher_grid, cfg.model.teacher_dim], [8, 64]);
+  });
+
+  it('resumes a killed fine-tuning run to the same losses', async () => {
+    const a = nodePath.join(tmp, 'ft-a');
+    const b = nodePath.join(tmp, 'ft-b');
+    const args = ['finetune', ...FT, '--from', full, '--steps', '4', '--checkpoint-every', '2', '--json'];
+    assert.equal(digpt(...args, '--out', a).status, 0);
+    await killAfter([...args, '--out', b], /"event":"finetune","done":3/);
+    const r = digpt('resume', b, '--json');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(losses(b), losses(a));
+  });
+
+  it('probes and k-NNs a frozen encoder, reporting val top-1', () => {
+    for (const cmd of ['probe', 'knn']) {
+      const r = digpt(
+        cmd,
+        '--data',
+        BUILTIN_SAMPLE_DIR,
+        '--from',
+        full,
+        ...(cmd === 'probe' ? ['--epochs', '5'] : []),
+        '--json',
+      );
+      assert.equal(r.status, 0, r.stderr);
+      const res = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as {
+        event: string;
+        kind: string;
+        top1: number;
+        val: number;
+      };
+      assert.equal(res.event, 'result');
+      assert.equal(res.kind, cmd);
+      assert.equal(res.val, 300);
+      // ten classes: a pretrained encoder's features are far better than chance even after 6 steps
+      assert.ok(res.top1 > 0.2 && res.top1 <= 1, `${cmd} top-1 ${res.top1}`);
+    }
   });
 });
 
