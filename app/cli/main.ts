@@ -4,7 +4,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { initBackend } from '../../engine/backend.js';
 import { PRESETS } from '../../engine/config.js';
 import { PRETRAIN_OBJECTIVES } from '../../engine/models/factory.js';
-import { formatScan, scanDataset } from '../datasets/index.js';
+import { BUILTIN_SAMPLE_DIR, formatScan, scanDataset } from '../datasets/index.js';
+import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
 import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../runs/export.js';
@@ -28,6 +29,8 @@ commands:
   knn --data DIR --from RUN|FILE [--k N] [--json]                      weighted k-NN, val top-1
   resume RUN_DIR [--json]                     continue a run from its newest good checkpoint
   export RUN_DIR --format timm|digpt|tfjs [--out PATH]
+  demo [--steps N] [--out RUN_DIR] [--json]   pretrain digpt-micro-32 on the built-in sample with the
+                                              built-in teacher, then linear-probe it (a few minutes)
   presets                                     the named model presets
 
 presets: ${PRESETS.map((p) => p.name).join(', ')}`;
@@ -214,6 +217,45 @@ async function main(argv: string[]): Promise<number> {
     case '-h':
       process.stdout.write(`${USAGE}\n`);
       return cmd === undefined ? 2 : 0;
+    case 'demo': {
+      const { values } = parse(rest, {
+        steps: { type: 'string' },
+        out: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+      const out = nodePath.resolve(values.out ?? nodePath.join('runs', `demo-${stamp}`));
+      const json = values.json === true;
+      const t0 = performance.now();
+      const code = await runJobCli(
+        {
+          kind: 'pretrain',
+          data: BUILTIN_SAMPLE_DIR,
+          preset: 'digpt-micro-32',
+          teacher: BUILTIN_TEACHER,
+          objective: 'digpt',
+          steps: int(values.steps, '--steps', 120),
+          batch: 32,
+          accum: 1,
+          seed: 0,
+          blr: 5e-3,
+          out,
+          checkpointEvery: 60,
+        },
+        json,
+      );
+      if (code !== 0) return code;
+      const probeCode = await runJobCli(
+        { kind: 'probe', data: BUILTIN_SAMPLE_DIR, source: out, seed: 0 },
+        json,
+      );
+      if (probeCode === 0 && !json) {
+        process.stdout.write(
+          `demo: run folder ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s in all)\n`,
+        );
+      }
+      return probeCode;
+    }
     case 'presets':
       for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);
       return 0;
