@@ -1,6 +1,6 @@
 // Transformer pieces shared by the student encoder, the decoders and the classifier (timm/MAE names and semantics).
 import * as tf from '@tensorflow/tfjs-core';
-import { attentionCore, gelu, layerNorm, linear } from '../ops/nn.js';
+import { crossAttentionCore, gelu, layerNorm, linear, selfAttentionCore } from '../ops/nn.js';
 import { linearSpecs, normSpecs, type ParamSet, type ParamSpec } from './params.js';
 
 type T2 = tf.Tensor2D;
@@ -71,10 +71,8 @@ export function selfAttention(
   heads: number,
   mask: T2 | null,
 ): T2 {
-  const c = x.shape[1];
   const qkv = dense(ps, `${prefix}.qkv`, x); // [B*N, 3C], columns q | k | v
-  const [q, k, v] = tf.split(qkv, [c, c, c], 1) as [T2, T2, T2];
-  return dense(ps, `${prefix}.proj`, attentionCore(q, k, v, batch, heads, mask));
+  return dense(ps, `${prefix}.proj`, selfAttentionCore(qkv, batch, heads, mask));
 }
 
 /** Cross-attention: queries from x [B*N, C], keys and values from memory [B*M, C]. */
@@ -87,10 +85,9 @@ export function crossAttention(
   heads: number,
   mask: T2 | null,
 ): T2 {
-  const c = x.shape[1];
   const q = dense(ps, `${prefix}.q`, x);
-  const [k, v] = tf.split(dense(ps, `${prefix}.kv`, memory), [c, c], 1) as [T2, T2];
-  return dense(ps, `${prefix}.proj`, attentionCore(q, k, v, batch, heads, mask));
+  const kv = dense(ps, `${prefix}.kv`, memory); // [B*M, 2C], columns k | v
+  return dense(ps, `${prefix}.proj`, crossAttentionCore(q, kv, batch, heads, mask));
 }
 
 export function mlp(ps: ParamSet, prefix: string, x: T2): T2 {

@@ -30,7 +30,9 @@ function custom(
 ): (...xs: tf.Tensor[]) => tf.Tensor {
   const g = tf.customGrad(((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
-    return f(args.slice(0, -1) as tf.Tensor[], save);
+    const { value, gradFunc } = f(args.slice(0, -1) as tf.Tensor[], save);
+    // tfjs runs a custom gradient outside any tidy, so its temporaries would live until the whole backward pass ends
+    return { value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => gradFunc(dy, saved)) };
   }) as Parameters<typeof tf.customGrad>[0]);
   return (...xs: tf.Tensor[]) => g(...xs);
 }
@@ -177,6 +179,105 @@ export function permuteRows(x: T2, perm: tf.Tensor1D, inverse: tf.Tensor1D): T2 
     };
   });
   return f(x) as T2;
+}
+
+/**
+ * Heads of the column blocks [off, off+h) (in units of d) of x [B*R, g*d]: [B*h, R, d], or [B*h, d, R] when
+ * `transposed` (keys laid out for q @ k^T without a transpose flag).
+ */
+function headsOf(x: T2, batch: number, off: number, heads: number, d: number, transposed: boolean): T3 {
+  const r = x.shape[0] / batch;
+  const g = x.shape[1] / d;
+  // [B*R, g*d] -> [B, R, g, d] -> the h blocks [B, R, h, d] -> [B, h, R, d] (or [B, h, d, R]) -> [B*h, ., .]
+  let x4: tf.Tensor = tf.reshape(x, [batch, r, g, d]);
+  if (off !== 0 || heads !== g) x4 = tf.gather(x4, tf.range(off, off + heads, 1, 'int32'), 2);
+  const t = tf.transpose(x4, transposed ? [0, 2, 3, 1] : [0, 2, 1, 3]);
+  return tf.reshape(t, [batch * heads, transposed ? d : r, transposed ? r : d]) as T3;
+}
+
+/** Per-head products as a loop of plain 2-D products: a [n, P, Q] @ b [n, Q, R] -> [n, P, R]. */
+function headLoop(a: tf.Tensor[], b: tf.Tensor[]): T3 {
+  return tf.stack(a.map((ai, i) => mm(ai, b[i] as tf.Tensor))) as T3;
+}
+
+/** Head gradients [B*h, R, d] of column blocks covering all of x's columns in order -> dx [B*R, g*d]. */
+function fromHeads(parts: T3[], batch: number, heads: number, d: number): T2 {
+  const r = (parts[0] as T3).shape[1];
+  // each [B*h, R, d] -> [B, h, R, d]; side by side [B, g, R, d] -> [B, R, g, d] -> [B*R, g*d]
+  const blocks = parts.map((p) => tf.reshape(p, [batch, heads, r, d]));
+  const all = blocks.length === 1 ? (blocks[0] as tf.Tensor) : tf.concat(blocks, 1);
+  return tf.reshape(tf.transpose(all, [0, 2, 1, 3]), [batch * r, parts.length * heads * d]) as T2;
+}
+
+/**
+ * wasm attention as ONE differentiable op over the packed projections: `src` is [qkv] (self-attention, q | k | v
+ * column blocks of [B*N, 3C]) or [q, kv] (cross-attention, q [B*N, C] and k | v blocks of [B*M, 2C]). Inside, the
+ * per-(sample, head) products are a loop of plain 2-D products. Being one op keeps the head splits, scores and
+ * probabilities (and their gradients) off tfjs's tape, which holds every recorded tensor until the backward ends.
+ */
+function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null): T2 {
+  const self = src.length === 1;
+  const qSrc = src[0] as T2;
+  const kvSrc = src[src.length - 1] as T2;
+  const c = self ? qSrc.shape[1] / 3 : qSrc.shape[1];
+  const d = c / heads;
+  const n = qSrc.shape[0] / batch;
+  // column block offsets (in heads) of q, k and v in their sources
+  const ko = self ? heads : 0;
+  const vo = ko + heads;
+  const scale = d ** -0.5;
+  const f = custom((inputs, save) => {
+    const xq = inputs[0] as T2;
+    const xkv = inputs[inputs.length - 1] as T2;
+    const q = tf.unstack(headsOf(xq, batch, 0, heads, d, false));
+    const kT = tf.unstack(headsOf(xkv, batch, ko, heads, d, true));
+    const v = tf.unstack(headsOf(xkv, batch, vo, heads, d, false));
+    let scores: tf.Tensor = tf.mul(headLoop(q, kT), scale); // [B*h, N, M]
+    if (mask) scores = tf.add(scores, mask);
+    const p = tf.softmax(scores) as T3;
+    const o = headLoop(tf.unstack(p), v); // [B*h, N, d]
+    save([...inputs, p]);
+    // [B*h, N, d] -> [B, h, N, d] -> [B, N, h, d] -> [B*N, C]
+    const value = tf.reshape(tf.transpose(tf.reshape(o, [batch, heads, n, d]), [0, 2, 1, 3]), [batch * n, c]);
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const sq = saved[0] as T2;
+        const skv = saved[saved.length - 2] as T2;
+        const sp = saved[saved.length - 1] as T3;
+        // dO [B*N, C] -> [B*h, N, d]
+        const dO = tf.unstack(headsOf(dy as T2, batch, 0, heads, d, false));
+        const dP = headLoop(dO, tf.unstack(headsOf(skv, batch, vo, heads, d, true))); // dO @ v^T
+        const dV = headLoop(tf.unstack(tf.transpose(sp, T3D)), dO); // P^T @ dO
+        // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
+        const dS = tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
+        const dQ = headLoop(tf.unstack(dS), tf.unstack(headsOf(skv, batch, ko, heads, d, false))); // dS @ k
+        const dK = headLoop(
+          tf.unstack(tf.transpose(dS, T3D)),
+          tf.unstack(headsOf(sq, batch, 0, heads, d, false)),
+        );
+        if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
+        return [fromHeads([dQ], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
+      },
+    };
+  });
+  return f(...src) as T2;
+}
+
+/** Self-attention of the packed projections qkv [B*N, 3C] (q | k | v column blocks) -> [B*N, C]. */
+export function selfAttentionCore(qkv: T2, batch: number, heads: number, mask: T2 | null): T2 {
+  if (needsPlainMatMul()) return fusedAttention([qkv], batch, heads, mask);
+  const c = qkv.shape[1] / 3;
+  const [q, k, v] = tf.split(qkv, [c, c, c], 1) as [T2, T2, T2];
+  return attentionCore(q, k, v, batch, heads, mask);
+}
+
+/** Cross-attention of queries q [B*N, C] to packed keys and values kv [B*M, 2C] (k | v column blocks). */
+export function crossAttentionCore(q: T2, kv: T2, batch: number, heads: number, mask: T2 | null): T2 {
+  if (needsPlainMatMul()) return fusedAttention([q, kv], batch, heads, mask);
+  const c = q.shape[1];
+  const [k, v] = tf.split(kv, [c, c], 1) as [T2, T2];
+  return attentionCore(q, k, v, batch, heads, mask);
 }
 
 /**
