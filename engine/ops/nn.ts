@@ -218,7 +218,6 @@ function fromHeads(parts: T3[], batch: number, heads: number, d: number): T2 {
 function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null): T2 {
   const self = src.length === 1;
   const qSrc = src[0] as T2;
-  const kvSrc = src[src.length - 1] as T2;
   const c = self ? qSrc.shape[1] / 3 : qSrc.shape[1];
   const d = c / heads;
   const n = qSrc.shape[0] / batch;
