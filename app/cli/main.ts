@@ -25,6 +25,8 @@ commands:
   finetune --data DIR --from RUN|FILE|scratch [--preset NAME] [--epochs N | --steps N]
            [--batch N] [--accum N] [--seed S] [--blr X] [--warmup-epochs N] [--out RUN_DIR]
            [--checkpoint-every STEPS] [--export PATH] [--json]
+           [--layer-decay 0.65] [--drop-path 0.1] [--smoothing 0.1] [--mixup 0.8] [--cutmix 1.0]
+           [--erase 0.25]                      the recipe's defaults; 0 switches a piece off
   probe --data DIR --from RUN|FILE [--epochs N] [--seed S] [--json]    linear probe, val top-1
   knn --data DIR --from RUN|FILE [--k N] [--json]                      weighted k-NN, val top-1
   resume RUN_DIR [--json]                     continue a run from its newest good checkpoint
@@ -299,6 +301,12 @@ async function main(argv: string[]): Promise<number> {
         out: { type: 'string' },
         'checkpoint-every': { type: 'string' },
         export: { type: 'string' },
+        'layer-decay': { type: 'string' },
+        'drop-path': { type: 'string' },
+        smoothing: { type: 'string' },
+        mixup: { type: 'string' },
+        cutmix: { type: 'string' },
+        erase: { type: 'string' },
         json: { type: 'boolean' },
       });
       const steps = values.steps !== undefined ? int(values.steps, '--steps') : undefined;
@@ -307,6 +315,21 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError('give --steps or --epochs, not both');
       const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
       const out = values.out ?? nodePath.join('runs', `finetune-${stamp}`);
+      /** A recipe number that may be 0 (switches the piece off). */
+      const opt = (flag: string, v: string | undefined): number | undefined => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number >= 0, got '${v}'`);
+        return n;
+      };
+      const recipe = {
+        layerDecay: opt('--layer-decay', values['layer-decay']),
+        dropPath: opt('--drop-path', values['drop-path']),
+        smoothing: opt('--smoothing', values.smoothing),
+        mixup: opt('--mixup', values.mixup),
+        cutmix: opt('--cutmix', values.cutmix),
+        erase: opt('--erase', values.erase),
+      };
       const code = await runJobCli(
         {
           kind: 'finetune',
@@ -323,6 +346,7 @@ async function main(argv: string[]): Promise<number> {
             ? { warmupEpochs: num(values['warmup-epochs'], '--warmup-epochs', 5) }
             : {}),
           out,
+          ...Object.fromEntries(Object.entries(recipe).filter(([, v]) => v !== undefined)),
           ...(values['checkpoint-every'] !== undefined
             ? { checkpointEvery: Math.max(1, int(values['checkpoint-every'], '--checkpoint-every')) }
             : {}),

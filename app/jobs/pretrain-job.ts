@@ -189,15 +189,30 @@ function checkpointFolder(run: PretrainRun | FinetuneRun): string {
   return nodePath.join(run.dir, 'checkpoints', `step-${String(run.step).padStart(8, '0')}`);
 }
 
-async function runPretrain(run: PretrainRun, emit: Emit, control: JobControl): Promise<void> {
+/**
+ * The images a pretraining run trains on, and (for a labelled dataset with a validation split) the sets its
+ * per-epoch k-NN uses; the train images are decoded once for both.
+ */
+async function pretrainData(
+  data: string,
+  side: number,
+  emit: Emit,
+): Promise<{ train: LabelledImageSet; evalSets?: { train: LabelledImageSet; val: LabelledImageSet } }> {
+  const s = await scan(data, emit);
+  const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
+  const train = await loadImages(s, split.name, side, emit);
+  const labelled = s.classes.length >= 2 && split.name === 'train' && s.splits.some((x) => x.name === 'val');
+  if (!labelled) return { train };
+  return { train, evalSets: { train, val: await loadImages(s, 'val', side, emit) } };
+}
+
+async function runPretrain(
+  run: PretrainRun,
+  evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined,
+  emit: Emit,
+  control: JobControl,
+): Promise<void> {
   const c = run.config;
-  // the per-epoch k-NN needs labels and a validation split; an unlabelled dataset just trains
-  let evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined;
-  try {
-    evalSets = await labelledSplits(c.data, cacheSideFor(c.model.img_size), () => undefined);
-  } catch {
-    evalSets = undefined;
-  }
   const trainCount = evalSets?.train.count ?? 0;
   const spe = trainCount ? Math.max(1, Math.floor(trainCount / (c.batch * c.accum))) : Infinity;
   emit({
@@ -268,6 +283,12 @@ async function startFinetune(job: FinetuneJob, emit: Emit): Promise<FinetuneRun>
       ...(job.blr !== undefined ? { blr: job.blr } : {}),
       ...(job.warmupEpochs !== undefined ? { warmup_epochs: job.warmupEpochs } : {}),
       ...(job.checkpointEvery !== undefined ? { checkpoint_every: job.checkpointEvery } : {}),
+      ...(job.layerDecay !== undefined ? { layer_decay: job.layerDecay } : {}),
+      ...(job.dropPath !== undefined ? { drop_path: job.dropPath } : {}),
+      ...(job.smoothing !== undefined ? { smoothing: job.smoothing } : {}),
+      ...(job.mixup !== undefined ? { mixup: job.mixup } : {}),
+      ...(job.cutmix !== undefined ? { cutmix: job.cutmix } : {}),
+      ...(job.erase !== undefined ? { erase: job.erase } : {}),
     },
     train,
     val,
@@ -303,10 +324,8 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
   switch (job.kind) {
     case 'pretrain': {
       const preset = getPreset(job.preset);
-      const s = await scan(job.data, emit);
-      const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
-      const images = await loadImages(s, split.name, cacheSideFor(preset.model.img_size), emit);
-      const run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, images.count), images);
+      const { train, evalSets } = await pretrainData(job.data, cacheSideFor(preset.model.img_size), emit);
+      const run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, train.count), train);
       try {
         if (job.init) {
           const f = SafetensorsFile.open(job.init);
@@ -319,7 +338,7 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
           run.save();
           emit({ type: 'log', level: 'info', text: `started from ${job.init} (official D-iGPT names)` });
         }
-        await runPretrain(run, emit, control);
+        await runPretrain(run, evalSets, emit, control);
       } finally {
         run.dispose();
       }
@@ -351,12 +370,10 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
         return;
       }
       const model = resolveDigptConfig({ ...config.model });
-      const s = await scan(config.data, emit);
-      const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
-      const images = await loadImages(s, split.name, cacheSideFor(model.img_size), emit);
-      const run = PretrainRun.resume(job.run, images);
+      const { train, evalSets } = await pretrainData(config.data, cacheSideFor(model.img_size), emit);
+      const run = PretrainRun.resume(job.run, train);
       try {
-        await runPretrain(run, emit, control);
+        await runPretrain(run, evalSets, emit, control);
       } finally {
         run.dispose();
       }

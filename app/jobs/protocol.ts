@@ -58,6 +58,13 @@ export interface FinetuneJob {
   readonly warmupEpochs?: number;
   readonly out: string;
   readonly checkpointEvery?: number;
+  /** Recipe overrides (defaults: the spec's recipe). */
+  readonly layerDecay?: number;
+  readonly dropPath?: number;
+  readonly smoothing?: number;
+  readonly mixup?: number;
+  readonly cutmix?: number;
+  readonly erase?: number;
 }
 
 /** Evaluate a frozen encoder on a labelled dataset: a linear probe or weighted k-NN, top-1 on the validation split. */
