@@ -8,8 +8,13 @@ export interface KernelRow {
   readonly ms: number;
 }
 
+/** Kernels that `shapes` keys by their inputs' shapes. */
+const SHAPED = new Set(['BatchMatMul', '_FusedMatMul', 'GatherV2', 'Transpose', 'Sum']);
+
 function shapeKey(inputs: tf.NamedTensorInfoMap): string {
-  return `${inputs['a']?.shape.join('x') ?? '?'} @ ${inputs['b']?.shape.join('x') ?? '?'}`;
+  return Object.values(inputs)
+    .map((t) => t?.shape.join('x') ?? '?')
+    .join(' @ ');
 }
 
 export class KernelProfiler {
@@ -33,7 +38,7 @@ export class KernelProfiler {
           const t0 = performance.now();
           const out = k.kernelFunc(args);
           const dt = performance.now() - t0;
-          const key = this.shapes && name.includes('MatMul') ? `${name} ${shapeKey(args.inputs)}` : name;
+          const key = this.shapes && SHAPED.has(name) ? `${name} ${shapeKey(args.inputs)}` : name;
           const e = this.acc.get(key);
           if (e) {
             e.calls++;

@@ -182,17 +182,21 @@ export function permuteRows(x: T2, perm: tf.Tensor1D, inverse: tf.Tensor1D): T2 
 }
 
 /**
- * Heads of the column blocks [off, off+h) (in units of d) of x [B*R, g*d]: [B*h, R, d], or [B*h, d, R] when
- * `transposed` (keys laid out for q @ k^T without a transpose flag).
+ * Every column block (head-sized, d wide) of x [B*R, g*d] as [B, g, R, d], or [B, g, d, R] when `transposed` (keys
+ * laid out for q @ k^T without a transpose flag). One transpose serves q, k and v alike.
  */
-function headsOf(x: T2, batch: number, off: number, heads: number, d: number, transposed: boolean): T3 {
+function headBlocks(x: T2, batch: number, d: number, transposed: boolean): tf.Tensor4D {
   const r = x.shape[0] / batch;
-  const g = x.shape[1] / d;
-  // [B*R, g*d] -> [B, R, g, d] -> the h blocks [B, R, h, d] -> [B, h, R, d] (or [B, h, d, R]) -> [B*h, ., .]
-  let x4: tf.Tensor = tf.reshape(x, [batch, r, g, d]);
-  if (off !== 0 || heads !== g) x4 = tf.gather(x4, tf.range(off, off + heads, 1, 'int32'), 2);
-  const t = tf.transpose(x4, transposed ? [0, 2, 3, 1] : [0, 2, 1, 3]);
-  return tf.reshape(t, [batch * heads, transposed ? d : r, transposed ? r : d]) as T3;
+  // [B*R, g*d] -> [B, R, g, d] -> [B, g, R, d] (or [B, g, d, R])
+  return tf.transpose(tf.reshape(x, [batch, r, x.shape[1] / d, d]), transposed ? [0, 2, 3, 1] : [0, 2, 1, 3]);
+}
+
+/** Blocks [off, off+h) of headBlocks' output as per-head matrices: [B*h, R, d] or [B*h, d, R], unstacked. */
+function pickHeads(blocks: tf.Tensor4D, off: number, heads: number): tf.Tensor[] {
+  const [b, g, r, c] = blocks.shape;
+  // a contiguous run of h blocks per sample: one cheap slice
+  const sel = off === 0 && heads === g ? blocks : tf.slice(blocks, [0, off, 0, 0], [b, heads, r, c]);
+  return tf.unstack(tf.reshape(sel, [b * heads, r, c]));
 }
 
 /** Per-head products as a loop of plain 2-D products: a [n, P, Q] @ b [n, Q, R] -> [n, P, R]. */
@@ -228,9 +232,11 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
   const f = custom((inputs, save) => {
     const xq = inputs[0] as T2;
     const xkv = inputs[inputs.length - 1] as T2;
-    const q = tf.unstack(headsOf(xq, batch, 0, heads, d, false));
-    const kT = tf.unstack(headsOf(xkv, batch, ko, heads, d, true));
-    const v = tf.unstack(headsOf(xkv, batch, vo, heads, d, false));
+    const qBlocks = headBlocks(xq, batch, d, false);
+    const kvBlocks = self ? qBlocks : headBlocks(xkv, batch, d, false);
+    const q = pickHeads(qBlocks, 0, heads);
+    const kT = pickHeads(headBlocks(xkv, batch, d, true), ko, heads);
+    const v = pickHeads(kvBlocks, vo, heads);
     let scores: tf.Tensor = tf.mul(headLoop(q, kT), scale); // [B*h, N, M]
     if (mask) scores = tf.add(scores, mask);
     const p = tf.softmax(scores) as T3;
@@ -245,16 +251,15 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
         const skv = saved[saved.length - 2] as T2;
         const sp = saved[saved.length - 1] as T3;
         // dO [B*N, C] -> [B*h, N, d]
-        const dO = tf.unstack(headsOf(dy as T2, batch, 0, heads, d, false));
-        const dP = headLoop(dO, tf.unstack(headsOf(skv, batch, vo, heads, d, true))); // dO @ v^T
+        const dO = pickHeads(headBlocks(dy as T2, batch, d, false), 0, heads);
+        const sqBlocks = headBlocks(sq, batch, d, false);
+        const skvBlocks = self ? sqBlocks : headBlocks(skv, batch, d, false);
+        const dP = headLoop(dO, pickHeads(headBlocks(skv, batch, d, true), vo, heads)); // dO @ v^T
         const dV = headLoop(tf.unstack(tf.transpose(sp, T3D)), dO); // P^T @ dO
         // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
         const dS = tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
-        const dQ = headLoop(tf.unstack(dS), tf.unstack(headsOf(skv, batch, ko, heads, d, false))); // dS @ k
-        const dK = headLoop(
-          tf.unstack(tf.transpose(dS, T3D)),
-          tf.unstack(headsOf(sq, batch, 0, heads, d, false)),
-        );
+        const dQ = headLoop(tf.unstack(dS), pickHeads(skvBlocks, ko, heads)); // dS @ k
+        const dK = headLoop(tf.unstack(tf.transpose(dS, T3D)), pickHeads(sqBlocks, 0, heads));
         if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
         return [fromHeads([dQ], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
       },
