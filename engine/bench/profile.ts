@@ -71,7 +71,7 @@ export class KernelProfiler {
 }
 
 /** A table of the slowest kernels, per step, with each one's share of all kernel time. */
-export function formatProfile(rows: readonly KernelRow[], steps: number, top = 25): string {
+export function formatProfile(rows: readonly KernelRow[], steps: number, top = 40): string {
   const total = rows.reduce((s, r) => s + r.ms, 0);
   const lines = [
     `kernel time per step: ${(total / steps).toFixed(0)} ms in ${rows.reduce((s, r) => s + r.calls, 0) / steps} calls`,
