@@ -2,7 +2,8 @@
 //
 // Flags: --preset NAME (digpt-tiny-32), --batch N (32), --accum N (1), --steps N (5), --warmup N (2), --json (one JSON
 // line per result), --peer (alternate with the PyTorch peer, ../shared/reference/run_torch_peer.sh), --rounds N
-// (engine/peer alternations with --peer, 2), --profile (wall time per kernel over the timed steps),
+// (engine/peer alternations with --peer, 2), --peer-threads N
+// (PyTorch's threads; default: the peer's own, all cores), --profile (wall time per kernel over the timed steps),
 // --profile-shapes (the same with products keyed by operand shapes).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,11 +26,12 @@ interface Args {
   rounds: number;
   profile: boolean;
   profileShapes: boolean;
+  peerThreads: number | undefined;
 }
 
 const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
-  '[--rounds N] [--profile] [--profile-shapes]';
+  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -43,6 +45,7 @@ function parseArgs(argv: string[]): Args {
     rounds: 2,
     profile: false,
     profileShapes: false,
+    peerThreads: undefined,
   };
   const count = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -67,6 +70,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--warmup':
         a.warmup = count(f, argv[++i], 0);
+        break;
+      case '--peer-threads':
+        a.peerThreads = count(f, argv[++i], 1);
         break;
       case '--rounds':
         a.rounds = count(f, argv[++i], 1);
@@ -116,10 +122,15 @@ function runPeer(config: DigptConfig, a: Args): PeerResult {
   const file = nodePath.join(dir, 'config.json');
   try {
     fs.writeFileSync(file, JSON.stringify({ ...config, batch_size: a.batch, accum_steps: a.accum }));
-    const r = spawnSync(PEER_SCRIPT, [file, '--steps', String(a.steps), '--warmup', String(a.warmup)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const threads = a.peerThreads === undefined ? [] : ['--threads', String(a.peerThreads)];
+    const r = spawnSync(
+      PEER_SCRIPT,
+      [file, '--steps', String(a.steps), '--warmup', String(a.warmup), ...threads],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     if (r.status !== 0) throw new Error(`PyTorch peer failed (exit ${r.status ?? r.signal})`);
     const line = r.stdout.trim().split('\n').pop() ?? '';
     return JSON.parse(line) as PeerResult;
