@@ -1,8 +1,12 @@
-// The bench CLI prints one valid JSON line with the fields BENCHMARKS.md relies on (no timing assertions).
+// The bench CLI prints one valid JSON line with the fields BENCHMARKS.md relies on (no timing assertions), and the
+// faster wasm kernels behind the benchmarked step agree with tfjs's own.
+import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
+import { initBackend } from '../../engine/backend.js';
+import { restoreWasmKernels, useFastWasmKernels } from '../../engine/ops/wasm_kernels.js';
 
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 
@@ -60,5 +64,63 @@ describe('bench CLI', () => {
     ])
       assert.ok(k in config, `config lacks ${k}`);
     assert.equal(config['embed_dim'], 64);
+  });
+});
+
+describe('the faster wasm kernels the benchmarked step relies on', () => {
+  // each case runs with tfjs's own kernels and with the replacements; the results must be identical
+  const cases: [string, () => tf.Tensor | tf.Tensor[]][] = [
+    ['slice, contiguous', () => tf.slice(x4(), [1, 0, 0, 0], [2, 3, 4, 5])],
+    ['slice, strided rank 4', () => tf.slice(x4(), [0, 1, 2, 1], [3, 2, 1, 3])],
+    ['slice, columns of a matrix', () => tf.slice(tf.reshape(x4(), [12, 30]), [2, 7], [9, 11])],
+    ['slice, int32', () => tf.slice(tf.range(0, 60, 1, 'int32').reshape([6, 10]), [1, 2], [3, 5])],
+    ['split, uneven columns', () => tf.split(tf.reshape(x4(), [12, 30]), [7, 20, 3], 1)],
+    ['split, axis 0', () => tf.split(x4(), 3, 0)],
+    ['unstack, axis 0', () => tf.unstack(x4())],
+    ['unstack, axis -1', () => tf.unstack(x4(), -1)],
+    ['gather, rows', () => tf.gather(tf.reshape(x4(), [6, 60]), tf.tensor1d([5, 0, 0, 3], 'int32'))],
+    ['gather, inner axis', () => tf.gather(tf.reshape(x4(), [3, 4, 30]), tf.tensor1d([3, 1], 'int32'), 1)],
+    ['gather, short slices', () => tf.gather(x4(), tf.tensor1d([4, 0, 2], 'int32'), 3)],
+    ['identity and cast', () => [tf.clone(x4()), tf.cast(x4(), 'float32'), tf.cast(x4(), 'int32')]],
+  ];
+  let seed = 0;
+  function x4(): tf.Tensor4D {
+    return tf.randomNormal([3, 4, 5, 6], 0, 1, 'float32', ++seed) as tf.Tensor4D;
+  }
+  function run(f: () => tf.Tensor | tf.Tensor[]): { shape: number[]; values: number[] }[] {
+    return tf.tidy(() => {
+      const out = f();
+      return (Array.isArray(out) ? out : [out]).map((t) => ({
+        shape: t.shape,
+        values: Array.from(t.dataSync()),
+      }));
+    });
+  }
+
+  it('give the same values and shapes as tfjs-backend-wasm kernels', async () => {
+    await initBackend('wasm');
+    restoreWasmKernels();
+    const stock = tf.getKernel('Slice', 'wasm')?.kernelFunc;
+    useFastWasmKernels();
+    assert.notEqual(tf.getKernel('Slice', 'wasm')?.kernelFunc, stock, 'the replacements are not in place');
+    for (const [name, f] of cases) {
+      restoreWasmKernels();
+      seed = 0;
+      const want = run(f);
+      useFastWasmKernels();
+      seed = 0;
+      const got = run(f);
+      assert.deepEqual(got, want, name);
+    }
+  });
+
+  it('shared data outlives the tensor it was shared from', async () => {
+    await initBackend('wasm');
+    useFastWasmKernels();
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    a.dispose();
+    assert.deepEqual(Array.from(b.dataSync()), [1, 2, 3]);
+    b.dispose();
   });
 });
