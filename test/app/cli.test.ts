@@ -262,6 +262,22 @@ describe('digpt finetune / probe / knn', () => {
   });
 });
 
+describe('digpt demo', () => {
+  it('pretrains with the built-in teacher and probes the result (two steps here; npm run demo runs 120)', () => {
+    const out = nodePath.join(tmp, 'demo');
+    const r = digpt('demo', '--steps', '2', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /probe top-1 on the validation split: \d+\.\d\d%/);
+    assert.match(r.stdout, new RegExp(`demo: run folder ${out.replace(/[.]/g, '\\.')}`));
+    const cfg = JSON.parse(fs.readFileSync(nodePath.join(out, 'config.json'), 'utf8')) as {
+      teacher: string;
+      model: { teacher_dim: number };
+    };
+    assert.match(cfg.teacher, /app\/teachers\/fashion-vit-micro\.safetensors$/);
+    assert.equal(cfg.model.teacher_dim, 64);
+  });
+});
+
 describe('digpt errors name the thing', () => {
   it('an unknown flag, an unknown preset, a missing folder, a bad teacher file', () => {
     let r = digpt('pretrain', ...TRAIN, '--epoch', '2');
