@@ -17,7 +17,7 @@ commands:
   datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
   pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
            [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
-           [--out RUN_DIR] [--checkpoint-every STEPS] [--json]
+           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--json]
            SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
            classifier exported by the workbench (e.g. a finetune run's export)
   import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
@@ -78,6 +78,7 @@ function req(v: string | undefined, flag: string): string {
 const PRETRAIN_OPTIONS = {
   data: { type: 'string' },
   preset: { type: 'string' },
+  'img-size': { type: 'string' },
   teacher: { type: 'string' },
   objective: { type: 'string' },
   epochs: { type: 'string' },
@@ -101,6 +102,7 @@ function pretrainJob(v: Record<string, string | boolean | undefined>, init?: str
     kind: 'pretrain',
     data: req(s('data'), '--data'),
     preset: req(s('preset'), '--preset'),
+    ...(s('img-size') !== undefined ? { imgSize: int(s('img-size'), '--img-size') } : {}),
     teacher: req(s('teacher'), '--teacher'),
     objective: s('objective') ?? 'digpt',
     ...(steps !== undefined ? { steps } : {}),

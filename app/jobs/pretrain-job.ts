@@ -114,8 +114,15 @@ function sourceImgSize(from: string, preset?: string): number {
   throw new Error(`${from}: its metadata has no config; give --preset for its architecture`);
 }
 
-function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, 'kind'> {
+/** The preset's model, at another input size when the job asks (checked: the error names the sizes). */
+function jobModel(job: PretrainJob): DigptConfig {
   const preset = getPreset(job.preset);
+  return job.imgSize === undefined
+    ? preset.model
+    : resolveDigptConfig({ ...preset.model, img_size: job.imgSize });
+}
+
+function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, 'kind'> {
   if (!isPretrainObjective(job.objective)) {
     throw new Error(`unknown objective '${job.objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
   }
@@ -125,7 +132,7 @@ function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, '
   return {
     data: nodePath.resolve(job.data),
     preset: job.preset,
-    model: preset.model,
+    model: jobModel(job),
     teacher: job.teacher === 'pixels' ? 'pixels' : nodePath.resolve(job.teacher),
     objective: job.objective,
     steps,
@@ -323,8 +330,8 @@ async function runEval(job: EvalJob, emit: Emit): Promise<void> {
 export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Promise<void> {
   switch (job.kind) {
     case 'pretrain': {
-      const preset = getPreset(job.preset);
-      const { train, evalSets } = await pretrainData(job.data, cacheSideFor(preset.model.img_size), emit);
+      const model = jobModel(job);
+      const { train, evalSets } = await pretrainData(job.data, cacheSideFor(model.img_size), emit);
       const run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, train.count), train);
       try {
         if (job.init) {

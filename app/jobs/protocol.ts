@@ -18,6 +18,8 @@ export interface PretrainJob {
   /** Dataset folder (ImageFolder, flat, splits, or IDX files). */
   readonly data: string;
   readonly preset: string;
+  /** Input side in pixels instead of the preset's (must divide by patch_size x clusters_per_side). */
+  readonly imgSize?: number;
   /** 'pixels', a CLIP checkpoint, or a classifier checkpoint the workbench exported. */
   readonly teacher: string;
   readonly objective: string;

@@ -1,11 +1,13 @@
 // Teachers that give D-iGPT its targets: a CLIP vision tower, a classifier the workbench trained, or normalised pixels.
 import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'node:fs';
 import { resolveVitConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { CLIP_MEAN, CLIP_STD, type ClipVision } from '../../engine/models/clip.js';
 import { clipMetadata, fileSource, loadClip, loadVitTimm } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
+import { sourceFile } from './finetune-run.js';
 
 /** A frozen teacher: what input it takes and the tokens it returns, cls first. */
 export interface Teacher {
@@ -92,7 +94,9 @@ export function openTeacher(spec: string, student: DigptConfig): Teacher {
   if (spec === 'pixels') return pixelTeacher(student);
   let f: SafetensorsFile;
   try {
-    f = SafetensorsFile.open(spec);
+    // a fine-tuning run folder stands for its newest good checkpoint
+    const file = fs.existsSync(spec) && fs.statSync(spec).isDirectory() ? sourceFile(spec) : spec;
+    f = SafetensorsFile.open(file);
   } catch (e) {
     throw new Error(`teacher ${spec}: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -222,6 +222,16 @@ describe('digpt finetune / probe / knn', () => {
       model: { teacher_dim: number; teacher_grid: number };
     };
     assert.deepEqual([cfg.model.teacher_grid, cfg.model.teacher_dim], [8, 64]);
+    // the fine-tuning run folder itself names its newest checkpoint as a teacher
+    const d = digpt(
+      'pretrain',
+      ...TRAIN.map((a) => (a === 'pixels' ? ft : a)),
+      '--steps',
+      '1',
+      '--out',
+      nodePath.join(tmp, 'with-run'),
+    );
+    assert.equal(d.status, 0, d.stderr);
   });
 
   it('resumes a killed fine-tuning run to the same losses', async () => {
@@ -315,6 +325,9 @@ describe('digpt errors name the thing', () => {
     );
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`teacher ${bad.replace(/[.]/g, '\\.')}: `));
+    r = digpt('pretrain', ...TRAIN, '--img-size', '36', '--steps', '1', '--out', nodePath.join(tmp, 'x4'));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /image size 36 is not divisible by patch_size x clusters_per_side = 4 x 2/);
     r = digpt('export', nodePath.join(tmp, 'full'), '--format', 'onnx');
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unknown --format 'onnx'; use one of timm, digpt, tfjs/);
