@@ -43,13 +43,20 @@ function mm(a: tf.Tensor, b: tf.Tensor): T2 {
 }
 
 /**
- * dW = x^T @ dy for x [M, in], dy [M, out]. XNNPACK packs the right operand afresh for every new tensor (about as
- * costly per element as a quarter of the product's row), so the narrower of x and dy goes on the right: when in < out
- * this computes (dy^T @ x)^T, whose extra transpose is of the small [out, in] result.
+ * The parameter gradients of y = x @ W (+ b) for x [M, in], dy [M, out]: [dW] or [dW, db]. XNNPACK packs the right
+ * operand of a product afresh for every new tensor (about as costly per element as a quarter of a row of the
+ * product), so the narrower of x and dy goes on the right: when in < out, dW = (dy^T @ x)^T, whose extra transpose
+ * is of the small [out, in] result, and db sums dy^T along its rows (wasm's Sum over the first axis transposes
+ * internally).
  */
-function weightGrad(x: T2, dy: T2): T2 {
-  if (x.shape[1] < dy.shape[1]) return tf.transpose(mm(tf.transpose(dy, T2D), x), T2D);
-  return mm(tf.transpose(x, T2D), dy);
+function paramGrads(x: T2, dy: T2, bias: boolean): tf.Tensor[] {
+  if (x.shape[1] < dy.shape[1]) {
+    const dyT = tf.transpose(dy, T2D);
+    const dw = tf.transpose(mm(dyT, x), T2D);
+    return bias ? [dw, tf.sum(dyT, 1)] : [dw];
+  }
+  const dw = mm(tf.transpose(x, T2D), dy);
+  return bias ? [dw, tf.sum(dy, 0)] : [dw];
 }
 
 /** x [M, in] @ w [in, out] (+ b [out]); the weight is kept in tfjs's [in, out] layout. */
@@ -64,7 +71,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
         gradFunc: (dy, saved) => {
           const [sx, sw] = saved as [T2, T2];
           const d = dy as T2;
-          return [mm(d, tf.transpose(sw, T2D)), weightGrad(sx, d), tf.sum(d, 0)];
+          return [mm(d, tf.transpose(sw, T2D)), ...paramGrads(sx, d, true)];
         },
       };
     });
@@ -77,7 +84,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
       gradFunc: (dy, saved) => {
         const [sx, sw] = saved as [T2, T2];
         const d = dy as T2;
-        return [mm(d, tf.transpose(sw, T2D)), weightGrad(sx, d)];
+        return [mm(d, tf.transpose(sw, T2D)), ...paramGrads(sx, d, false)];
       },
     };
   });
