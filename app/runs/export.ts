@@ -41,7 +41,8 @@ export function loadRunModel(runDir: string): { model: PretrainModel; step: numb
 
 /**
  * The encoder in timm's VisionTransformer names: patch_embed, cls_token, pos_embed (the fixed sin-cos table with its
- * cls slot first, as timm orders tokens), blocks. A timm model loads it with strict=False; its fc_norm/head are new.
+ * cls slot first, as timm orders tokens), blocks, and fc_norm at its fresh init (ones, zeros: D-iGPT trains no final
+ * norm). It loads strictly into timm's VisionTransformer(global_pool='avg', num_classes=0) of the same size.
  */
 export function timmEncoder(model: PretrainModel): Tensors {
   const out: Tensors = new Map();
@@ -51,6 +52,8 @@ export function timmEncoder(model: PretrainModel): Tensors {
   const c = model.config;
   const grid = c.img_size / c.patch_size;
   out.set('pos_embed', { shape: [1, 1 + grid * grid, c.embed_dim], data: sincos2d(c.embed_dim, grid, true) });
+  out.set('fc_norm.weight', { shape: [c.embed_dim], data: new Float32Array(c.embed_dim).fill(1) });
+  out.set('fc_norm.bias', { shape: [c.embed_dim], data: new Float32Array(c.embed_dim) });
   return out;
 }
 
@@ -115,7 +118,11 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
     let tensors: Tensors;
     if (format === 'timm') {
       tensors = timmEncoder(model);
-      saveWeights(path, tensors, { ...meta, kind: 'timm_vit_encoder', note: 'load with strict=False: fc_norm and head are new' });
+      saveWeights(path, tensors, {
+        ...meta,
+        kind: 'timm_vit_encoder',
+        note: "timm VisionTransformer(global_pool='avg', num_classes=0); fc_norm is at its init",
+      });
     } else if (format === 'digpt') {
       tensors = official(model);
       saveWeights(path, tensors, { ...meta, kind: 'digpt' });
