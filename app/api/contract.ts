@@ -1,0 +1,257 @@
+// The workbench API: every request, response and event between a UI and the workbench, validated at each boundary.
+// Both transports (Electron IPC and the `digpt serve` WebSocket) carry exactly these messages; the renderer sees
+// nothing else. Pure data and zod: no Node, no DOM, no engine imports.
+import { z } from 'zod';
+
+// --- shared shapes ---
+
+export const DatasetSplit = z.object({
+  name: z.enum(['train', 'val', 'test']),
+  /** Images per class name (unlabelled: one entry ''). */
+  perClass: z.record(z.string(), z.number().int().nonnegative()),
+  images: z.number().int().nonnegative(),
+});
+
+export const DatasetEntry = z.object({
+  id: z.string(),
+  path: z.string(),
+  name: z.string(),
+  builtin: z.boolean(),
+  kind: z.enum(['folder', 'idx']),
+  layout: z.string(),
+  classes: z.array(z.string()),
+  splits: z.array(DatasetSplit),
+  images: z.number().int().nonnegative(),
+  sizes: z.object({
+    minWidth: z.number(),
+    maxWidth: z.number(),
+    minHeight: z.number(),
+    maxHeight: z.number(),
+  }),
+  skipped: z.array(z.object({ path: z.string(), reason: z.string() })),
+  warnings: z.array(z.string()),
+  /** When the folder was last scanned (ISO time). */
+  scannedAt: z.string(),
+  /** A scan in progress or a scan error. */
+  status: z.enum(['ready', 'scanning', 'error']),
+  error: z.string().optional(),
+});
+export type DatasetEntry = z.infer<typeof DatasetEntry>;
+
+export const Preset = z.object({
+  name: z.string(),
+  summary: z.string(),
+  model: z.record(z.string(), z.unknown()),
+});
+export type Preset = z.infer<typeof Preset>;
+
+export const Objective = z.enum(['digpt', 'gen-only', 'dis-only', 'kd', 'mae']);
+const posInt = z.number().int().positive();
+const posNum = z.number().positive();
+
+/** What a UI can launch. Paths are dataset ids and run ids, never raw paths (except a teacher file). */
+export const LaunchRequest = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('pretrain'),
+    dataset: z.string(),
+    preset: z.string(),
+    /** 'pixels', 'builtin' (the built-in teacher), a run id (a fine-tuning run), or a teacher file path. */
+    teacher: z.string(),
+    objective: Objective,
+    steps: posInt.optional(),
+    epochs: posNum.optional(),
+    batch: posInt,
+    accum: posInt,
+    /** Base lr per 256 images. */
+    blr: posNum,
+    seed: z.number().int().nonnegative(),
+    checkpointEvery: posInt.optional(),
+  }),
+  z.object({
+    kind: z.literal('finetune'),
+    dataset: z.string(),
+    /** A run id (pretraining or fine-tuning) or 'scratch'. */
+    from: z.string(),
+    preset: z.string().optional(),
+    steps: posInt.optional(),
+    epochs: posNum.optional(),
+    batch: posInt,
+    accum: posInt,
+    blr: posNum.optional(),
+    seed: z.number().int().nonnegative(),
+  }),
+  z.object({
+    kind: z.enum(['probe', 'knn']),
+    dataset: z.string(),
+    /** A run id. */
+    from: z.string(),
+    seed: z.number().int().nonnegative(),
+  }),
+]);
+export type LaunchRequest = z.infer<typeof LaunchRequest>;
+
+export const RunStatus = z.enum(['running', 'paused', 'stopping', 'done', 'stopped', 'failed', 'idle']);
+export type RunStatus = z.infer<typeof RunStatus>;
+
+export const RunSummary = z.object({
+  id: z.string(),
+  dir: z.string(),
+  kind: z.enum(['pretrain', 'finetune', 'probe', 'knn']),
+  /** A short label (objective, preset, dataset). */
+  title: z.string(),
+  status: RunStatus,
+  step: z.number().int().nonnegative(),
+  totalSteps: z.number().int().nonnegative(),
+  etaSeconds: z.number().nullable(),
+  imgPerSec: z.number().nullable(),
+  error: z.string().optional(),
+  /** probe / knn results, the last evaluation of a training run. */
+  result: z.record(z.string(), z.union([z.number(), z.string()])).optional(),
+  startedAt: z.string(),
+});
+export type RunSummary = z.infer<typeof RunSummary>;
+
+/** One line of a run's metrics.jsonl: a step (loss...) or an evaluation (knn_top1, val_top1...). */
+export const MetricRecord = z.record(z.string(), z.union([z.number(), z.string(), z.null()]));
+export type MetricRecord = z.infer<typeof MetricRecord>;
+
+/** What the patch-order view draws: images of the step cut into clusters, their order and errors, from the engine. */
+export const PatchOrderFrame = z.object({
+  runId: z.string(),
+  step: z.number().int().nonnegative(),
+  clustersPerSide: posInt,
+  /** Clusters per sample, K = clustersPerSide^2. */
+  k: posInt,
+  /** [samples][K]: sequence position i holds cluster order[s][i]. */
+  order: z.array(z.array(z.number().int().nonnegative())),
+  /** [samples][K-1]: 2 - 2cos per predicted cluster, in sequence order (clusters order[1..K-1] for gen). */
+  clusterError: z.array(z.array(z.number())),
+  /** The student's view of each sample: PNG data URLs (the same crops the engine trained on). */
+  images: z.array(z.string()),
+});
+export type PatchOrderFrame = z.infer<typeof PatchOrderFrame>;
+
+export const Checkpoint = z.object({
+  step: z.number().int().nonnegative(),
+  folder: z.string(),
+  created: z.string(),
+});
+
+export const ExportFormat = z.enum(['timm', 'digpt', 'tfjs']);
+
+// --- requests: name -> [request, response] ---
+
+const empty = z.object({});
+
+export const Requests = {
+  'app.info': [
+    empty,
+    z.object({ version: z.string(), backend: z.string().nullable(), workspace: z.string() }),
+  ],
+  'presets.list': [empty, z.array(Preset)],
+  'datasets.list': [empty, z.array(DatasetEntry)],
+  'datasets.add': [z.object({ path: z.string().min(1) }), DatasetEntry],
+  'datasets.remove': [z.object({ id: z.string() }), empty],
+  'datasets.thumbnails': [
+    z.object({
+      id: z.string(),
+      split: z.enum(['train', 'val', 'test']),
+      offset: z.number().int().nonnegative(),
+      limit: z.number().int().positive().max(200),
+    }),
+    z.object({
+      total: z.number().int().nonnegative(),
+      items: z.array(z.object({ index: z.number().int(), label: z.string(), png: z.string() })),
+    }),
+  ],
+  'runs.list': [empty, z.array(RunSummary)],
+  'runs.launch': [LaunchRequest, RunSummary],
+  'runs.control': [
+    z.object({ id: z.string(), action: z.enum(['pause', 'continue', 'stop', 'resume']) }),
+    RunSummary,
+  ],
+  'runs.metrics': [z.object({ id: z.string() }), z.array(MetricRecord)],
+  'runs.config': [z.object({ id: z.string() }), z.record(z.string(), z.unknown())],
+  'runs.patchOrder': [z.object({ id: z.string() }), PatchOrderFrame.nullable()],
+  'runs.checkpoints': [z.object({ id: z.string() }), z.array(Checkpoint)],
+  'runs.export': [
+    z.object({ id: z.string(), format: ExportFormat, out: z.string().optional() }),
+    z.object({ path: z.string(), tensors: z.number().int(), step: z.number().int() }),
+  ],
+} as const;
+
+export type RequestName = keyof typeof Requests;
+export type RequestOf<N extends RequestName> = z.infer<(typeof Requests)[N][0]>;
+export type ResponseOf<N extends RequestName> = z.infer<(typeof Requests)[N][1]>;
+
+// --- events: name -> payload ---
+
+export const Events = {
+  'run.update': RunSummary,
+  'run.metrics': z.object({ runId: z.string(), records: z.array(MetricRecord) }),
+  'run.patchOrder': PatchOrderFrame,
+  'dataset.update': DatasetEntry,
+  'dataset.removed': z.object({ id: z.string() }),
+  log: z.object({ level: z.enum(['info', 'warn', 'error']), text: z.string() }),
+} as const;
+
+export type EventName = keyof typeof Events;
+export type EventOf<N extends EventName> = z.infer<(typeof Events)[N]>;
+
+// --- envelopes (what crosses a transport) ---
+
+/** Handlers answer { ok: true, value } or { ok: false, error } instead of throwing across the boundary. */
+export type Result<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export const RequestEnvelope = z.object({
+  type: z.literal('request'),
+  id: z.number().int(),
+  name: z.string(),
+  payload: z.unknown(),
+});
+export const ResponseEnvelope = z.object({
+  type: z.literal('response'),
+  id: z.number().int(),
+  result: z.union([
+    z.object({ ok: z.literal(true), value: z.unknown() }),
+    z.object({ ok: z.literal(false), error: z.string() }),
+  ]),
+});
+export const EventEnvelope = z.object({ type: z.literal('event'), name: z.string(), payload: z.unknown() });
+
+export function isRequestName(n: string): n is RequestName {
+  return Object.hasOwn(Requests, n);
+}
+export function isEventName(n: string): n is EventName {
+  return Object.hasOwn(Events, n);
+}
+
+/** Checks a request's payload; the error names the request and the field. */
+export function parseRequest<N extends RequestName>(name: N, payload: unknown): RequestOf<N> {
+  const r = Requests[name][0].safeParse(payload);
+  if (!r.success) throw new Error(`${name}: ${formatIssues(r.error)}`);
+  return r.data as RequestOf<N>;
+}
+
+/** Checks a response before it leaves the workbench (a bug here is ours, not the UI's). */
+export function parseResponse<N extends RequestName>(name: N, value: unknown): ResponseOf<N> {
+  const r = Requests[name][1].safeParse(value);
+  if (!r.success) throw new Error(`${name} response: ${formatIssues(r.error)}`);
+  return r.data as ResponseOf<N>;
+}
+
+export function parseEvent<N extends EventName>(name: N, payload: unknown): EventOf<N> {
+  const r = Events[name].safeParse(payload);
+  if (!r.success) throw new Error(`event ${name}: ${formatIssues(r.error)}`);
+  return r.data as EventOf<N>;
+}
+
+function formatIssues(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.length ? i.path.join('.') : 'payload'}: ${i.message}`).join('; ');
+}
+
+/** The API as a UI sees it: one call per request, one subscription per event. */
+export interface WorkbenchApi {
+  request<N extends RequestName>(name: N, payload: RequestOf<N>): Promise<ResponseOf<N>>;
+  on<N extends EventName>(name: N, handler: (payload: EventOf<N>) => void): () => void;
+}
