@@ -236,7 +236,11 @@ async function main(): Promise<number> {
           `${p.step_ms_median.toFixed(0)} ms/step, peak RSS ${p.peak_rss_mb.toFixed(0)} MB`,
       );
   }
-  const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
+  const med = (xs: number[]): number => {
+    const s = [...xs].sort((x, y) => x - y);
+    const h = Math.floor(s.length / 2);
+    return s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
+  };
   const e = med(engine.map((r) => r.img_per_s));
   const p = med(peer.map((r) => r.img_per_s));
   const summary = {
