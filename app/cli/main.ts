@@ -1,4 +1,5 @@
 // Entry point of the `digpt` command line: the headless workbench, calling the same job host as the desktop app.
+import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { initBackend } from '../../engine/backend.js';
@@ -33,6 +34,8 @@ commands:
   export RUN_DIR --format timm|digpt|tfjs [--out PATH]
   demo [--steps N] [--out RUN_DIR] [--json]   pretrain digpt-micro-32 on the built-in sample with the
                                               built-in teacher, then linear-probe it (a few minutes)
+  serve [--host 127.0.0.1] [--port N] [--workspace DIR]
+                                              the workbench UI in a browser (token-protected)
   presets                                     the named model presets
 
 presets: ${PRESETS.map((p) => p.name).join(', ')}`;
@@ -259,6 +262,33 @@ async function main(argv: string[]): Promise<number> {
         );
       }
       return probeCode;
+    }
+    case 'serve': {
+      const { values } = parse(rest, {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        workspace: { type: 'string' },
+      });
+      const { serve } = await import('../serve.js');
+      const workspace = nodePath.resolve(values.workspace ?? nodePath.join(os.homedir(), 'digpt-workbench'));
+      const s = await serve({
+        host: values.host ?? '127.0.0.1',
+        port: int(values.port, '--port', 8765),
+        workspace,
+      });
+      process.stdout.write(`digpt serve: workspace ${workspace}\n  open ${s.url}\n`);
+      if (!['127.0.0.1', 'localhost', '::1'].includes(values.host ?? '127.0.0.1')) {
+        process.stderr.write(
+          'warning: serving beyond loopback; anyone who gets the token can run jobs and read your datasets\n',
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const stop = (): void => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await s.close();
+      return 0;
     }
     case 'presets':
       for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);

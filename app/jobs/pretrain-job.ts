@@ -18,6 +18,7 @@ import {
   type LabelledImageSet,
 } from '../train/finetune-run.js';
 import { PretrainRun, type PretrainConfig } from '../train/pretrain-run.js';
+import { exportRun } from '../runs/export.js';
 import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
 
 /** Event without its sequence number (the host numbers them). */
@@ -233,7 +234,13 @@ async function runPretrain(
     run,
     () => {
       run.runSteps(1, (record, m) =>
-        emit({ type: 'step', record, order: m.order, clusterError: m.clusterError }),
+        emit({
+          type: 'step',
+          record,
+          order: m.order,
+          clusterError: m.clusterError,
+          ...(run.samples ? { samples: run.samples } : {}),
+        }),
       );
       if (run.step % c.checkpoint_every === 0 || run.step === c.steps)
         emit({ type: 'checkpoint', folder: checkpointFolder(run), step: run.step });
@@ -390,5 +397,11 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
     case 'knn':
       await runEval(job, emit);
       return;
+    case 'export': {
+      const r = await exportRun(job.run, job.format, job.out);
+      emit({ type: 'result', result: { kind: 'export', path: r.path, tensors: r.tensors, step: r.step } });
+      emit({ type: 'done', dir: job.run, step: r.step, stopped: false });
+      return;
+    }
   }
 }

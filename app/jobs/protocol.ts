@@ -82,7 +82,15 @@ export interface EvalJob {
   readonly epochs?: number;
 }
 
-export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob;
+/** Write a run's export (done in the worker: it needs the engine). */
+export interface ExportJob {
+  readonly kind: 'export';
+  readonly run: string;
+  readonly format: 'timm' | 'digpt' | 'tfjs';
+  readonly out?: string;
+}
+
+export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob;
 
 export type HostMessage =
   | { readonly seq: number; readonly type: 'start'; readonly job: JobSpec }
@@ -117,6 +125,8 @@ export type WorkerEvent =
       readonly order?: Int32Array;
       /** Per-cluster error of the last micro-batch, [B*(K-1)], in sequence order (pretraining only). */
       readonly clusterError?: Float32Array;
+      /** The first few student views of that micro-batch, RGB [count, size, size, 3] (pretraining only). */
+      readonly samples?: { readonly count: number; readonly size: number; readonly pixels: Uint8Array };
     }
   | {
       readonly seq: number;

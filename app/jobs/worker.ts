@@ -15,6 +15,7 @@ function emit(e: JobEvent): void {
   if (msg.type === 'step') {
     if (msg.order) transfer.push(msg.order.buffer as ArrayBuffer);
     if (msg.clusterError) transfer.push(msg.clusterError.buffer as ArrayBuffer);
+    if (msg.samples) transfer.push(msg.samples.pixels.buffer as ArrayBuffer);
   }
   port?.postMessage(msg, transfer);
 }

@@ -79,6 +79,32 @@ export interface StepRecord {
   readonly time: string;
 }
 
+/** Student views kept per step for the patch-order view. */
+const SAMPLES = 4;
+
+/** The first `n` student crops back in 0-255 RGB (undoing the ImageNet normalisation), [n, size, size, 3]. */
+function studentSamples(view: Float32Array, n: number, size: number): StudentSamples {
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const out = new Uint8Array(n * size * size * 3);
+  for (let i = 0; i < out.length; i++) {
+    const c = i % 3;
+    out[i] = Math.max(
+      0,
+      Math.min(255, Math.round(((view[i] as number) * (std[c] as number) + (mean[c] as number)) * 255)),
+    );
+  }
+  return { count: n, size, pixels: out };
+}
+
+/** A few of the images a step trained on, as the student saw them. */
+export interface StudentSamples {
+  readonly count: number;
+  readonly size: number;
+  /** [count, size, size, 3] RGB. */
+  readonly pixels: Uint8Array;
+}
+
 export class NonFiniteLossError extends Error {
   constructor(step: number, loss: number, lastGood: string | undefined) {
     super(
@@ -97,6 +123,8 @@ export class PretrainRun {
   private readonly data: ImageSet;
   private state: StreamState;
   private rng: Rng;
+  /** The first images of the last micro-batch built (the one whose cluster order a step reports). */
+  samples: StudentSamples | undefined;
 
   private constructor(dir: string, config: PretrainConfig, teacher: Teacher, data: ImageSet) {
     this.dir = dir;
@@ -190,6 +218,7 @@ export class PretrainRun {
     }
     // cluster order (D-iGPT), patch permutation (mae) or nothing (kd): the model says how many entries
     const order = drawOrders(this.rng, b, this.model.orderLength);
+    this.samples = studentSamples(s, Math.min(b, SAMPLES), c.img_size);
     return () => {
       const timgs = tf.tensor4d(tv, [b, t.resolution, t.resolution, 3]);
       const teacher = t.tokens(timgs);

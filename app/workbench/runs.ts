@@ -1,0 +1,392 @@
+// The runs of a workspace: launched through the job host, listed from disk, controlled, and reported as API events.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { LaunchRequest, MetricRecord, PatchOrderFrame, RunSummary } from '../api/contract.js';
+import { startJob, type JobHandle } from '../jobs/host.js';
+import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
+import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
+import { BUILTIN_TEACHER } from '../teachers/index.js';
+import { pngDataUrls } from './datasets.js';
+
+export interface RunEvents {
+  update(s: RunSummary): void;
+  metrics(runId: string, records: MetricRecord[]): void;
+  patchOrder(f: PatchOrderFrame): void;
+  log(level: 'info' | 'warn' | 'error', text: string): void;
+}
+
+interface Live {
+  summary: RunSummary;
+  handle?: JobHandle;
+  frame?: PatchOrderFrame;
+  /** Wall time and step when the job started, for the ETA. */
+  t0: number;
+  step0: number;
+}
+
+function readJson(path: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+function lastStep(dir: string): number {
+  const p = nodePath.join(dir, 'metrics.jsonl');
+  if (!fs.existsSync(p)) return 0;
+  let step = 0;
+  for (const l of fs.readFileSync(p, 'utf8').split('\n')) {
+    if (!l.trim()) continue;
+    try {
+      const r = JSON.parse(l) as { step?: number; loss?: number };
+      if (typeof r.loss === 'number' && typeof r.step === 'number') step = Math.max(step, r.step);
+    } catch {
+      // a line cut by a crash
+    }
+  }
+  return step;
+}
+
+export class RunManager {
+  private readonly runs = new Map<string, Live>();
+
+  constructor(
+    private readonly root: string,
+    private readonly resolveDataset: (id: string) => string,
+    private readonly checkPath: (path: string, what: string) => void,
+    private readonly events: RunEvents,
+  ) {
+    fs.mkdirSync(root, { recursive: true });
+    for (const id of fs.readdirSync(root).sort()) {
+      const dir = nodePath.join(root, id);
+      const cfg = readJson(nodePath.join(dir, 'config.json'));
+      if (!cfg) continue;
+      const kind = (cfg['kind'] as RunSummary['kind'] | undefined) ?? 'pretrain';
+      const total = Number(cfg['steps'] ?? 0);
+      const step = lastStep(dir);
+      const result = readJson(nodePath.join(dir, 'result.json')) as RunSummary['result'];
+      this.runs.set(id, {
+        summary: {
+          id,
+          dir,
+          kind,
+          title: String(cfg['title'] ?? `${kind} ${String(cfg['preset'] ?? '')}`.trim()),
+          status:
+            kind === 'probe' || kind === 'knn'
+              ? result
+                ? 'done'
+                : 'failed'
+              : step >= total && total > 0
+                ? 'done'
+                : 'idle',
+          step,
+          totalSteps: total,
+          etaSeconds: null,
+          imgPerSec: null,
+          ...(result ? { result } : {}),
+          startedAt: fs.statSync(dir).mtime.toISOString(),
+        },
+        t0: 0,
+        step0: step,
+      });
+    }
+  }
+
+  /** Run folders (for the path checks of `digpt serve`). */
+  roots(): string[] {
+    return [this.root];
+  }
+
+  list(): RunSummary[] {
+    return [...this.runs.values()]
+      .map((r) => r.summary)
+      .sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  }
+
+  get(id: string): Live {
+    const r = this.runs.get(id);
+    if (!r) throw new Error(`no run with id ${id}`);
+    return r;
+  }
+
+  private newId(kind: string): string {
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+    let id = `${kind}-${stamp}`;
+    for (let i = 2; this.runs.has(id) || fs.existsSync(nodePath.join(this.root, id)); i++)
+      id = `${kind}-${stamp}-${i}`;
+    return id;
+  }
+
+  /** A run id or a teacher spec as a path the engine understands. */
+  private teacherSpec(t: string): string {
+    if (t === 'pixels') return 'pixels';
+    if (t === 'builtin') return BUILTIN_TEACHER;
+    if (this.runs.has(t)) return this.get(t).summary.dir;
+    this.checkPath(t, 'teacher file');
+    return t;
+  }
+
+  private runDir(id: string, what: string): string {
+    if (id === 'scratch') return 'scratch';
+    if (!this.runs.has(id)) throw new Error(`${what}: no run with id ${id}`);
+    return this.get(id).summary.dir;
+  }
+
+  /** Turns a UI launch into a job and starts it. */
+  launch(req: LaunchRequest): RunSummary {
+    const id = this.newId(req.kind);
+    const dir = nodePath.join(this.root, id);
+    const data = this.resolveDataset(req.dataset);
+    let job: JobSpec;
+    let title: string;
+    switch (req.kind) {
+      case 'pretrain':
+        job = {
+          kind: 'pretrain',
+          data,
+          preset: req.preset,
+          teacher: this.teacherSpec(req.teacher),
+          objective: req.objective,
+          ...(req.steps !== undefined ? { steps: req.steps } : {}),
+          ...(req.epochs !== undefined ? { epochs: req.epochs } : {}),
+          batch: req.batch,
+          accum: req.accum,
+          seed: req.seed,
+          blr: req.blr,
+          out: dir,
+          checkpointEvery: req.checkpointEvery ?? 100,
+        };
+        title = `${req.objective} · ${req.preset} · teacher ${req.teacher}`;
+        break;
+      case 'finetune':
+        job = {
+          kind: 'finetune',
+          data,
+          from: this.runDir(req.from, 'fine-tune from'),
+          ...(req.preset ? { preset: req.preset } : {}),
+          ...(req.steps !== undefined ? { steps: req.steps } : {}),
+          ...(req.epochs !== undefined ? { epochs: req.epochs } : {}),
+          batch: req.batch,
+          accum: req.accum,
+          seed: req.seed,
+          ...(req.blr !== undefined ? { blr: req.blr } : {}),
+          out: dir,
+        };
+        title = `finetune from ${req.from}`;
+        break;
+      default:
+        job = { kind: req.kind, data, source: this.runDir(req.from, req.kind), seed: req.seed };
+        title = `${req.kind} of ${req.from}`;
+        fs.mkdirSync(dir, { recursive: true });
+        fs.writeFileSync(
+          nodePath.join(dir, 'config.json'),
+          JSON.stringify({ ...job, title }, null, 2),
+        );
+    }
+    const live: Live = {
+      summary: {
+        id,
+        dir,
+        kind: req.kind,
+        title,
+        status: 'running',
+        step: 0,
+        totalSteps: 0,
+        etaSeconds: null,
+        imgPerSec: null,
+        startedAt: new Date().toISOString(),
+      },
+      t0: Date.now(),
+      step0: 0,
+    };
+    this.runs.set(id, live);
+    this.start(live, job);
+    return live.summary;
+  }
+
+  private update(live: Live, patch: Partial<RunSummary>): void {
+    live.summary = { ...live.summary, ...patch };
+    this.events.update(live.summary);
+  }
+
+  private start(live: Live, job: JobSpec): void {
+    const handle = startJob(job);
+    live.handle = handle;
+    live.t0 = Date.now();
+    live.step0 = live.summary.step;
+    handle.on('event', (e) => void this.onEvent(live, e));
+    handle.on('exit', ({ ok, error }) => {
+      live.handle = undefined;
+      // a crashed worker fails its run; the workbench goes on
+      if (!ok && live.summary.status !== 'failed')
+        this.update(live, { status: 'failed', error: error ?? 'the engine worker failed' });
+      else if (live.summary.status === 'running' || live.summary.status === 'stopping')
+        this.update(live, { status: 'stopped' });
+    });
+  }
+
+  private async onEvent(live: Live, e: WorkerEvent): Promise<void> {
+    const s = live.summary;
+    switch (e.type) {
+      case 'run':
+        this.update(live, {
+          totalSteps: e.totalSteps,
+          step: e.startStep,
+          status: s.status === 'paused' ? 'paused' : 'running',
+        });
+        live.t0 = Date.now();
+        live.step0 = e.startStep;
+        break;
+      case 'step': {
+        const rec = { ...e.record } as unknown as MetricRecord;
+        const done = e.record.step - live.step0;
+        const elapsed = (Date.now() - live.t0) / 1000;
+        const eta = done > 0 ? (elapsed / done) * (s.totalSteps - e.record.step) : null;
+        this.events.metrics(s.id, [rec]);
+        this.update(live, { step: e.record.step, imgPerSec: e.record.img_per_s, etaSeconds: eta });
+        if (e.order && e.clusterError && e.samples && s.kind === 'pretrain') {
+          const cfg = readJson(nodePath.join(s.dir, 'config.json'));
+          const cps = Number(
+            (cfg?.['model'] as Record<string, unknown> | undefined)?.['clusters_per_side'] ?? 2,
+          );
+          const k = cps * cps;
+          const n = e.samples.count;
+          // kd/mae have no cluster order to draw
+          if (
+            e.order.length >= n * k &&
+            e.clusterError.length >= n * (k - 1) &&
+            (cfg?.['objective'] === 'digpt' ||
+              cfg?.['objective'] === 'gen-only' ||
+              cfg?.['objective'] === 'dis-only')
+          ) {
+            const frame: PatchOrderFrame = {
+              runId: s.id,
+              step: e.record.step,
+              clustersPerSide: cps,
+              k,
+              order: Array.from({ length: n }, (_, i) =>
+                Array.from(e.order?.subarray(i * k, (i + 1) * k) ?? []),
+              ),
+              clusterError: Array.from({ length: n }, (_, i) =>
+                Array.from(e.clusterError?.subarray(i * (k - 1), (i + 1) * (k - 1)) ?? []),
+              ),
+              images: await pngDataUrls(e.samples.pixels, n, e.samples.size),
+            };
+            live.frame = frame;
+            this.events.patchOrder(frame);
+          }
+        }
+        break;
+      }
+      case 'eval':
+        this.events.metrics(s.id, [e.record as MetricRecord]);
+        this.update(live, { result: { ...e.record } });
+        break;
+      case 'result':
+        if (s.kind === 'probe' || s.kind === 'knn')
+          fs.writeFileSync(nodePath.join(s.dir, 'result.json'), JSON.stringify(e.result, null, 2));
+        this.update(live, { result: { ...e.result } });
+        break;
+      case 'paused':
+        this.update(live, { status: 'paused' });
+        break;
+      case 'continued':
+        this.update(live, { status: 'running' });
+        break;
+      case 'done':
+        this.update(live, { status: e.stopped ? 'stopped' : 'done', step: e.step || s.step, etaSeconds: 0 });
+        break;
+      case 'error':
+        this.update(live, { status: 'failed', error: e.message });
+        this.events.log('error', `run ${s.id}: ${e.message}`);
+        break;
+      case 'log':
+        this.events.log(e.level, `run ${s.id}: ${e.text}`);
+        break;
+      case 'backend':
+        this.events.log('info', `run ${s.id}: ${e.text}`);
+        break;
+      default:
+        break;
+    }
+  }
+
+  control(id: string, action: 'pause' | 'continue' | 'stop' | 'resume'): RunSummary {
+    const live = this.get(id);
+    const s = live.summary;
+    if (action === 'resume') {
+      if (live.handle) throw new Error(`run ${id} is already running`);
+      if (s.kind === 'probe' || s.kind === 'knn')
+        throw new Error(`a ${s.kind} cannot be resumed; launch it again`);
+      this.update(live, { status: 'running', error: undefined });
+      this.start(live, { kind: 'resume', run: s.dir });
+      return live.summary;
+    }
+    if (!live.handle) throw new Error(`run ${id} is not running`);
+    if (action === 'pause') live.handle.pause();
+    else if (action === 'continue') live.handle.continue();
+    else {
+      live.handle.stop();
+      this.update(live, { status: 'stopping' });
+    }
+    return live.summary;
+  }
+
+  metrics(id: string): MetricRecord[] {
+    const p = nodePath.join(this.get(id).summary.dir, 'metrics.jsonl');
+    if (!fs.existsSync(p)) return [];
+    const out: MetricRecord[] = [];
+    for (const l of fs.readFileSync(p, 'utf8').split('\n')) {
+      if (!l.trim()) continue;
+      try {
+        out.push(JSON.parse(l) as MetricRecord);
+      } catch {
+        // a line cut by a crash
+      }
+    }
+    return out;
+  }
+
+  config(id: string): Record<string, unknown> {
+    return readJson(nodePath.join(this.get(id).summary.dir, 'config.json')) ?? {};
+  }
+
+  patchOrder(id: string): PatchOrderFrame | null {
+    return this.get(id).frame ?? null;
+  }
+
+  checkpoints(id: string): { step: number; folder: string; created: string }[] {
+    const out: { step: number; folder: string; created: string }[] = [];
+    for (const folder of listCheckpoints(nodePath.join(this.get(id).summary.dir, 'checkpoints'))) {
+      const v = verifyCheckpoint(folder);
+      if (v.ok) out.push({ step: v.manifest.step, folder, created: v.manifest.created });
+    }
+    return out;
+  }
+
+  /** Exports in a worker (the engine lives there); resolves with what was written. */
+  async export(
+    id: string,
+    format: 'timm' | 'digpt' | 'tfjs',
+    out?: string,
+  ): Promise<{ path: string; tensors: number; step: number }> {
+    const dir = this.get(id).summary.dir;
+    if (out !== undefined) this.checkPath(out, 'export path');
+    const handle = startJob({ kind: 'export', run: dir, format, ...(out !== undefined ? { out } : {}) });
+    let result: Record<string, number | string> | undefined;
+    let error: string | undefined;
+    handle.on('event', (e) => {
+      if (e.type === 'result') result = { ...e.result };
+      if (e.type === 'error') error = e.message;
+    });
+    const r = await handle.done();
+    if (error ?? !r.ok) throw new Error(error ?? r.error ?? 'export failed');
+    if (!result) throw new Error('export finished without a result');
+    return { path: String(result['path']), tensors: Number(result['tensors']), step: Number(result['step']) };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.runs.values()].map((r) => r.handle?.kill()));
+  }
+}
