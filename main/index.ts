@@ -1,15 +1,139 @@
-// Electron main process (placeholder): one sandboxed window showing the built renderer page.
-import { app, BrowserWindow } from 'electron';
-import { fileURLToPath } from 'node:url';
+// Electron main process: one sandboxed window over the workbench of app/workbench, wired by main/ipc.ts.
+// The workbench (datasets, folder watching, runs in worker threads) runs here, in the main process, from the
+// TypeScript sources through tsx, as bin/digpt.js does; this file is bundled to dist/main/index.js.
+import { app, BrowserWindow, dialog, ipcMain, session, shell } from 'electron';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { register } from 'tsx/esm/api';
+import { INVOKE_CHANNELS } from './channels.js';
+import { createEventForwarder, createIpcRouter, type Dialogs, type WorkbenchPort } from './ipc.js';
+import { installMenu } from './menu.js';
+import { esbuildBinaryPath } from './packaging.js';
+import { createSenderCheck } from './security.js';
+import { createMainWindow, secureSession } from './window.js';
 
-function createWindow(): void {
-  const window = new BrowserWindow({
-    width: 1280,
-    height: 800,
-    webPreferences: { contextIsolation: true, sandbox: true, nodeIntegration: false },
-  });
-  void window.loadFile(fileURLToPath(new URL('../renderer/index.html', import.meta.url)));
+// dist/main/ -> the built page, the bundled preload, and the workbench's sources.
+const here = import.meta.dirname;
+const indexFile = join(here, '..', 'renderer', 'index.html');
+const appUrl = pathToFileURL(indexFile).href;
+const preloadPath = join(here, 'preload.cjs');
+const workbenchModule = pathToFileURL(join(here, '..', '..', 'app', 'workbench', 'index.ts')).href;
+
+/** Where runs and the dataset registry live: $DIGPT_WORKSPACE, or a folder in the user's documents. */
+function workspaceDir(): string {
+  return process.env.DIGPT_WORKSPACE || join(app.getPath('documents'), 'D-iGPT Workbench');
 }
 
-void app.whenReady().then(createWindow);
-app.on('window-all-closed', () => app.quit());
+async function loadWorkbench(workspace: string): Promise<WorkbenchPort> {
+  if (app.isPackaged && !process.env.ESBUILD_BINARY_PATH) {
+    // Inherited by the job workers, which register tsx too.
+    const binary = esbuildBinaryPath(createRequire(import.meta.url).resolve, process.platform, process.arch);
+    if (binary) process.env.ESBUILD_BINARY_PATH = binary;
+  }
+  register();
+  const { Workbench } = (await import(workbenchModule)) as {
+    Workbench: new (options: { workspace: string }) => WorkbenchPort;
+  };
+  return new Workbench({ workspace });
+}
+
+function fatal(title: string, error: unknown): void {
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  console.error(`${title}: ${text}`);
+  dialog.showErrorBox(title, text);
+}
+
+async function main(): Promise<void> {
+  await app.whenReady();
+  secureSession(session.defaultSession);
+
+  const workspace = workspaceDir();
+  const workbench = await loadWorkbench(workspace);
+  let window: BrowserWindow | null = null;
+  const current = (): BrowserWindow | null => (window && !window.isDestroyed() ? window : null);
+
+  const dialogs: Dialogs = {
+    async openFolder() {
+      const options = { title: 'Add a dataset folder', properties: ['openDirectory' as const] };
+      const parent = current();
+      const r = parent ? await dialog.showOpenDialog(parent, options) : await dialog.showOpenDialog(options);
+      return r.canceled ? null : (r.filePaths[0] ?? null);
+    },
+    async saveExport(defaultName) {
+      const options = { title: 'Export to', defaultPath: join(app.getPath('documents'), defaultName) };
+      const parent = current();
+      const r = parent ? await dialog.showSaveDialog(parent, options) : await dialog.showSaveDialog(options);
+      return r.canceled ? null : (r.filePath ?? null);
+    },
+  };
+
+  const router = createIpcRouter({
+    workbench,
+    dialogs,
+    isTrustedSender: createSenderCheck(() => current()?.webContents.id ?? null, appUrl),
+  });
+  for (const channel of INVOKE_CHANNELS) {
+    ipcMain.handle(channel, (event, ...args: unknown[]) =>
+      router(channel, { senderId: event.sender.id, frameUrl: event.senderFrame?.url }, args),
+    );
+  }
+  workbench.on(createEventForwarder((channel, message) => current()?.webContents.send(channel, message)));
+
+  const openWindow = () => {
+    window = createMainWindow({
+      preloadPath,
+      indexFile,
+      appUrl,
+      onLoadError: (e) => fatal('Cannot load the interface (was `npm run build:renderer` run?)', e),
+    });
+  };
+  installMenu({
+    addDatasetFolder: () => {
+      void (async () => {
+        const path = await dialogs.openFolder();
+        if (path === null) return;
+        // The window hears the new dataset through the workbench's dataset.update event.
+        const r = await workbench.handle('datasets.add', { path });
+        if (!r.ok) dialog.showErrorBox('Cannot add the dataset', r.error);
+      })();
+    },
+    openWorkspace: () => void shell.openPath(workspace),
+  });
+  openWindow();
+
+  app.on('second-instance', () => {
+    const w = current();
+    if (w) {
+      if (w.isMinimized()) w.restore();
+      w.focus();
+    }
+  });
+  app.on('activate', () => {
+    if (!current()) openWindow();
+  });
+  app.on('window-all-closed', () => {
+    if (process.platform !== 'darwin') app.quit();
+  });
+
+  // Stop running jobs (each writes a checkpoint) and the folder watchers before quitting; give up after 15 s.
+  let closing = false;
+  app.on('before-quit', (event) => {
+    if (closing) return;
+    closing = true;
+    event.preventDefault();
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, 15_000).unref());
+    void Promise.race([workbench.close(), timeout])
+      .catch((e: unknown) => console.error('workbench close failed:', e))
+      .finally(() => app.quit());
+  });
+}
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  main().catch((e: unknown) => {
+    fatal('D-iGPT Workbench could not start', e);
+    app.exit(1);
+  });
+}

@@ -1,0 +1,64 @@
+// The app's window and its session, with the policies of main/security.ts applied (Electron-touching, kept thin).
+import { BrowserWindow, type Session } from 'electron';
+import { isNavigationAllowed, secureWebPreferences, windowOpenPolicy, withCsp } from './security.js';
+
+/** Sends our CSP with every response of `session` and refuses every permission (camera, notifications...). */
+export function secureSession(session: Session): void {
+  session.webRequest.onHeadersReceived((details, callback) => {
+    callback({ responseHeaders: withCsp(details.responseHeaders) });
+  });
+  session.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
+  session.setPermissionCheckHandler(() => false);
+}
+
+export interface MainWindowOptions {
+  /** dist/main/preload.cjs */
+  preloadPath: string;
+  /** dist/renderer/index.html */
+  indexFile: string;
+  /** The file:// URL of indexFile: the only page the window may show. */
+  appUrl: string;
+  /** Called when the page cannot be loaded (e.g. the renderer was not built). */
+  onLoadError: (error: Error) => void;
+}
+
+export function createMainWindow({
+  preloadPath,
+  indexFile,
+  appUrl,
+  onLoadError,
+}: MainWindowOptions): BrowserWindow {
+  const window = new BrowserWindow({
+    width: 1400,
+    height: 900,
+    minWidth: 900,
+    minHeight: 600,
+    show: false,
+    title: 'D-iGPT Workbench',
+    webPreferences: secureWebPreferences(preloadPath),
+  });
+  const contents = window.webContents;
+
+  // A file dropped outside the page's drop zone, a link, or script would otherwise navigate the window away.
+  const guard = (event: { preventDefault(): void }, url: string) => {
+    if (!isNavigationAllowed(url, appUrl)) {
+      event.preventDefault();
+      console.warn(`window: blocked navigation to ${url}`);
+    }
+  };
+  contents.on('will-navigate', (event) => guard(event, event.url));
+  contents.on('will-redirect', (event) => guard(event, event.url));
+  contents.on('will-frame-navigate', (event) => guard(event, event.url));
+  contents.setWindowOpenHandler(windowOpenPolicy);
+  contents.on('will-attach-webview', (event) => event.preventDefault());
+  contents.on('render-process-gone', (_event, details) => {
+    console.error(`window: renderer gone (${details.reason}, exit code ${details.exitCode})`);
+  });
+
+  window.once('ready-to-show', () => window.show());
+  window.loadFile(indexFile).catch((e: unknown) => {
+    window.show();
+    onLoadError(e instanceof Error ? e : new Error(String(e)));
+  });
+  return window;
+}

@@ -1,0 +1,109 @@
+// `npm run build:main`: esbuild bundles main/ (ESM) and the preload (one CommonJS file), Electron left external.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('build:main', () => {
+  let outdir = '';
+  before(() => {
+    outdir = mkdtempSync(join(tmpdir(), 'digpt-main-'));
+    const r = spawnSync(process.execPath, ['scripts/build-main.mjs', '--outdir', outdir], {
+      cwd: root,
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+  });
+  after(() => rmSync(outdir, { recursive: true, force: true }));
+
+  it('writes index.js and preload.cjs', () => {
+    assert.deepEqual(
+      readdirSync(outdir)
+        .filter((f) => !f.endsWith('.map'))
+        .sort(),
+      ['index.js', 'preload.cjs'],
+    );
+  });
+
+  it('keeps electron and npm packages external in the ESM main bundle and loads the workbench at run time', () => {
+    const code = readFileSync(join(outdir, 'index.js'), 'utf8');
+    assert.match(code, /^import \{[^}]*\bapp\b[^}]*\} from "electron";$/m);
+    assert.match(code, /^import \{[^}]*\} from "zod";$/m);
+    assert.match(code, /app", "workbench", "index\.ts"/);
+    assert.doesNotMatch(code, /require\(/);
+    // The engine is never bundled into main.
+    assert.doesNotMatch(code, /@tensorflow\/|engine\//);
+  });
+
+  it('bundles the preload into one CommonJS file that requires only electron', () => {
+    const code = readFileSync(join(outdir, 'preload.cjs'), 'utf8');
+    assert.deepEqual(
+      [...code.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]),
+      ['electron'],
+    );
+    assert.doesNotMatch(code, /^\s*(import|export)\s/m);
+  });
+
+  it('the bundled preload exposes window.digpt through contextBridge', async () => {
+    const code = readFileSync(join(outdir, 'preload.cjs'), 'utf8');
+    const exposed: Record<string, unknown> = {};
+    const invoked: unknown[][] = [];
+    const electron = {
+      contextBridge: {
+        exposeInMainWorld: (key: string, api: unknown) => {
+          exposed[key] = api;
+        },
+      },
+      ipcRenderer: {
+        invoke: async (...args: unknown[]) => {
+          invoked.push(args);
+          return { ok: true, value: 'pong' };
+        },
+        on: () => undefined,
+      },
+      webUtils: { getPathForFile: () => '/dropped/folder' },
+    };
+    const module = { exports: {} };
+    const load = new Function('require', 'module', 'exports', code) as (
+      r: (id: string) => unknown,
+      m: object,
+      e: object,
+    ) => void;
+    load(
+      (id) => {
+        if (id !== 'electron') throw new Error(`the sandbox cannot require ${id}`);
+        return electron;
+      },
+      module,
+      module.exports,
+    );
+    assert.deepEqual(Object.keys(exposed), ['digpt']);
+    const digpt = exposed.digpt as Record<string, (...args: unknown[]) => unknown>;
+    assert.deepEqual(Object.keys(digpt).sort(), [
+      'chooseExportPath',
+      'chooseFolder',
+      'on',
+      'pathForFile',
+      'request',
+    ]);
+    assert.deepEqual(await digpt.request?.('app.info', {}), { ok: true, value: 'pong' });
+    assert.deepEqual(invoked, [['digpt:request', 'app.info', {}]]);
+    assert.equal(digpt.pathForFile?.({}), '/dropped/folder');
+  });
+});
+
+describe('main/ layering', () => {
+  it('only the thin Electron files import electron at run time', () => {
+    const thin = ['index.ts', 'menu.ts', 'preload.ts', 'window.ts'];
+    for (const file of readdirSync(join(root, 'main'))) {
+      const code = readFileSync(join(root, 'main', file), 'utf8');
+      const runtime = /^import (?!type\b)[^;]*from 'electron';/m.test(code);
+      assert.equal(runtime, thin.includes(file), file);
+    }
+  });
+});
