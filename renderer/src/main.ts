@@ -1,5 +1,7 @@
 // Renderer entry point: mounts the Svelte app into the page's #app element.
 import { mount } from 'svelte';
+import 'uplot/dist/uPlot.min.css';
+import './app.css';
 import App from './App.svelte';
 
 const target = document.getElementById('app');

@@ -1,0 +1,67 @@
+// Datasets: the registered folders, kept live by dataset.update / dataset.removed events.
+import type { DatasetEntry } from '../../../../app/api/contract.js';
+import type { Bridge } from '../../lib/bridge.js';
+
+export class DatasetsState {
+  list = $state<DatasetEntry[]>([]);
+  loaded = $state(false);
+  error = $state<string | null>(null);
+  /** The message of the last add (error, or a hint after a drop without a path). */
+  addMessage = $state<{ kind: 'error' | 'info'; text: string } | null>(null);
+  adding = $state(false);
+  #bridge: Bridge;
+
+  constructor(bridge: Bridge) {
+    this.#bridge = bridge;
+    bridge.on('dataset.update', (d) => this.#upsert(d));
+    bridge.on('dataset.removed', ({ id }) => {
+      this.list = this.list.filter((d) => d.id !== id);
+    });
+  }
+
+  #upsert(d: DatasetEntry): void {
+    const i = this.list.findIndex((x) => x.id === d.id);
+    if (i >= 0) this.list[i] = d;
+    else this.list.push(d);
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.list = await this.#bridge.request('datasets.list', {});
+      this.error = null;
+    } catch (e) {
+      this.error = (e as Error).message;
+    } finally {
+      this.loaded = true;
+    }
+  }
+
+  async add(path: string): Promise<DatasetEntry | null> {
+    this.adding = true;
+    this.addMessage = null;
+    try {
+      const d = await this.#bridge.request('datasets.add', { path });
+      this.#upsert(d);
+      this.addMessage = { kind: 'info', text: `added ${d.name}` };
+      return d;
+    } catch (e) {
+      this.addMessage = { kind: 'error', text: (e as Error).message };
+      return null;
+    } finally {
+      this.adding = false;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await this.#bridge.request('datasets.remove', { id });
+      this.list = this.list.filter((d) => d.id !== id);
+    } catch (e) {
+      this.error = (e as Error).message;
+    }
+  }
+
+  get ready(): DatasetEntry[] {
+    return this.list.filter((d) => d.status === 'ready');
+  }
+}

@@ -1,0 +1,43 @@
+// The app's root state: the bridge, the connection, one state object per domain, and the navigation.
+import { DatasetsState } from '../features/datasets/datasets.svelte.js';
+import { RunsState } from '../features/runs/runs.svelte.js';
+import { getBridge, type Bridge } from './bridge.js';
+import { ConnectionState } from './connection.svelte.js';
+
+export type View = 'datasets' | 'launch' | 'runs' | 'compare';
+
+export class Workbench {
+  readonly bridge: Bridge;
+  readonly connection: ConnectionState;
+  readonly datasets: DatasetsState;
+  readonly runs: RunsState;
+  view = $state<View>('datasets');
+  /** The run shown in Runs. */
+  selectedRun = $state<string | null>(null);
+  /** Runs ticked for Compare. */
+  compareIds = $state<string[]>([]);
+  info = $state.raw<{ version: string; backend: string | null; workspace: string } | null>(null);
+
+  constructor(bridge: Bridge = getBridge()) {
+    this.bridge = bridge;
+    this.datasets = new DatasetsState(bridge);
+    this.runs = new RunsState(bridge);
+    this.connection = new ConnectionState(bridge, () => void this.load());
+  }
+
+  async load(): Promise<void> {
+    await Promise.all([
+      this.datasets.load(),
+      this.runs.load(),
+      this.bridge.request('app.info', {}).then(
+        (i) => (this.info = i),
+        () => undefined,
+      ),
+    ]);
+  }
+
+  showRun(id: string): void {
+    this.selectedRun = id;
+    this.view = 'runs';
+  }
+}
