@@ -9,17 +9,23 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const electronDir = dirname(createRequire(import.meta.url).resolve('electron/package.json'));
 
-/** Runs a command in the repository; exits with its status if it fails. */
-function run(command, args) {
+/** Runs a command in the repository; if it fails, prints `failure` (when given) and exits with its status. */
+function run(command, args, failure) {
   const r = spawnSync(command, args, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+  if (r.status !== 0) {
+    if (failure) console.error(failure);
+    process.exit(r.status ?? 1);
+  }
 }
 
 /** The Electron executable that node_modules/electron points at, or null if it was never downloaded. */
 function electronBinary() {
+  // As node_modules/electron/index.js resolves it, ELECTRON_OVERRIDE_DIST_PATH included.
   const pathFile = join(electronDir, 'path.txt');
-  if (!existsSync(pathFile)) return null;
-  const binary = join(electronDir, 'dist', readFileSync(pathFile, 'utf8').trim());
+  const executable = existsSync(pathFile) ? readFileSync(pathFile, 'utf8').trim() : '';
+  const override = process.env.ELECTRON_OVERRIDE_DIST_PATH;
+  if (!executable && !override) return null;
+  const binary = override ? join(override, executable || 'electron') : join(electronDir, 'dist', executable);
   return existsSync(binary) ? binary : null;
 }
 
@@ -32,7 +38,13 @@ if (binary === null) {
     "start: Electron's binary is not installed (npm ci does not download it).\n" +
       'start: downloading it once with `node node_modules/electron/install.js` (needs access to GitHub releases or $ELECTRON_MIRROR)...',
   );
-  run(process.execPath, [join(electronDir, 'install.js')]);
+  run(
+    process.execPath,
+    [join(electronDir, 'install.js')],
+    "start: could not download Electron's binary (see the error above). On a machine with network access run\n" +
+      'start:   node node_modules/electron/install.js\n' +
+      'start: (or set ELECTRON_MIRROR / ELECTRON_OVERRIDE_DIST_PATH), then npm start again.',
+  );
   binary = electronBinary();
   if (binary === null) {
     console.error('start: the Electron binary is still missing after install.js; see the messages above.');
