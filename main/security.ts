@@ -89,3 +89,11 @@ export function secureWebPreferences(preloadPath: string) {
     spellcheck: false,
   } as const;
 }
+
+/** Permissions the page may use: copying to the clipboard (a run's path, a config); no camera, location, etc. */
+const ALLOWED_PERMISSIONS = new Set(['clipboard-sanitized-write']);
+
+/** The session's permission request and check handlers answer with this. */
+export function isPermissionAllowed(permission: string): boolean {
+  return ALLOWED_PERMISSIONS.has(permission);
+}

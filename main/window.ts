@@ -1,14 +1,22 @@
 // The app's window and its session, with the policies of main/security.ts applied (Electron-touching, kept thin).
 import { BrowserWindow, type Session } from 'electron';
-import { isNavigationAllowed, secureWebPreferences, windowOpenPolicy, withCsp } from './security.js';
+import {
+  isNavigationAllowed,
+  isPermissionAllowed,
+  secureWebPreferences,
+  windowOpenPolicy,
+  withCsp,
+} from './security.js';
 
-/** Sends our CSP with every response of `session` and refuses every permission (camera, notifications...). */
+/** Sends our CSP with every response of `session` and refuses permissions the page does not need (camera...). */
 export function secureSession(session: Session): void {
   session.webRequest.onHeadersReceived((details, callback) => {
     callback({ responseHeaders: withCsp(details.responseHeaders) });
   });
-  session.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
-  session.setPermissionCheckHandler(() => false);
+  session.setPermissionRequestHandler((_contents, permission, callback) =>
+    callback(isPermissionAllowed(permission)),
+  );
+  session.setPermissionCheckHandler((_contents, permission) => isPermissionAllowed(permission));
 }
 
 export interface MainWindowOptions {

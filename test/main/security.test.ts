@@ -5,6 +5,7 @@ import {
   CONTENT_SECURITY_POLICY,
   createSenderCheck,
   isNavigationAllowed,
+  isPermissionAllowed,
   secureWebPreferences,
   windowOpenPolicy,
   withCsp,
@@ -68,6 +69,20 @@ describe('window', () => {
       'not a url',
     ]) {
       assert.equal(isNavigationAllowed(url, APP_URL), false, url);
+    }
+  });
+
+  it('grants clipboard writes only', () => {
+    assert.equal(isPermissionAllowed('clipboard-sanitized-write'), true);
+    for (const p of [
+      'media',
+      'geolocation',
+      'notifications',
+      'openExternal',
+      'fileSystem',
+      'clipboard-read',
+    ]) {
+      assert.equal(isPermissionAllowed(p), false, p);
     }
   });
 
