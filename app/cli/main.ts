@@ -9,6 +9,7 @@ import { BUILTIN_SAMPLE_DIR, formatScan, scanDataset } from '../datasets/index.j
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
+import { BUDGET_NAMES, isBudgetName, runAblations } from '../experiments/ablations.js';
 import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../runs/export.js';
 import { outputMode, Progress } from './progress.js';
 
@@ -36,6 +37,8 @@ commands:
                                               built-in teacher, then linear-probe it (a few minutes)
   serve [--host 127.0.0.1] [--port N] [--workspace DIR]
                                               the workbench UI in a browser (token-protected)
+  experiment ablations [--budget ${BUDGET_NAMES.join('|')}] [--data DIR] [--out DIR] [--seeds N]
+                                              the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md + plots
   presets                                     the named model presets
 
 presets: ${PRESETS.map((p) => p.name).join(', ')}`;
@@ -288,6 +291,29 @@ async function main(argv: string[]): Promise<number> {
         process.once('SIGTERM', stop);
       });
       await s.close();
+      return 0;
+    }
+    case 'experiment': {
+      const [sub, ...r] = rest;
+      if (sub !== 'ablations')
+        throw new UsageError(`unknown experiment '${sub ?? ''}'; use 'digpt experiment ablations'`);
+      const { values } = parse(r, {
+        budget: { type: 'string' },
+        data: { type: 'string' },
+        out: { type: 'string' },
+        seeds: { type: 'string' },
+      });
+      const budget = values.budget ?? 'smoke';
+      if (!isBudgetName(budget))
+        throw new UsageError(`unknown --budget '${budget}'; use one of ${BUDGET_NAMES.join(', ')}`);
+      const res = await runAblations({
+        budget,
+        ...(values.data !== undefined ? { data: values.data } : {}),
+        ...(values.out !== undefined ? { out: values.out } : {}),
+        ...(values.seeds !== undefined ? { seeds: Math.max(1, int(values.seeds, '--seeds')) } : {}),
+        command: ['digpt', ...argv].join(' '),
+      });
+      process.stdout.write(`${res.report}\n`);
       return 0;
     }
     case 'presets':

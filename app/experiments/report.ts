@@ -1,0 +1,241 @@
+// The ablation report: report.md (the paper's Tables 5, 7, 9 plus a scratch row), results.json and PNG plots.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { formatDuration } from '../cli/progress.js';
+import type { Budget, JobResult, RowDef } from './ablations.js';
+import { RECIPE, ROWS } from './ablations.js';
+import { barChartSvg, lineChartSvg, writePng, type Series } from './plots.js';
+
+export interface ReportInput {
+  readonly out: string;
+  readonly budget: Budget;
+  readonly seeds: number;
+  readonly source: string;
+  readonly data: { train: number; trainOf: number; test: number; testOf: number; classes: string[] };
+  readonly started: Date;
+  readonly seconds: number;
+  readonly command: string;
+  readonly jobs: readonly JobResult[];
+  readonly machine: string;
+}
+
+/** Mean and spread (sample standard deviation; 0 for one value) of the finite values. */
+export function meanSpread(values: readonly number[]): { mean: number; spread: number; n: number } {
+  const v = values.filter((x) => Number.isFinite(x));
+  const n = v.length;
+  if (n === 0) return { mean: NaN, spread: NaN, n };
+  const mean = v.reduce((a, x) => a + x, 0) / n;
+  const spread = n > 1 ? Math.sqrt(v.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, spread, n };
+}
+
+function acc(values: readonly number[]): string {
+  const s = meanSpread(values);
+  if (s.n === 0) return 'n/a';
+  return s.n > 1 ? `${s.mean.toFixed(4)} ± ${s.spread.toFixed(4)}` : s.mean.toFixed(4);
+}
+
+function secs(values: readonly number[]): string {
+  const s = meanSpread(values);
+  return s.n === 0 ? 'n/a' : formatDuration(s.mean);
+}
+
+/** Moving average over `w` points (the first points average what there is). */
+export function smooth(points: readonly (readonly [number, number])[], w: number): [number, number][] {
+  const out: [number, number][] = [];
+  let sum = 0;
+  for (let i = 0; i < points.length; i++) {
+    sum += (points[i] as readonly [number, number])[1];
+    if (i >= w) sum -= (points[i - w] as readonly [number, number])[1];
+    out.push([(points[i] as readonly [number, number])[0], sum / Math.min(i + 1, w)]);
+  }
+  return out;
+}
+
+/** Per-row numbers over seeds. */
+export interface RowSummary {
+  readonly row: RowDef['name'];
+  readonly label: string;
+  readonly objective: string | null;
+  readonly target: RowDef['target'];
+  readonly probe: number[];
+  readonly finetune: number[];
+  readonly knn: number[];
+  readonly pretrainSeconds: number[];
+  readonly probeSeconds: number[];
+  readonly finetuneSeconds: number[];
+  readonly pretrainImgPerS: number[];
+  readonly finalLoss: number[];
+}
+
+export function summarise(jobs: readonly JobResult[]): RowSummary[] {
+  return ROWS.map((r) => {
+    const of = (kind: JobResult['kind']): JobResult[] =>
+      jobs.filter((j) => j.row === r.name && j.kind === kind);
+    const num = (xs: (number | undefined)[]): number[] => xs.filter((x): x is number => x !== undefined);
+    return {
+      row: r.name,
+      label: r.label,
+      objective: r.objective ?? null,
+      target: r.target,
+      probe: num(of('probe').map((j) => j.top1)),
+      finetune: num(of('finetune').map((j) => j.top1)),
+      knn: num(of('pretrain').map((j) => j.knnTop1)),
+      pretrainSeconds: of('pretrain').map((j) => j.seconds),
+      probeSeconds: of('probe').map((j) => j.seconds),
+      finetuneSeconds: of('finetune').map((j) => j.seconds),
+      pretrainImgPerS: num(of('pretrain').map((j) => j.imgPerS)),
+      finalLoss: num(of('pretrain').map((j) => j.losses?.at(-1)?.[1])),
+    };
+  });
+}
+
+/** Writes report.md, results.json, pretrain-loss.png and accuracy.png into `out`. */
+export async function writeReport(i: ReportInput): Promise<{ report: string; results: string }> {
+  const b = i.budget;
+  const rows = summarise(i.jobs);
+  const by = new Map(rows.map((r) => [r.row, r]));
+  const teacher = i.jobs.find((j) => j.kind === 'teacher');
+
+  // --- plots ---
+  const series: Series[] = [];
+  for (const r of ROWS.filter((x) => x.objective)) {
+    const runs = i.jobs.filter((j) => j.row === r.name && j.kind === 'pretrain' && j.losses?.length);
+    if (!runs.length) continue;
+    // mean over seeds at each step
+    const steps = new Map<number, number[]>();
+    for (const j of runs) for (const [s, l] of j.losses ?? []) steps.set(s, [...(steps.get(s) ?? []), l]);
+    const pts = [...steps.entries()]
+      .sort((a, c) => a[0] - c[0])
+      .map(([s, ls]) => [s, meanSpread(ls).mean] as [number, number]);
+    series.push({ name: r.name, points: smooth(pts, Math.max(1, Math.round(pts.length / 50))) });
+  }
+  const window = Math.max(1, Math.round(b.pretrainSteps / 50));
+  await writePng(
+    lineChartSvg({
+      title: `Pretraining loss (${b.name}; mean of ${i.seeds} seed${i.seeds > 1 ? 's' : ''}, moving average of ${window})`,
+      xLabel: 'step',
+      yLabel: 'loss (each objective its own scale)',
+      series,
+    }),
+    nodePath.join(i.out, 'pretrain-loss.png'),
+  );
+  await writePng(
+    barChartSvg({
+      title: `Top-1 on ${i.data.test} test images (${b.name})`,
+      yLabel: 'top-1',
+      measures: ['linear probe', 'fine-tune'],
+      groups: rows.map((r) => ({
+        name: r.row,
+        values: [r.probe, r.finetune].map((v) => {
+          const s = meanSpread(v);
+          return { value: s.mean, spread: s.spread };
+        }),
+      })),
+    }),
+    nodePath.join(i.out, 'accuracy.png'),
+  );
+
+  // --- results.json ---
+  const results = {
+    experiment: 'ablations',
+    command: i.command,
+    started: i.started.toISOString(),
+    seconds: i.seconds,
+    machine: i.machine,
+    budget: b,
+    seeds: i.seeds,
+    data: { source: i.source, ...i.data },
+    recipe: RECIPE,
+    teacher: teacher ? { top1: teacher.top1, seconds: teacher.seconds, steps: teacher.steps } : null,
+    rows,
+    jobs: i.jobs,
+  };
+  const resultsPath = nodePath.join(i.out, 'results.json');
+  fs.writeFileSync(
+    resultsPath,
+    `${JSON.stringify(results, (_k, v: unknown) => (v === Infinity ? 'all' : v), 2)}\n`,
+  );
+
+  // --- report.md ---
+  const line = (r: RowSummary | undefined, name: string): string =>
+    r ? `| ${name} | ${acc(r.probe)} | ${acc(r.finetune)} |` : `| ${name} | n/a | n/a |`;
+  const spread = i.seeds > 1 ? ` (mean ± standard deviation over ${i.seeds} seeds)` : '';
+  const md = [
+    `# Ablations on Fashion-MNIST (budget \`${b.name}\`)`,
+    '',
+    `\`${i.command}\` — started ${i.started.toISOString()}, ${formatDuration(i.seconds)} in all (${i.machine}).`,
+    '',
+    `Data: ${i.source}; ${i.data.train} of ${i.data.trainOf} train images for every job, top-1 on ${i.data.test} of`,
+    `${i.data.testOf} test images (seeded subsets; nothing is selected on the test images: every number is that of`,
+    'the last step). Model: `' + b.preset + '` at 32 px. Seeds: ' + `${i.seeds}` + '.',
+    '',
+    '| job | steps | batch | images seen |',
+    '| --- | --- | --- | --- |',
+    `| teacher (supervised, from scratch, blr ${RECIPE.teacherBlr}, no mixup/cutmix/erasing/drop path/layer decay) | ${b.teacherSteps} | ${b.batch} | ${b.teacherSteps * b.batch} |`,
+    `| pretraining (each of 5, blr ${RECIPE.pretrainBlr}, 10% warm-up) | ${b.pretrainSteps} | ${b.batch} | ${b.pretrainSteps * b.batch} |`,
+    `| fine-tune (each of 6, blr ${RECIPE.finetune.blr}, layer decay ${RECIPE.finetune.layerDecay}, smoothing ${RECIPE.finetune.smoothing}, no mixup/cutmix/erasing) | ${b.finetuneSteps} | ${b.batch} | ${b.finetuneSteps * b.batch} |`,
+    `| linear probe (frozen features, AdamW) | ${b.probeEpochs} epochs | | |`,
+    '',
+    teacher?.top1 !== undefined
+      ? `Teacher: top-1 ${teacher.top1.toFixed(4)} on the test images (${formatDuration(teacher.seconds)}).`
+      : 'Teacher: no number.',
+    '',
+    `## All rows${spread}`,
+    '',
+    "Top-1 is the fraction of test images classified correctly. k-NN: the pretraining job's own weighted k-NN (k=20)",
+    'at its last step. Times are wall-clock per job (two jobs ran side by side, one core each).',
+    '',
+    '| row | pretraining | linear probe top-1 | fine-tune top-1 | k-NN top-1 | final loss | pretrain | probe | fine-tune |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(
+      (r) =>
+        `| ${r.row} | ${r.label} | ${acc(r.probe)} | ${acc(r.finetune)} | ${r.knn.length ? acc(r.knn) : 'n/a'} | ${r.finalLoss.length ? meanSpread(r.finalLoss).mean.toFixed(4) : 'n/a'} | ${r.pretrainSeconds.length ? secs(r.pretrainSeconds) : '-'} | ${secs(r.probeSeconds)} | ${secs(r.finetuneSeconds)} |`,
+    ),
+    '',
+    '## Table 5 — target (pixels vs teacher features), D-iGPT',
+    '',
+    '| target | linear probe top-1 | fine-tune top-1 |',
+    '| --- | --- | --- |',
+    line(by.get('pixels'), 'pixels'),
+    line(by.get('digpt'), 'teacher features'),
+    '',
+    '## Table 7 — generative only vs generative + discriminative (teacher features)',
+    '',
+    '| objective | linear probe top-1 | fine-tune top-1 |',
+    '| --- | --- | --- |',
+    line(by.get('gen-only'), 'generative only'),
+    line(by.get('digpt'), 'generative + discriminative (D-iGPT)'),
+    '',
+    '## Table 9 — the same teacher, three ways to use it',
+    '',
+    '| method | linear probe top-1 | fine-tune top-1 |',
+    '| --- | --- | --- |',
+    line(by.get('kd'), 'KD'),
+    line(by.get('mae'), 'MAE (teacher targets)'),
+    line(by.get('digpt'), 'D-iGPT'),
+    line(by.get('scratch'), 'random init (no pretraining)'),
+    '',
+    '## Plots',
+    '',
+    '![pretraining loss](pretrain-loss.png)',
+    '',
+    '![top-1](accuracy.png)',
+    '',
+    '## Jobs',
+    '',
+    '| job | wall-clock | steps | img/s (mean) | top-1 |',
+    '| --- | --- | --- | --- | --- |',
+    ...i.jobs.map(
+      (j) =>
+        `| ${j.id} | ${formatDuration(j.seconds)} | ${j.steps ?? '-'} | ${j.imgPerS !== undefined ? j.imgPerS.toFixed(1) : '-'} | ${j.top1 !== undefined ? j.top1.toFixed(4) : '-'} |`,
+    ),
+    '',
+    "Every number is in `results.json`; the run folders are under `runs/`, the experiment's data under `data/`",
+    "(train images as `train-*`, the test images as `val-*`, so the jobs' evaluations are on test images).",
+    '',
+  ].join('\n');
+  const reportPath = nodePath.join(i.out, 'report.md');
+  fs.writeFileSync(reportPath, md);
+  return { report: reportPath, results: resultsPath };
+}
