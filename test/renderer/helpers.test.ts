@@ -36,8 +36,8 @@ test('clusterCells: positions from the order, errors shifted by one, next = orde
   assert.equal(maxCursor(4), 2);
   assert.deepEqual(errorRange(frame), { min: 0.1, max: 0.3 });
   assert.equal(heatColor(null, { min: 0, max: 1 }), 'transparent');
-  assert.match(heatColor(1, { min: 0, max: 1 }), /^hsla\(0,/);
-  assert.match(heatColor(0, { min: 0, max: 1 }), /^hsla\(220,/);
+  assert.equal(heatColor(1, { min: 0, max: 1 }), 'rgba(230, 55, 40, 0.700)');
+  assert.equal(heatColor(0, { min: 0, max: 1 }), 'rgba(230, 55, 40, 0.080)');
 });
 
 test('configDiff flattens nested configs and marks differing and missing keys', () => {

@@ -1,7 +1,7 @@
 // Tests of the renderer's metric helpers: series extraction, alignment, EMA, min/max downsampling, chart tables.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chartData, RUN_CHARTS } from '../../renderer/src/features/metrics/charts.js';
+import { chartData, compareData, RUN_CHARTS } from '../../renderer/src/features/metrics/charts.js';
 import { downsampleMinMax } from '../../renderer/src/features/metrics/downsample.js';
 import { alignSeries, MetricColumns } from '../../renderer/src/features/metrics/series.js';
 import { ema } from '../../renderer/src/features/metrics/smooth.js';
@@ -107,4 +107,20 @@ test('chartData: loss chart has raw + EMA per present key; eval chart plots knn_
     ['knn_top1'],
   );
   assert.deepEqual(ev.table, { x: [2], ys: [[0.4]] });
+});
+
+test('compareData keeps each run its colour when another run lacks the metric', () => {
+  const d = compareData(
+    [
+      { x: [], y: [] },
+      { x: [1, 2], y: [3, 4] },
+    ],
+    ['a', 'b'],
+    0,
+    100,
+  );
+  assert.deepEqual(
+    d.lines.map((l) => [l.label, l.color]),
+    [['b', 1]],
+  );
 });

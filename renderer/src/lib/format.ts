@@ -19,3 +19,9 @@ export function formatValue(v: number | string | null | undefined): string {
   if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential(2);
   return String(Number(v.toPrecision(4)));
 }
+
+/** A result entry: accuracies (…top1, …acc) as percentages, other numbers as formatValue. */
+export function formatResult(key: string, v: number | string): string {
+  if (typeof v === 'number' && /top\d|acc/.test(key) && v >= 0 && v <= 1) return `${(v * 100).toFixed(1)}%`;
+  return formatValue(v);
+}

@@ -23,17 +23,27 @@ export class Workbench {
     this.datasets = new DatasetsState(bridge);
     this.runs = new RunsState(bridge);
     this.connection = new ConnectionState(bridge, () => void this.load());
+    // The backend is chosen when the first job starts: ask again once a run reports.
+    bridge.on('run.update', () => {
+      if (this.info && this.info.backend === null) void this.#loadInfo();
+    });
+  }
+
+  #infoPending = false;
+  async #loadInfo(): Promise<void> {
+    if (this.#infoPending) return;
+    this.#infoPending = true;
+    try {
+      this.info = await this.bridge.request('app.info', {});
+    } catch {
+      // the nav shows no version
+    } finally {
+      this.#infoPending = false;
+    }
   }
 
   async load(): Promise<void> {
-    await Promise.all([
-      this.datasets.load(),
-      this.runs.load(),
-      this.bridge.request('app.info', {}).then(
-        (i) => (this.info = i),
-        () => undefined,
-      ),
-    ]);
+    await Promise.all([this.datasets.load(), this.runs.load(), this.#loadInfo()]);
   }
 
   showRun(id: string): void {

@@ -30,7 +30,16 @@ export interface ChartData {
   /** uPlot's data: x first, then one array per line. */
   readonly table: Table;
   /** One per line of the table: its label and whether it is a raw line under its EMA. */
-  readonly lines: readonly { label: string; key: string; faint: boolean }[];
+  readonly lines: readonly ChartLine[];
+}
+
+export interface ChartLine {
+  readonly label: string;
+  /** The series it draws (a raw line and its EMA share one). */
+  readonly key: string;
+  readonly faint: boolean;
+  /** Palette index: the key's place in the chart's spec, or the run's place in the comparison, so colours stay put. */
+  readonly color: number;
 }
 
 /** The lines of a chart: each present key raw (faint when smoothed) and its EMA; downsampled to `buckets`. */
@@ -40,6 +49,7 @@ export function chartData(spec: ChartSpec, cols: MetricColumns, alpha: number, b
   return build(
     keys.map((k) => cols.get(k)),
     keys,
+    keys.map((k) => spec.keys.indexOf(k)),
     spec.smooth ? alpha : 0,
     buckets,
   );
@@ -53,12 +63,13 @@ export function compareData(
   buckets: number,
 ): ChartData {
   const present = series
-    .map((s, i) => ({ s, label: labels[i] ?? `run ${i}` }))
+    .map((s, i) => ({ s, i, label: labels[i] ?? `run ${i}` }))
     .filter((p) => p.s.x.length > 0);
   if (present.length === 0) return { table: { x: [], ys: [] }, lines: [] };
   return build(
     present.map((p) => p.s),
     present.map((p) => p.label),
+    present.map((p) => p.i),
     alpha,
     buckets,
     true,
@@ -68,25 +79,27 @@ export function compareData(
 function build(
   series: readonly Series[],
   labels: readonly string[],
+  colors: readonly number[],
   alpha: number,
   buckets: number,
   smoothOnly = false,
 ): ChartData {
   const aligned = alignSeries(series);
   const ys: (number | null)[][] = [];
-  const lines: { label: string; key: string; faint: boolean }[] = [];
+  const lines: ChartLine[] = [];
   aligned.ys.forEach((col, i) => {
     const label = labels[i]!;
+    const color = colors[i]!;
     if (alpha > 0) {
       if (!smoothOnly) {
         ys.push(col);
-        lines.push({ label: `${label} (raw)`, key: label, faint: true });
+        lines.push({ label: `${label} (raw)`, key: label, faint: true, color });
       }
       ys.push(ema(col, alpha));
-      lines.push({ label: smoothOnly ? label : `${label} (EMA)`, key: label, faint: false });
+      lines.push({ label: smoothOnly ? label : `${label} (EMA)`, key: label, faint: false, color });
     } else {
       ys.push(col);
-      lines.push({ label, key: label, faint: false });
+      lines.push({ label, key: label, faint: false, color });
     }
   });
   return { table: downsampleMinMax({ x: aligned.x, ys }, buckets), lines };

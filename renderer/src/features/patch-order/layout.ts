@@ -57,14 +57,12 @@ export function errorRange(frame: FrameLike): { min: number; max: number } {
   return min <= max ? { min, max } : { min: 0, max: 0 };
 }
 
-/** A heat colour for an error: transparent-ish blue (low) to red (high); null error: no tint. */
-export function heatColor(error: number | null, range: { min: number; max: number }, alpha = 0.55): string {
+/** A heat colour for an error: a red tint, faint for the frame's lowest error and strong for its highest. */
+export function heatColor(error: number | null, range: { min: number; max: number }, maxAlpha = 0.7): string {
   if (error === null || !Number.isFinite(error)) return 'transparent';
   const t = range.max > range.min ? (error - range.min) / (range.max - range.min) : 0.5;
   const u = Math.min(1, Math.max(0, t));
-  // hue 220 (blue) -> 0 (red)
-  const hue = Math.round(220 * (1 - u));
-  return `hsla(${hue}, 85%, 50%, ${alpha})`;
+  return `rgba(230, 55, 40, ${(0.08 + (maxAlpha - 0.08) * u).toFixed(3)})`;
 }
 
 /** The last sequence cursor the view can step to: K - 2 (position K-1 predicts nothing). */
