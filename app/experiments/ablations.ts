@@ -41,8 +41,10 @@ export interface Budget {
 
 /**
  * The budgets. Step counts come from measured speeds on 2 cores (micro-32, batch 32): pretraining 60-100 img/s,
- * fine-tuning 100-150 img/s per job, two jobs side by side. `full` is sized for under 3 hours with 2 seeds
- * (see docs/ablations-small.md for the measured times of `small`).
+ * fine-tuning 100-150 img/s per job, two jobs side by side (one core each). `full` is sized for under 3 hours
+ * with 2 seeds on a quiet machine: about 1 epoch of pretraining and 0.6 of fine-tuning per job, 2 teacher epochs
+ * (see docs/ablations-small.md for the times measured with `small`). It keeps digpt-micro-32: digpt-tiny-32 is
+ * ~18x the compute per image (~11 img/s, BENCHMARKS.md), which would leave each of its 23 jobs under 1/6 epoch.
  */
 export const BUDGETS: Readonly<Record<BudgetName, Budget>> = {
   smoke: {
@@ -431,6 +433,14 @@ function runTask(
           log(
             `  ${t.id}: step ${r.step}/${total}  loss ${r.loss.toFixed(4)}  ${r.img_per_s.toFixed(0)} img/s  ETA ${formatDuration(left)}`,
           );
+        }
+        break;
+      }
+      case 'progress': {
+        const now = performance.now();
+        if (now - lastPrint > 5000 || e.done === e.total) {
+          lastPrint = now;
+          log(`  ${t.id}: ${e.phase} ${e.done}/${e.total}`);
         }
         break;
       }
