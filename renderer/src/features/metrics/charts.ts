@@ -16,7 +16,7 @@ export interface ChartSpec {
 export const RUN_CHARTS: readonly ChartSpec[] = [
   {
     id: 'loss',
-    title: 'Loss (total, generative, discriminative)',
+    title: 'Loss',
     keys: ['loss', 'loss_gen', 'loss_dis'],
     smooth: true,
   },
