@@ -68,6 +68,10 @@ export function lowerBound(xs: readonly number[], v: number): number {
 /** Series on one shared, ascending x (the union of their steps); null where a series has no point. */
 export function alignSeries(series: readonly Series[]): { x: number[]; ys: (number | null)[][] } {
   if (series.length === 1) return { x: series[0]!.x.slice(), ys: [series[0]!.y.slice()] };
+  // The common case (loss, loss_gen, loss_dis of one run): the same steps, nothing to merge.
+  const first = series[0]!.x;
+  if (series.every((s) => s.x.length === first.length && s.x.every((v, i) => v === first[i])))
+    return { x: first.slice(), ys: series.map((s) => s.y.slice()) };
   const idx = series.map(() => 0);
   const x: number[] = [];
   const ys: (number | null)[][] = series.map(() => []);

@@ -46,6 +46,19 @@ export class RunSession {
           if (f.runId === this.id && (this.followPatchOrder || !this.patchOrder)) this.patchOrder = f;
         }),
       );
+    // Events sent while the socket was down are lost: after a reconnection, read the whole file again (a repeated
+    // step replaces the columns from there on, so this is a full replacement).
+    let wasClosed = false;
+    this.#offs.push(
+      bridge.onStatus((st) => {
+        if (st.state === 'closed') wasClosed = true;
+        else if (st.state === 'open' && wasClosed) {
+          wasClosed = false;
+          void this.loadMetrics();
+          if (opts.patchOrder !== false) void this.loadPatchOrder(true);
+        }
+      }),
+    );
     void this.loadMetrics();
     if (opts.patchOrder !== false) void this.loadPatchOrder();
   }
@@ -63,10 +76,10 @@ export class RunSession {
     this.#flush();
   }
 
-  async loadPatchOrder(): Promise<void> {
+  async loadPatchOrder(replace = false): Promise<void> {
     try {
       const f = await this.#bridge.request('runs.patchOrder', { id: this.id });
-      if (f && !this.patchOrder) this.patchOrder = f;
+      if (f && (!this.patchOrder || (replace && this.followPatchOrder))) this.patchOrder = f;
     } catch {
       // no frame yet: the view says so
     }
