@@ -26,6 +26,8 @@ export interface DigptPreload {
   pathForFile?(file: File): string;
   /** The native folder dialog (null when cancelled). */
   chooseFolder?(): Promise<string | null>;
+  /** The native save dialog for an export (null when cancelled). */
+  chooseExportPath?(defaultName: string): Promise<string | null>;
 }
 
 declare global {
@@ -48,6 +50,8 @@ export interface Bridge extends WorkbenchApi {
   pathForFile(file: File): string | null;
   /** The native folder dialog, when there is one (Electron). */
   readonly chooseFolder: (() => Promise<string | null>) | null;
+  /** The native save dialog for an export, when there is one (Electron). */
+  readonly chooseExportPath: ((defaultName: string) => Promise<string | null>) | null;
 }
 
 type Handler = (payload: unknown) => void;
@@ -119,6 +123,7 @@ function electronBridge(d: DigptPreload): Bridge {
       return () => {};
     },
     chooseFolder: d.chooseFolder ? () => d.chooseFolder!() : null,
+    chooseExportPath: d.chooseExportPath ? (name) => d.chooseExportPath!(name) : null,
     pathForFile(file) {
       try {
         return d.pathForFile?.(file) || null;
@@ -223,6 +228,7 @@ function socketBridge(url: string): Bridge {
       return () => void statusCbs.delete(cb);
     },
     chooseFolder: null,
+    chooseExportPath: null,
     pathForFile() {
       return null;
     },

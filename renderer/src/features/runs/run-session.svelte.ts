@@ -107,8 +107,20 @@ export class RunSession {
   }
 
   /** Writes an export; returns the written path (the error message is thrown). */
-  async export(format: 'timm' | 'digpt' | 'tfjs'): Promise<{ path: string; tensors: number; step: number }> {
-    return this.#bridge.request('runs.export', { id: this.id, format });
+  async export(
+    format: 'timm' | 'digpt' | 'tfjs',
+    out?: string,
+  ): Promise<{ path: string; tensors: number; step: number }> {
+    return this.#bridge.request('runs.export', { id: this.id, format, ...(out ? { out } : {}) });
+  }
+
+  /** The native save dialog's path for an export (Electron), or null (no dialog, or cancelled). */
+  async chooseExportPath(defaultName: string): Promise<string | null> {
+    return (await this.#bridge.chooseExportPath?.(defaultName)) ?? null;
+  }
+
+  get canChooseExportPath(): boolean {
+    return this.#bridge.chooseExportPath !== null;
   }
 
   // Redraw on the next frame; the timer covers windows where frames are throttled, keeping updates within 250 ms.
