@@ -1,5 +1,6 @@
 // Pure: a folder path from what a browser drop carries (text/uri-list or text/plain), since a browser page cannot
-// learn a dropped file's path (Electron's preload can: window.digpt.pathForFile).
+// learn a dropped file's path (Electron's preload can: window.digpt.pathForFile). Chromium hands a web page
+// file:// entries of text/uri-list as 'about:blank#blocked', so in a browser a path arrives as text/plain.
 
 /** An absolute POSIX or Windows path, or a file:// URL turned into one; null when the text is neither. */
 export function pathFromText(text: string | null | undefined): string | null {
