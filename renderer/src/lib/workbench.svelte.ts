@@ -6,6 +6,13 @@ import { ConnectionState } from './connection.svelte.js';
 
 export type View = 'datasets' | 'launch' | 'runs' | 'compare';
 
+/** A warning or error the workbench logged. */
+export interface Notice {
+  id: number;
+  level: 'warn' | 'error';
+  text: string;
+}
+
 export class Workbench {
   readonly bridge: Bridge;
   readonly connection: ConnectionState;
@@ -17,12 +24,21 @@ export class Workbench {
   /** Runs ticked for Compare. */
   compareIds = $state<string[]>([]);
   info = $state.raw<{ version: string; backend: string | null; workspace: string } | null>(null);
+  /** The last few warnings and errors (info lines are not shown). */
+  notices = $state<Notice[]>([]);
+  #noticeId = 0;
 
   constructor(bridge: Bridge = getBridge()) {
     this.bridge = bridge;
     this.datasets = new DatasetsState(bridge);
     this.runs = new RunsState(bridge);
     this.connection = new ConnectionState(bridge, () => void this.load());
+    bridge.on('log', ({ level, text }) => {
+      if (level === 'info') return;
+      const id = ++this.#noticeId;
+      this.notices = [...this.notices.slice(-3), { id, level, text }];
+      setTimeout(() => this.dismiss(id), level === 'error' ? 20_000 : 8_000);
+    });
     // The backend is chosen when the first job starts: ask again once a run reports.
     bridge.on('run.update', () => {
       if (this.info && this.info.backend === null) void this.#loadInfo();
@@ -44,6 +60,10 @@ export class Workbench {
 
   async load(): Promise<void> {
     await Promise.all([this.datasets.load(), this.runs.load(), this.#loadInfo()]);
+  }
+
+  dismiss(id: number): void {
+    this.notices = this.notices.filter((n) => n.id !== id);
   }
 
   showRun(id: string): void {
