@@ -18,7 +18,7 @@ export default defineConfig({
     assetsInlineLimit: 0,
   },
   server: {
-    // `npm run dev:renderer` next to `digpt serve --port 8787`: the WebSocket goes to the workbench.
-    proxy: { '/api': { target: 'ws://127.0.0.1:8787', ws: true } },
+    // `npm run dev:renderer` next to `digpt serve` (port 8765): open http://localhost:5173/?token=...
+    proxy: { '/api': { target: 'ws://127.0.0.1:8765', ws: true } },
   },
 });
