@@ -164,6 +164,22 @@ export const Requests = {
       items: z.array(z.object({ index: z.number().int(), label: z.string(), png: z.string() })),
     }),
   ],
+  /** A folder dropped on a browser page (which cannot know its path) is uploaded into the workspace, file by file. */
+  'datasets.uploadBegin': [
+    z.object({ name: z.string().min(1).max(200) }),
+    z.object({ uploadId: z.string() }),
+  ],
+  'datasets.uploadFile': [
+    z.object({
+      uploadId: z.string(),
+      /** Path inside the dropped folder, '/'-separated, relative. */
+      path: z.string().min(1).max(1000),
+      /** File bytes, base64 (at most ~700 kB per message). */
+      data: z.string().max(1_000_000),
+    }),
+    empty,
+  ],
+  'datasets.uploadEnd': [z.object({ uploadId: z.string() }), DatasetEntry],
   'runs.list': [empty, z.array(RunSummary)],
   'runs.launch': [LaunchRequest, RunSummary],
   'runs.control': [

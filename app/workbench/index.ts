@@ -15,6 +15,7 @@ import {
 import { cacheDir } from '../jobs/pretrain-job.js';
 import { DatasetRegistry } from './datasets.js';
 import { RunManager } from './runs.js';
+import { Uploads } from './uploads.js';
 
 export interface WorkbenchOptions {
   /** Folder holding runs/ and datasets.json. */
@@ -42,11 +43,13 @@ export class Workbench {
   private readonly runs: RunManager;
   private readonly restrict: boolean;
   private backend: string | null = null;
+  private readonly uploads: Uploads;
 
   constructor(o: WorkbenchOptions) {
     this.workspace = nodePath.resolve(o.workspace);
     this.restrict = o.restrictPaths ?? false;
     fs.mkdirSync(this.workspace, { recursive: true });
+    this.uploads = new Uploads(nodePath.join(this.workspace, 'uploads'));
     this.datasets = new DatasetRegistry(
       this.workspace,
       nodePath.join(cacheDir(), 'images'),
@@ -127,6 +130,15 @@ export class Workbench {
         const r = parseRequest(name, raw);
         return this.datasets.thumbnails(r.id, r.split, r.offset, r.limit);
       }
+      case 'datasets.uploadBegin':
+        return { uploadId: this.uploads.begin(parseRequest(name, raw).name) };
+      case 'datasets.uploadFile': {
+        const r = parseRequest(name, raw);
+        this.uploads.file(r.uploadId, r.path, r.data);
+        return {};
+      }
+      case 'datasets.uploadEnd':
+        return this.datasets.add(this.uploads.end(parseRequest(name, raw).uploadId));
       case 'runs.list':
         parseRequest(name, raw);
         return this.runs.list();

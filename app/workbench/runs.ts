@@ -179,10 +179,7 @@ export class RunManager {
         job = { kind: req.kind, data, source: this.runDir(req.from, req.kind), seed: req.seed };
         title = `${req.kind} of ${req.from}`;
         fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(
-          nodePath.join(dir, 'config.json'),
-          JSON.stringify({ ...job, title }, null, 2),
-        );
+        fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify({ ...job, title }, null, 2));
     }
     const live: Live = {
       summary: {

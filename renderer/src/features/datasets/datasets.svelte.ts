@@ -1,6 +1,7 @@
 // Datasets: the registered folders, kept live by dataset.update / dataset.removed events.
 import type { DatasetEntry } from '../../../../app/api/contract.js';
 import type { Bridge } from '../../lib/bridge.js';
+import { toBase64, type DroppedFile } from './upload.js';
 
 export class DatasetsState {
   list = $state<DatasetEntry[]>([]);
@@ -43,6 +44,32 @@ export class DatasetsState {
       const d = await this.#bridge.request('datasets.add', { path });
       this.#upsert(d);
       this.addMessage = { kind: 'info', text: `added ${d.name}` };
+      return d;
+    } catch (e) {
+      this.addMessage = { kind: 'error', text: (e as Error).message };
+      return null;
+    } finally {
+      this.adding = false;
+    }
+  }
+
+  /** Uploads a folder dropped on a browser page (which cannot know its path) and registers the copy. */
+  async upload(name: string, files: DroppedFile[]): Promise<DatasetEntry | null> {
+    this.adding = true;
+    this.addMessage = { kind: 'info', text: `uploading ${name}: 0/${files.length} files` };
+    try {
+      const { uploadId } = await this.#bridge.request('datasets.uploadBegin', { name });
+      let done = 0;
+      for (const f of files) {
+        const data = toBase64(new Uint8Array(await f.read()));
+        await this.#bridge.request('datasets.uploadFile', { uploadId, path: f.path, data });
+        done += 1;
+        if (done % 20 === 0)
+          this.addMessage = { kind: 'info', text: `uploading ${name}: ${done}/${files.length} files` };
+      }
+      const d = await this.#bridge.request('datasets.uploadEnd', { uploadId });
+      this.#upsert(d);
+      this.addMessage = { kind: 'info', text: `added ${d.name} (uploaded to ${d.path})` };
       return d;
     } catch (e) {
       this.addMessage = { kind: 'error', text: (e as Error).message };
