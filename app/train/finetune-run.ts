@@ -9,7 +9,7 @@ import {
   type DigptConfig,
   type VitConfig,
 } from '../../engine/config.js';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
+import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { sincos2d } from '../../engine/models/geometry.js';
 import { fileSource, saveWeights, type WeightSource } from '../../engine/models/naming.js';
 import { WeightsError } from '../../engine/models/params.js';
@@ -28,6 +28,14 @@ import {
 } from '../../engine/train/classify.js';
 import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import {
+  appendMetrics,
+  loadOptimizer,
+  loadStreamState,
+  saveOptimizer,
+  saveStreamState,
+  truncateMetrics,
+} from '../runs/run-files.js';
 import { NonFiniteLossError, type ImageSet } from './pretrain-run.js';
 
 /** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
@@ -474,7 +482,7 @@ export class FinetuneRun {
       throw e;
     }
     if (ck) run.load(ck.folder);
-    run.truncateMetrics(run.state.step);
+    truncateMetrics(run.dir, run.state.step);
     return run;
   }
 
@@ -592,7 +600,7 @@ export class FinetuneRun {
   }
 
   private append(rec: object): void {
-    fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+    appendMetrics(this.dir, rec);
   }
 
   /** Top-1 and loss on the validation split (whole images, no augmentation), logged as one line of metrics.jsonl. */
@@ -633,16 +641,8 @@ export class FinetuneRun {
     this.state.rng = this.rng.state;
     return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
       exportClassifier(nodePath.join(folder, 'model.safetensors'), this.model, this.config.classes);
-      const st = this.opt.exportState();
-      const moments = new Map<string, TensorToWrite>();
-      for (const [label, m] of [
-        ['m', st.m],
-        ['v', st.v],
-      ] as const) {
-        for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
-      }
-      writeSafetensors(nodePath.join(folder, 'optimizer.safetensors'), moments, { step: String(st.step) });
-      fs.writeFileSync(nodePath.join(folder, 'state.json'), JSON.stringify(this.state));
+      saveOptimizer(folder, this.opt);
+      saveStreamState(folder, this.state);
     });
   }
 
@@ -655,35 +655,9 @@ export class FinetuneRun {
     } finally {
       f.close();
     }
-    const o = SafetensorsFile.open(nodePath.join(folder, 'optimizer.safetensors'));
-    try {
-      const m = new Map<string, Float32Array>();
-      const v = new Map<string, Float32Array>();
-      for (const k of o.keys()) (k.startsWith('m.') ? m : v).set(k.slice(2), o.readFloat32(k));
-      this.opt.importState({ step: Number(o.metadata['step']), m, v });
-    } finally {
-      o.close();
-    }
-    this.state = JSON.parse(fs.readFileSync(nodePath.join(folder, 'state.json'), 'utf8')) as StreamState;
+    loadOptimizer(folder, this.opt);
+    this.state = loadStreamState<StreamState>(folder);
     this.rng = new Rng(this.state.rng);
-  }
-
-  /** Keeps only the metrics of steps <= `step` (those after the checkpoint will be computed again). */
-  private truncateMetrics(step: number): void {
-    const p = nodePath.join(this.dir, 'metrics.jsonl');
-    if (!fs.existsSync(p)) return;
-    const kept = fs
-      .readFileSync(p, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .filter((l) => {
-        try {
-          return (JSON.parse(l) as { step: number }).step <= step;
-        } catch {
-          return false; // a line cut by the kill
-        }
-      });
-    fs.writeFileSync(p, kept.map((l) => `${l}\n`).join(''));
   }
 
   dispose(): void {

@@ -20,6 +20,14 @@ import {
 } from '../../engine/train/pretrain.js';
 import { cropResizeNormalize, drawCrop } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import {
+  appendMetrics,
+  loadOptimizer,
+  loadStreamState,
+  saveOptimizer,
+  saveStreamState,
+  truncateMetrics,
+} from '../runs/run-files.js';
 import { openTeacher, withTeacher, type Teacher } from './teacher.js';
 
 /** Decoded training images, all of one side, RGB uint8 HWC, one after another. */
@@ -169,7 +177,7 @@ export class PretrainRun {
     const run = new PretrainRun(dir, config, teacher, data);
     const ck = latestGoodCheckpoint(run.checkpointDir);
     if (ck) run.load(ck.folder);
-    run.truncateMetrics(run.state.step);
+    truncateMetrics(run.dir, run.state.step);
     return run;
   }
 
@@ -276,7 +284,7 @@ export class PretrainRun {
 
   /** Appends one JSON line to metrics.jsonl (steps, and evaluations such as the per-epoch k-NN). */
   appendMetrics(rec: object): void {
-    fs.appendFileSync(nodePath.join(this.dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+    appendMetrics(this.dir, rec);
   }
 
   /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */
@@ -291,16 +299,8 @@ export class PretrainRun {
         config: JSON.stringify(this.config.model),
         objective: this.config.objective,
       });
-      const st = this.opt.exportState();
-      const moments = new Map<string, TensorToWrite>();
-      for (const [label, m] of [
-        ['m', st.m],
-        ['v', st.v],
-      ] as const) {
-        for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
-      }
-      writeSafetensors(nodePath.join(folder, 'optimizer.safetensors'), moments, { step: String(st.step) });
-      fs.writeFileSync(nodePath.join(folder, 'state.json'), JSON.stringify(this.state));
+      saveOptimizer(folder, this.opt);
+      saveStreamState(folder, this.state);
     });
   }
 
@@ -311,35 +311,9 @@ export class PretrainRun {
     } finally {
       f.close();
     }
-    const o = SafetensorsFile.open(nodePath.join(folder, 'optimizer.safetensors'));
-    try {
-      const m = new Map<string, Float32Array>();
-      const v = new Map<string, Float32Array>();
-      for (const k of o.keys()) (k.startsWith('m.') ? m : v).set(k.slice(2), o.readFloat32(k));
-      this.opt.importState({ step: Number(o.metadata['step']), m, v });
-    } finally {
-      o.close();
-    }
-    this.state = JSON.parse(fs.readFileSync(nodePath.join(folder, 'state.json'), 'utf8')) as StreamState;
+    loadOptimizer(folder, this.opt);
+    this.state = loadStreamState<StreamState>(folder);
     this.rng = new Rng(this.state.rng);
-  }
-
-  /** Keeps only the metrics of steps <= `step` (those after the checkpoint will be computed again). */
-  private truncateMetrics(step: number): void {
-    const p = nodePath.join(this.dir, 'metrics.jsonl');
-    if (!fs.existsSync(p)) return;
-    const kept = fs
-      .readFileSync(p, 'utf8')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .filter((l) => {
-        try {
-          return (JSON.parse(l) as { step: number }).step <= step;
-        } catch {
-          return false; // a line cut by the kill
-        }
-      });
-    fs.writeFileSync(p, kept.map((l) => `${l}\n`).join(''));
   }
 
   dispose(): void {
