@@ -20,6 +20,7 @@ import {
   trainLinearProbe,
 } from '../../engine/train/classify.js';
 import { expectNoLeaks, setup } from './helpers.js';
+import { spyMatMuls } from './kernel-spy.js';
 
 before(setup);
 
@@ -318,27 +319,7 @@ describe('linear probe', () => {
 describe('wasm fast path', () => {
   it('a fine-tune step with drop path, k-NN and the probe use only plain 2-D products', () => {
     if (tf.getBackend() !== 'wasm') return; // the other backends use their native products
-    const seen: { a: number[]; b: number[]; flags: boolean }[] = [];
-    const originals: tf.KernelConfig[] = [];
-    for (const name of ['BatchMatMul', '_FusedMatMul']) {
-      const k = tf.getKernel(name, 'wasm');
-      assert.ok(k);
-      originals.push(k);
-      tf.unregisterKernel(name, 'wasm');
-      tf.registerKernel({
-        ...k,
-        kernelFunc: (args) => {
-          const at = args.attrs as { transposeA?: boolean; transposeB?: boolean };
-          const inp = args.inputs as Record<string, tf.TensorInfo>;
-          seen.push({
-            a: [...(inp['a']?.shape ?? [])],
-            b: [...(inp['b']?.shape ?? [])],
-            flags: (at.transposeA ?? false) || (at.transposeB ?? false),
-          });
-          return k.kernelFunc(args);
-        },
-      });
-    }
+    const spy = spyMatMuls();
     try {
       const cfg = resolveVitConfig({
         img_size: 16,
@@ -377,14 +358,9 @@ describe('wasm fast path', () => {
       opt.dispose();
       vit.dispose();
     } finally {
-      for (const k of originals) {
-        tf.unregisterKernel(k.kernelName, 'wasm');
-        tf.registerKernel(k);
-      }
+      spy.restore();
     }
-    assert.ok(seen.length > 20);
-    const plain = (sh: number[]): boolean => sh.length === 2 || (sh.length === 3 && sh[0] === 1);
-    const off = seen.filter((c) => c.flags || !plain(c.a) || !plain(c.b));
-    assert.deepEqual(off, []);
+    assert.ok(spy.calls.length > 20);
+    assert.deepEqual(spy.offPath(), []);
   });
 });

@@ -9,83 +9,40 @@ import { DigptModel } from '../../engine/models/digpt.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { accumulateGrads, disposeGrads } from '../../engine/train/grads.js';
 import { randomBatch } from './helpers.js';
+import { spyMatMuls, type MatMulSpy } from './kernel-spy.js';
 
-interface Call {
-  kernel: string;
-  transposeA: boolean;
-  transposeB: boolean;
-  shapes: number[][];
-}
-
-const calls: Call[] = [];
-const originals: tf.KernelConfig[] = [];
-
-/** Wraps the wasm matMul kernels so each call's flags and shapes are recorded. */
-function spy(): void {
-  for (const name of ['BatchMatMul', '_FusedMatMul']) {
-    const k = tf.getKernel(name, 'wasm');
-    assert.ok(k, `wasm has no ${name} kernel`);
-    originals.push(k);
-    tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({
-      ...k,
-      kernelFunc: (args) => {
-        const attrs = args.attrs as { transposeA?: boolean; transposeB?: boolean };
-        const inputs = args.inputs as Record<string, tf.TensorInfo>;
-        calls.push({
-          kernel: name,
-          transposeA: attrs.transposeA ?? false,
-          transposeB: attrs.transposeB ?? false,
-          shapes: [inputs['a']?.shape ?? [], inputs['b']?.shape ?? []],
-        });
-        return k.kernelFunc(args);
-      },
-    });
-  }
-}
-
-function offPath(): Call[] {
-  return calls.filter(
-    (c) =>
-      c.transposeA || c.transposeB || c.shapes.some((s) => s.length > 3 || (s.length === 3 && s[0] !== 1)),
-  );
-}
+let spy: MatMulSpy;
 
 before(async () => {
   await initBackend('wasm');
-  spy();
+  spy = spyMatMuls();
 });
-after(() => {
-  for (const k of originals) {
-    tf.unregisterKernel(k.kernelName, 'wasm');
-    tf.registerKernel(k);
-  }
-});
+after(() => spy.restore());
 
 describe('wasm fast path', () => {
   it('the spy sees a transposed or batched product (so an empty list below means something)', () => {
-    calls.length = 0;
+    spy.calls.length = 0;
     tf.tidy(() => {
       tf.matMul(tf.ones([2, 3]), tf.ones([2, 3]), false, true);
       tf.matMul(tf.ones([2, 2, 3]), tf.ones([2, 3, 2]));
     });
-    assert.equal(offPath().length, 2);
+    assert.equal(spy.offPath().length, 2);
   });
 
   it('a D-iGPT step (forward + backward, with the bilinear resize) uses only plain 2-D products', () => {
-    calls.length = 0;
+    spy.calls.length = 0;
     const model = new DigptModel({ ...getPreset('digpt-micro-32').model, teacher_grid: 6 }, { seed: 1 });
     const batch = randomBatch(model, 2, 1);
     const { grads } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
     disposeGrads(grads);
-    assert.ok(calls.length > 50, `only ${calls.length} products recorded`);
-    assert.deepEqual(offPath(), []);
+    assert.ok(spy.calls.length > 50, `only ${spy.calls.length} products recorded`);
+    assert.deepEqual(spy.offPath(), []);
     tf.dispose([batch.images, batch.teacher]);
     model.dispose();
   });
 
   it('a classifier step and a CLIP forward use only plain 2-D products', () => {
-    calls.length = 0;
+    spy.calls.length = 0;
     const vit = new VitClassifier(
       resolveVitConfig({
         img_size: 16,
@@ -111,8 +68,8 @@ describe('wasm fast path', () => {
       }),
     );
     tf.tidy(() => clip.forward(x));
-    assert.ok(calls.length > 10);
-    assert.deepEqual(offPath(), []);
+    assert.ok(spy.calls.length > 10);
+    assert.deepEqual(spy.offPath(), []);
     tf.dispose(x);
     vit.dispose();
     clip.dispose();

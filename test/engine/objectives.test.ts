@@ -23,6 +23,7 @@ import { Rng } from '../../engine/rng.js';
 import { accumulateGrads, disposeGrads } from '../../engine/train/grads.js';
 import { digptOptimizer, drawOrders, pretrainStep } from '../../engine/train/pretrain.js';
 import { allFinite, expectNoLeaks } from './helpers.js';
+import { spyMatMuls, type MatMulSpy } from './kernel-spy.js';
 
 // wasm explicitly: the fast-path checks below spy on its matMul kernels
 before(async () => {
@@ -433,50 +434,16 @@ describe('training steps (kd, mae)', () => {
 });
 
 describe('wasm fast path (kd, mae)', () => {
-  interface Call {
-    transposeA: boolean;
-    transposeB: boolean;
-    shapes: number[][];
-  }
-  const calls: Call[] = [];
-  const originals: tf.KernelConfig[] = [];
+  let spy: MatMulSpy;
   before(() => {
-    for (const name of ['BatchMatMul', '_FusedMatMul']) {
-      const k = tf.getKernel(name, 'wasm');
-      assert.ok(k, `wasm has no ${name} kernel`);
-      originals.push(k);
-      tf.unregisterKernel(name, 'wasm');
-      tf.registerKernel({
-        ...k,
-        kernelFunc: (args) => {
-          const attrs = args.attrs as { transposeA?: boolean; transposeB?: boolean };
-          const inputs = args.inputs as Record<string, tf.TensorInfo>;
-          calls.push({
-            transposeA: attrs.transposeA ?? false,
-            transposeB: attrs.transposeB ?? false,
-            shapes: [inputs['a']?.shape ?? [], inputs['b']?.shape ?? []],
-          });
-          return k.kernelFunc(args);
-        },
-      });
-    }
+    spy = spyMatMuls();
   });
-  after(() => {
-    for (const k of originals) {
-      tf.unregisterKernel(k.kernelName, 'wasm');
-      tf.registerKernel(k);
-    }
-  });
-  const offPath = (): Call[] =>
-    calls.filter(
-      (c) =>
-        c.transposeA || c.transposeB || c.shapes.some((s) => s.length > 3 || (s.length === 3 && s[0] !== 1)),
-    );
+  after(() => spy.restore());
 
   it('the spy sees a transposed product (so an empty list below means something)', () => {
-    calls.length = 0;
+    spy.calls.length = 0;
     tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([2, 3]), false, true));
-    assert.equal(offPath().length, 1);
+    assert.equal(spy.offPath().length, 1);
   });
 
   for (const [objective, cfg] of [
@@ -485,13 +452,13 @@ describe('wasm fast path (kd, mae)', () => {
     ['mae', tg10],
   ] as const) {
     it(`a ${objective} step (forward + backward${cfg.teacher_grid !== G ? ', with the bilinear resize' : ''}) uses only plain 2-D products`, () => {
-      calls.length = 0;
+      spy.calls.length = 0;
       const model = createPretrainModel(cfg, { objective, seed: 1 });
       const batch = tensors(batchData(model, 2, 1));
       const { grads } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
       disposeGrads(grads);
-      assert.ok(calls.length > 40, `only ${calls.length} products recorded`);
-      assert.deepEqual(offPath(), []);
+      assert.ok(spy.calls.length > 40, `only ${spy.calls.length} products recorded`);
+      assert.deepEqual(spy.offPath(), []);
       tf.dispose([batch.images, batch.teacher]);
       model.dispose();
     });
