@@ -21,6 +21,7 @@ import {
 } from '../../engine/train/classify.js';
 import { expectNoLeaks, setup } from './helpers.js';
 import { spyMatMuls } from './kernel-spy.js';
+import { initBackend } from '../../engine/backend.js';
 
 before(setup);
 
@@ -317,8 +318,9 @@ describe('linear probe', () => {
 });
 
 describe('wasm fast path', () => {
-  it('a fine-tune step with drop path, k-NN and the probe use only plain 2-D products', () => {
-    if (tf.getBackend() !== 'wasm') return; // the other backends use their native products
+  it('a fine-tune step with drop path, k-NN and the probe use only plain 2-D products', async () => {
+    // the property belongs to the wasm backend (the others use their native products), so test it there
+    await initBackend('wasm');
     const spy = spyMatMuls();
     try {
       const cfg = resolveVitConfig({
