@@ -2,7 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import { describeBackend, initBackend } from '../../engine/backend.js';
 import type { HostMessage, WorkerEvent } from './protocol.js';
-import { runJob, type JobControl, type JobEvent } from './pretrain-job.js';
+import { runJob, type JobControl, type JobEvent } from './run-job.js';
 
 const port = parentPort;
 if (!port) throw new Error('app/jobs/worker.ts must run in a worker thread');

@@ -12,7 +12,7 @@ import {
   type RequestName,
   type Result,
 } from '../api/contract.js';
-import { cacheDir } from '../jobs/pretrain-job.js';
+import { cacheDir } from '../jobs/run-job.js';
 import { DatasetRegistry } from './datasets.js';
 import { RunManager } from './runs.js';
 import { Uploads } from './uploads.js';
