@@ -19,7 +19,8 @@ commands:
   datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
   pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
            [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
-           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--json]
+           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--workers 1|2] [--json]
+           --workers 2 splits each micro-batch with a second thread (both cores on wasm)
            SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
            classifier exported by the workbench (e.g. a finetune run's export)
   import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
@@ -76,6 +77,12 @@ function num(v: string | undefined, flag: string, dflt: number): number {
   return n;
 }
 
+function workersFlag(v: string | undefined): number {
+  const n = int(v, '--workers');
+  if (n < 1 || n > 2) throw new UsageError(`--workers takes 1 or 2, got '${v ?? ''}'`);
+  return n;
+}
+
 function req(v: string | undefined, flag: string): string {
   if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
   return v;
@@ -95,6 +102,7 @@ const PRETRAIN_OPTIONS = {
   blr: { type: 'string' },
   out: { type: 'string' },
   'checkpoint-every': { type: 'string' },
+  workers: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
 
@@ -119,6 +127,7 @@ function pretrainJob(v: Record<string, string | boolean | undefined>, init?: str
     blr: num(s('blr'), '--blr', 1.5e-4),
     out: s('out') ?? nodePath.join('runs', `pretrain-${stamp}`),
     checkpointEvery: Math.max(1, int(s('checkpoint-every'), '--checkpoint-every', 100)),
+    ...(s('workers') !== undefined ? { workers: workersFlag(s('workers')) } : {}),
     ...(init ? { init } : {}),
   };
 }

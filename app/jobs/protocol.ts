@@ -35,6 +35,8 @@ export interface PretrainJob {
   readonly checkpointEvery: number;
   /** Optional official D-iGPT checkpoint to start from (`digpt import`). */
   readonly init?: string;
+  /** 2: split each micro-batch with a replica thread (both cores on the wasm backend). */
+  readonly workers?: number;
 }
 
 /** Continue a pretraining or fine-tuning run from its newest good checkpoint. */

@@ -145,6 +145,7 @@ function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, '
     warmup_steps: Math.max(1, Math.round(steps * 0.1)),
     weight_decay: 0.05,
     checkpoint_every: job.checkpointEvery,
+    ...(job.workers !== undefined && job.workers > 1 ? { workers: job.workers } : {}),
   };
 }
 
@@ -215,6 +216,20 @@ async function pretrainData(
 }
 
 async function runPretrain(
+  run: PretrainRun,
+  evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined,
+  emit: Emit,
+  control: JobControl,
+): Promise<void> {
+  await run.startWorkers();
+  try {
+    await runPretrainSteps(run, evalSets, emit, control);
+  } finally {
+    await run.stopWorkers();
+  }
+}
+
+async function runPretrainSteps(
   run: PretrainRun,
   evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined,
   emit: Emit,

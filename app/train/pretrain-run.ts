@@ -11,6 +11,7 @@ import {
 } from '../../engine/models/factory.js';
 import { fileSource, loadDigptCanonical } from '../../engine/models/naming.js';
 import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
+import { DataParallel } from '../../engine/parallel/data-parallel.js';
 import { Rng } from '../../engine/rng.js';
 import {
   digptOptimizer,
@@ -63,6 +64,11 @@ export interface PretrainConfig {
   readonly weight_decay: number;
   /** Write a checkpoint every this many steps (and at the end). */
   readonly checkpoint_every: number;
+  /**
+   * Threads sharing each micro-batch (1, or 2: a replica thread, see engine/parallel). Part of the run: the
+   * numerics differ by float rounding, so a resumed run keeps the same number.
+   */
+  readonly workers?: number;
 }
 
 /** Where the data stream stands: what a checkpoint must hold besides weights to continue exactly. */
@@ -131,6 +137,7 @@ export class PretrainRun {
   private readonly data: ImageSet;
   private state: StreamState;
   private rng: Rng;
+  private parallel: DataParallel | undefined;
   /** The first images of the last micro-batch built (the one whose cluster order a step reports). */
   samples: StudentSamples | undefined;
 
@@ -258,7 +265,9 @@ export class PretrainRun {
       const t0 = performance.now();
       const micro = Array.from({ length: this.config.accum }, () => this.microBatch());
       const lr = this.lrAt(this.state.step);
-      const m = pretrainStep(this.model, this.opt, micro, lr);
+      const m = this.parallel
+        ? this.parallel.step(this.model, this.opt, micro, lr)
+        : pretrainStep(this.model, this.opt, micro, lr);
       if (!Number.isFinite(m.loss)) {
         const last = latestGoodCheckpoint(this.checkpointDir);
         throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
@@ -314,6 +323,18 @@ export class PretrainRun {
     loadOptimizer(folder, this.opt);
     this.state = loadStreamState<StreamState>(folder);
     this.rng = new Rng(this.state.rng);
+  }
+
+  /** Starts the replica thread when the run asks for two workers (call once after create/resume). */
+  async startWorkers(): Promise<void> {
+    if ((this.config.workers ?? 1) > 1 && !this.parallel) {
+      this.parallel = await DataParallel.create(this.model, Math.floor(this.config.batch / 2));
+    }
+  }
+
+  async stopWorkers(): Promise<void> {
+    await this.parallel?.close();
+    this.parallel = undefined;
   }
 
   dispose(): void {

@@ -27,11 +27,12 @@ interface Args {
   profile: boolean;
   profileShapes: boolean;
   peerThreads: number | undefined;
+  workers: number;
 }
 
 const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
-  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes]';
+  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -46,6 +47,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     profileShapes: false,
     peerThreads: undefined,
+    workers: 1,
   };
   const count = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -73,6 +75,10 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--peer-threads':
         a.peerThreads = count(f, argv[++i], 1);
+        break;
+      case '--workers':
+        a.workers = count(f, argv[++i], 1);
+        if (a.workers > 2) throw new Error(`--workers takes 1 or 2 (one replica thread)\n${USAGE}`);
         break;
       case '--rounds':
         a.rounds = count(f, argv[++i], 1);
@@ -161,6 +167,7 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig): Record<st
     peak_rss_mb: round1(r.peak_rss_mb),
     batch_size: r.batch_size,
     accum_steps: r.accum_steps,
+    workers: r.workers,
     steps: a.steps,
     warmup: a.warmup,
     config,
@@ -192,17 +199,21 @@ async function main(): Promise<number> {
   if (!a.json) {
     console.log(describeBackend(report));
     console.log(`preset ${a.preset}: ${JSON.stringify(config)}`);
-    console.log(`micro-batch ${a.batch} x ${a.accum}, ${a.warmup} warm-up + ${a.steps} timed steps`);
+    console.log(
+      `micro-batch ${a.batch} x ${a.accum}, ${a.warmup} warm-up + ${a.steps} timed steps` +
+        (a.workers > 1 ? ', each micro-batch split with a replica thread' : ''),
+    );
   }
   // the engine swaps in its faster wasm kernels on first use; done here so that the profiler wraps those
   if (report.tfName === 'wasm') useFastWasmKernels();
   const profiler = a.profile ? new KernelProfiler(report.tfName, a.profileShapes) : undefined;
-  const bench = (): StepBenchResult =>
+  const bench = (): Promise<StepBenchResult> =>
     benchSteps(config, {
       batch: a.batch,
       accum: a.accum,
       steps: a.steps,
       warmup: a.warmup,
+      workers: a.workers,
       onStep: (i) => {
         // the profile covers the timed steps only
         if (profiler && i === a.warmup - 1) profiler.reset();
@@ -211,7 +222,7 @@ async function main(): Promise<number> {
   if (!a.peer) {
     // with no warm-up the profile starts at once; else it restarts after the last warm-up step
     profiler?.install();
-    const r = bench();
+    const r = await bench();
     profiler?.uninstall();
     printEngine(r, a, config);
     if (profiler) {
@@ -224,7 +235,7 @@ async function main(): Promise<number> {
   const engine: StepBenchResult[] = [];
   const peer: PeerResult[] = [];
   for (let i = 0; i < a.rounds; i++) {
-    const e = bench();
+    const e = await bench();
     engine.push(e);
     printEngine(e, a, config);
     const p = runPeer(config, a);

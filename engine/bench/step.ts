@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { DigptConfig } from '../config.js';
 import { DigptModel } from '../models/digpt.js';
 import { Rng } from '../rng.js';
+import { DataParallel } from '../parallel/data-parallel.js';
 import { digptOptimizer, drawOrders, pretrainStep } from '../train/pretrain.js';
 
 export interface StepBenchResult {
@@ -14,6 +15,8 @@ export interface StepBenchResult {
   readonly peak_rss_mb: number;
   readonly batch_size: number;
   readonly accum_steps: number;
+  /** Threads sharing each micro-batch. */
+  readonly workers: number;
 }
 
 /** Random inputs as the PyTorch peer uses them: normal images and teacher tokens, random cluster orders. */
@@ -38,19 +41,23 @@ function randomMicro(model: DigptModel, batch: number, rng: Rng) {
   });
 }
 
-export function benchSteps(
+export async function benchSteps(
   config: DigptConfig,
   opts: {
     batch: number;
     accum?: number;
     steps: number;
     warmup?: number;
+    /** 2: split every micro-batch with a replica thread (engine/parallel). */
+    workers?: number;
     onStep?: (i: number, ms: number) => void;
   },
-): StepBenchResult {
+): Promise<StepBenchResult> {
   const accum = opts.accum ?? 1;
   const model = new DigptModel(config, { seed: 0 });
   const opt = digptOptimizer(model);
+  const dp =
+    (opts.workers ?? 1) > 1 ? await DataParallel.create(model, Math.floor(opts.batch / 2)) : undefined;
   const rng = new Rng(0);
   const times: number[] = [];
   const cpu: number[] = [];
@@ -61,7 +68,8 @@ export function benchSteps(
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));
-      pretrainStep(model, opt, micro, 1e-4);
+      if (dp) dp.step(model, opt, micro, 1e-4);
+      else pretrainStep(model, opt, micro, 1e-4);
       const ms = performance.now() - t0;
       const c = process.cpuUsage(c0);
       peak = Math.max(peak, process.memoryUsage().rss);
@@ -72,6 +80,7 @@ export function benchSteps(
       opts.onStep?.(i, ms);
     }
   } finally {
+    await dp?.close();
     opt.dispose();
     model.dispose();
   }
@@ -85,5 +94,6 @@ export function benchSteps(
     peak_rss_mb: peak / 2 ** 20,
     batch_size: opts.batch,
     accum_steps: accum,
+    workers: opts.workers ?? 1,
   };
 }

@@ -85,6 +85,31 @@ describe('PretrainRun', () => {
     );
   });
 
+  it('with two workers (a replica thread) also resumes to exactly the same losses', async () => {
+    const cfg = { ...base, workers: 2, steps: 4, checkpoint_every: 2 };
+    const full = nodePath.join(tmp(), 'full2');
+    const a = PretrainRun.create(full, cfg, data);
+    await a.startWorkers();
+    a.runSteps(4);
+    await a.stopWorkers();
+    a.dispose();
+    const cut = nodePath.join(tmp(), 'cut2');
+    const b = PretrainRun.create(cut, cfg, data);
+    await b.startWorkers();
+    b.runSteps(3);
+    await b.stopWorkers();
+    b.dispose();
+    const c = PretrainRun.resume(cut, data);
+    await c.startWorkers();
+    c.runSteps(10);
+    await c.stopWorkers();
+    c.dispose();
+    assert.deepEqual(
+      metrics(cut).map((r) => r.loss),
+      metrics(full).map((r) => r.loss),
+    );
+  });
+
   it('an interrupted checkpoint write leaves the previous checkpoint loadable', () => {
     const dir = nodePath.join(tmp(), 'run');
     const a = PretrainRun.create(dir, { ...base, steps: 3 }, data);

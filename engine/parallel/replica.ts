@@ -1,0 +1,100 @@
+// A replica thread: the same model on its own backend, computing the gradients of its share of each micro-batch.
+import * as tf from '@tensorflow/tfjs-core';
+import { workerData } from 'node:worker_threads';
+import { initBackend } from '../backend.js';
+import type { DigptConfig } from '../config.js';
+import { createPretrainModel, type PretrainObjective } from '../models/factory.js';
+import { CTRL, views, writeText, type SharedLayout } from './shared.js';
+
+interface Init {
+  readonly config: DigptConfig;
+  readonly objective: PretrainObjective;
+  readonly buffer: SharedArrayBuffer;
+  readonly layout: SharedLayout;
+  readonly backend: string;
+}
+
+const init = workerData as Init;
+const v = views(init.buffer, init.layout);
+
+function done(): void {
+  Atomics.add(v.ctrl, CTRL.DONE, 1);
+  Atomics.notify(v.ctrl, CTRL.DONE);
+}
+
+async function main(): Promise<void> {
+  await initBackend(init.backend);
+  const model = createPretrainModel(init.config, { objective: init.objective, seed: 0 });
+  const params = model.params.trainable();
+  const vars = params.map((p) => p.variable);
+  const byVar = new Map(params.map((p, i) => [p.variable.name, i]));
+  const offsets: number[] = [];
+  let total = 0;
+  for (const p of params) {
+    offsets.push(total);
+    total += p.variable.size;
+  }
+  let weightsSeen = -1;
+  let go = Atomics.load(v.ctrl, CTRL.GO);
+  done(); // ready
+  for (;;) {
+    Atomics.wait(v.ctrl, CTRL.GO, go);
+    go = Atomics.load(v.ctrl, CTRL.GO);
+    if (Atomics.load(v.ctrl, CTRL.CMD) === 2) break;
+    try {
+      const wv = Atomics.load(v.ctrl, CTRL.WEIGHTS);
+      if (wv !== weightsSeen) {
+        // the trainer's weights after its last update, in the engine's layout
+        params.forEach((p, i) => {
+          const w = v.weights.subarray(offsets[i] as number, (offsets[i] as number) + p.variable.size);
+          tf.tidy(() => p.variable.assign(tf.tensor(w.slice(), p.variable.shape)));
+        });
+        weightsSeen = wv;
+      }
+      const b = Atomics.load(v.ctrl, CTRL.BATCH);
+      const c = init.config;
+      const l = init.layout;
+      const batch = {
+        images: tf.tensor4d(v.images.slice(0, b * l.imageFloats), [b, c.img_size, c.img_size, 3]),
+        teacher: tf.tensor3d(v.teacher.slice(0, b * l.teacherFloats), [
+          b,
+          1 + c.teacher_grid ** 2,
+          c.teacher_dim,
+        ]),
+        order: v.order.slice(0, b * l.orderInts),
+      };
+      let lossGen = 0;
+      let lossDis = 0;
+      let agreement = 0;
+      const { value, grads } = tf.variableGrads(() => {
+        const out = model.forward(batch);
+        lossGen = out.gen ? (out.gen.loss.dataSync()[0] as number) : 0;
+        lossDis = out.dis ? (out.dis.loss.dataSync()[0] as number) : 0;
+        const lead = out.gen ?? out.dis;
+        agreement = lead ? (lead.agreement.dataSync()[0] as number) : 0;
+        return out.loss;
+      }, vars);
+      v.scalars.set([value.dataSync()[0] as number, lossGen, lossDis, agreement]);
+      v.grads.fill(0);
+      for (const [name, g] of Object.entries(grads)) {
+        const i = byVar.get(name);
+        if (i !== undefined) v.grads.set(g.dataSync() as Float32Array, offsets[i]);
+        g.dispose();
+      }
+      value.dispose();
+      tf.dispose([batch.images, batch.teacher]);
+      Atomics.store(v.ctrl, CTRL.FAILED, 0);
+    } catch (e) {
+      writeText(v, e instanceof Error ? e.message : String(e));
+      Atomics.store(v.ctrl, CTRL.FAILED, 1);
+    }
+    done();
+  }
+  model.dispose();
+}
+
+main().catch((e: unknown) => {
+  writeText(v, e instanceof Error ? e.message : String(e));
+  Atomics.store(v.ctrl, CTRL.FAILED, 1);
+  done();
+});
