@@ -479,6 +479,22 @@ function runTask(
   });
 }
 
+/** Rough time left: each unfinished job takes the mean time of the finished jobs of its kind (else of all). */
+export function remainingSeconds(
+  done: readonly Pick<JobResult, 'kind' | 'seconds'>[],
+  left: readonly Pick<JobResult, 'kind'>[],
+  concurrency: number,
+): number {
+  const mean = (xs: readonly Pick<JobResult, 'seconds'>[]): number =>
+    xs.length ? xs.reduce((a, x) => a + x.seconds, 0) / xs.length : NaN;
+  const all = mean(done);
+  const sum = left.reduce((a, x) => {
+    const m = mean(done.filter((d) => d.kind === x.kind));
+    return a + (Number.isFinite(m) ? m : all);
+  }, 0);
+  return left.length ? sum / Math.max(1, concurrency) : 0;
+}
+
 /** Runs the whole experiment and writes report.md, results.json and the plots into the output folder. */
 export async function runAblations(o: AblationOptions): Promise<AblationResult> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
@@ -527,8 +543,13 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
       };
       results.set(t.id, res);
       const acc = res.top1 !== undefined ? `  top-1 ${res.top1.toFixed(4)}` : '';
+      const left = remainingSeconds(
+        [...results.values()],
+        tasks.filter((x) => !results.has(x.id)),
+        b.concurrency,
+      );
       log(
-        `done ${t.id} in ${formatDuration(res.seconds)}${acc}  (${results.size}/${tasks.length} jobs, ${formatDuration((performance.now() - t0) / 1000)} elapsed)`,
+        `done ${t.id} in ${formatDuration(res.seconds)}${acc}  (${results.size}/${tasks.length} jobs, ${formatDuration((performance.now() - t0) / 1000)} elapsed, ETA ~${formatDuration(left)})`,
       );
     })()
       .catch((e: unknown) => {

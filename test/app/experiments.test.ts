@@ -6,7 +6,13 @@ import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
 import { BUILTIN_SAMPLE_DIR, scanDataset } from '../../app/datasets/index.js';
-import { defaultDataDir, pickSubset, prepareData, ROWS } from '../../app/experiments/ablations.js';
+import {
+  defaultDataDir,
+  pickSubset,
+  prepareData,
+  remainingSeconds,
+  ROWS,
+} from '../../app/experiments/ablations.js';
 import { barChartSvg, lineChartSvg, niceTicks, writePng } from '../../app/experiments/plots.js';
 import { meanSpread, smooth } from '../../app/experiments/report.js';
 
@@ -30,6 +36,19 @@ describe('experiment helpers', () => {
     );
     assert.ok(a.every((i) => i >= 0 && i < 100));
     assert.deepEqual(pickSubset(5, 10, 0), [0, 1, 2, 3, 4]);
+  });
+
+  it('estimates the time left from the finished jobs of each kind', () => {
+    const done = [
+      { kind: 'pretrain' as const, seconds: 100 },
+      { kind: 'probe' as const, seconds: 20 },
+    ];
+    // two pretrainings (100 s each) and a fine-tune (no finished one: the mean of all, 60 s), two at a time
+    assert.equal(
+      remainingSeconds(done, [{ kind: 'pretrain' }, { kind: 'pretrain' }, { kind: 'finetune' }], 2),
+      130,
+    );
+    assert.equal(remainingSeconds(done, [], 2), 0);
   });
 
   it('computes mean and sample standard deviation, and a moving average', () => {
