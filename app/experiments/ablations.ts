@@ -501,6 +501,7 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
   const b = BUDGETS[o.budget];
   const seeds = o.seeds ?? b.seeds;
   const src = nodePath.resolve(o.data ?? defaultDataDir());
+  if (!fs.existsSync(src)) throw new Error(`dataset folder ${src} does not exist`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const out = nodePath.resolve(o.out ?? nodePath.join('runs', `ablations-${b.name}-${stamp}`));
   if (fs.existsSync(nodePath.join(out, 'runs')))
