@@ -184,53 +184,50 @@ describe('folder layouts', () => {
 });
 
 describe('IDX datasets', () => {
-  test(
-    'Fashion-MNIST from ../shared/datasets',
-    { skip: !existsSync(FASHION_DIR) && 'no shared dataset' },
-    async () => {
-      const scan = await scanDataset(FASHION_DIR);
-      assert.equal(scan.kind, 'idx');
-      assert.equal(scan.layout, 'idx');
-      assert.deepEqual(scan.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
-      assert.deepEqual(
-        scan.splits.map((s) => [s.name, s.origin, s.count]),
-        [
-          ['train', 'idx', 54000],
-          ['val', 'carved', 6000],
-          ['test', 'idx', 10000],
-        ],
-      );
-      assert.deepEqual(split(scan, 'train').perClass, new Array(10).fill(5400));
-      assert.deepEqual(split(scan, 'val').perClass, new Array(10).fill(600));
-      assert.deepEqual(split(scan, 'test').perClass, new Array(10).fill(1000));
-      assert.deepEqual(scan.sizes, {
-        count: 70000,
-        minWidth: 28,
-        maxWidth: 28,
-        minHeight: 28,
-        maxHeight: 28,
-        channels: { '1': 70000 },
-        formats: { idx: 70000 },
-      });
-      assert.deepEqual(scan.skipped, []);
+  test('Fashion-MNIST from ../shared/datasets', async () => {
+    assert.ok(existsSync(FASHION_DIR), `${FASHION_DIR} is missing (the shared Fashion-MNIST copy)`);
+    const scan = await scanDataset(FASHION_DIR);
+    assert.equal(scan.kind, 'idx');
+    assert.equal(scan.layout, 'idx');
+    assert.deepEqual(scan.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    assert.deepEqual(
+      scan.splits.map((s) => [s.name, s.origin, s.count]),
+      [
+        ['train', 'idx', 54000],
+        ['val', 'carved', 6000],
+        ['test', 'idx', 10000],
+      ],
+    );
+    assert.deepEqual(split(scan, 'train').perClass, new Array(10).fill(5400));
+    assert.deepEqual(split(scan, 'val').perClass, new Array(10).fill(600));
+    assert.deepEqual(split(scan, 'test').perClass, new Array(10).fill(1000));
+    assert.deepEqual(scan.sizes, {
+      count: 70000,
+      minWidth: 28,
+      maxWidth: 28,
+      minHeight: 28,
+      maxHeight: 28,
+      channels: { '1': 70000 },
+      formats: { idx: 70000 },
+    });
+    assert.deepEqual(scan.skipped, []);
 
-      // at side 28 the images are the file's bytes, grey copied to R, G and B
-      const loaded = await loadSplit(scan, 'test', { side: 28, cacheDir: tempDir('fm-cache') });
-      const rawImages = gunzipSync(readFileSync(join(FASHION_DIR, 't10k-images-idx3-ubyte.gz'))).subarray(16);
-      const rawLabels = gunzipSync(readFileSync(join(FASHION_DIR, 't10k-labels-idx1-ubyte.gz'))).subarray(8);
-      assert.equal(loaded.count, 10000);
-      assert.equal(loaded.images.length, 10000 * 28 * 28 * 3);
-      assert.deepEqual(loaded.labels, Int32Array.from(rawLabels));
-      for (const i of [0, 4321, 9999]) {
-        for (let p = 0; p < 28 * 28; p += 7) {
-          for (let c = 0; c < 3; c++) {
-            assert.equal(loaded.images[(i * 784 + p) * 3 + c], rawImages[i * 784 + p]);
-          }
+    // at side 28 the images are the file's bytes, grey copied to R, G and B
+    const loaded = await loadSplit(scan, 'test', { side: 28, cacheDir: tempDir('fm-cache') });
+    const rawImages = gunzipSync(readFileSync(join(FASHION_DIR, 't10k-images-idx3-ubyte.gz'))).subarray(16);
+    const rawLabels = gunzipSync(readFileSync(join(FASHION_DIR, 't10k-labels-idx1-ubyte.gz'))).subarray(8);
+    assert.equal(loaded.count, 10000);
+    assert.equal(loaded.images.length, 10000 * 28 * 28 * 3);
+    assert.deepEqual(loaded.labels, Int32Array.from(rawLabels));
+    for (const i of [0, 4321, 9999]) {
+      for (let p = 0; p < 28 * 28; p += 7) {
+        for (let c = 0; c < 3; c++) {
+          assert.equal(loaded.images[(i * 784 + p) * 3 + c], rawImages[i * 784 + p]);
         }
       }
-      assert.equal(loaded.files[1], 't10k-images-idx3-ubyte.gz#1');
-    },
-  );
+    }
+    assert.equal(loaded.files[1], 't10k-images-idx3-ubyte.gz#1');
+  });
 
   test('the built-in sample', async () => {
     assert.ok(BUILTIN_SAMPLE_DIR.endsWith(join('app', 'datasets', 'sample', 'fashion-mnist-sample')));
