@@ -40,6 +40,9 @@ commands:
                                               the workbench UI in a browser (token-protected)
   experiment ablations [--budget ${BUDGET_NAMES.join('|')}] [--data DIR] [--out DIR] [--seeds N]
                                               the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md + plots
+  bench [--preset NAME] [--batch N] [--steps N] [--json] [--peer] [--workers 1|2]
+                                              timed training steps (see npm run bench -- --help)
+  bench --clip-b16 | --pipeline [DIR]         the teacher's forward at 224 px; the data pipeline from JPEGs
   presets                                     the named model presets
 
 presets: ${PRESETS.map((p) => p.name).join(', ')}`;
@@ -324,6 +327,26 @@ async function main(argv: string[]): Promise<number> {
       });
       process.stdout.write(`${res.report}\n`);
       return 0;
+    }
+    case 'bench': {
+      // the data pipeline is the app's; the training step and the teacher are the engine's bench
+      const i = rest.indexOf('--pipeline');
+      if (i >= 0) {
+        const dir = rest[i + 1] && !rest[i + 1]?.startsWith('--') ? rest[i + 1] : undefined;
+        const json = rest.includes('--json');
+        const { benchPipeline } = await import('../bench/pipeline.js');
+        const r = await benchPipeline(dir);
+        process.stdout.write(
+          json
+            ? `${JSON.stringify({ kind: 'pipeline', ...r })}\n`
+            : `data pipeline (${r.images} JPEGs${dir ? ` in ${dir}` : ', generated'}, ${r.resolution} px): scan ${r.scan_img_per_s} img/s, ` +
+                `first load (decode + cache) ${r.first_load_img_per_s} img/s, cached load ${r.cached_load_img_per_s} img/s, ` +
+                `augmentation (student + teacher views) ${r.augment_img_per_s} img/s\n`,
+        );
+        return 0;
+      }
+      const { benchMain } = await import('../../engine/bench/main.js');
+      return benchMain(rest);
     }
     case 'presets':
       for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);

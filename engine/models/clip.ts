@@ -1,7 +1,7 @@
 // The CLIP vision tower used as the frozen teacher: ln_post(all tokens) @ proj, cls first (OpenAI/OpenCLIP semantics).
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClipConfig } from '../config.js';
-import { attentionCore, gelu, layerNorm, linear, quickGelu } from '../ops/nn.js';
+import { gelu, layerNorm, linear, quickGelu, selfAttentionCore } from '../ops/nn.js';
 import { patchify, w1, w2 } from './blocks.js';
 import { linearSpecs, normSpecs, ParamSet, plainSpec, spec, type ParamSpec } from './params.js';
 
@@ -54,7 +54,10 @@ export class ClipVision {
     return this.config.resolution / this.config.patch_size;
   }
 
-  /** images NHWC [B, R, R, 3], normalised with CLIP's mean/std -> tokens [B, 1 + g*g, output_dim], cls first. */
+  /**
+   * images NHWC [B, R, R, 3], normalised with CLIP's mean/std -> tokens [B, 1 + g*g, output_dim], cls first.
+   * Inference only (the teacher is frozen): blocks free their activations as they go, so no gradient flows through.
+   */
   forward(images: tf.Tensor4D): tf.Tensor3D {
     const c = this.config;
     const ps = this.params;
@@ -79,14 +82,21 @@ export class ClipVision {
     );
     for (let i = 0; i < c.layers; i++) {
       const p = `visual.transformer.resblocks.${i}`;
-      const y = layerNorm(h, w1(ps, `${p}.ln_1.weight`), w1(ps, `${p}.ln_1.bias`), c.ln_eps);
-      const qkv = linear(y, w2(ps, `${p}.attn.in_proj_weight`), w1(ps, `${p}.attn.in_proj_bias`));
-      const [q, k, v] = tf.split(qkv, [w, w, w], 1) as [T2, T2, T2];
-      const a = attentionCore(q, k, v, b, c.heads, null);
-      h = tf.add(h, linear(a, w2(ps, `${p}.attn.out_proj.weight`), w1(ps, `${p}.attn.out_proj.bias`)));
-      const z = layerNorm(h, w1(ps, `${p}.ln_2.weight`), w1(ps, `${p}.ln_2.bias`), c.ln_eps);
-      const m = act(linear(z, w2(ps, `${p}.mlp.c_fc.weight`), w1(ps, `${p}.mlp.c_fc.bias`))) as T2;
-      h = tf.add(h, linear(m, w2(ps, `${p}.mlp.c_proj.weight`), w1(ps, `${p}.mlp.c_proj.bias`)));
+      const prev = h;
+      // the teacher is never differentiated: each block frees its activations as soon as it is done
+      h = tf.tidy(() => {
+        const y = layerNorm(prev, w1(ps, `${p}.ln_1.weight`), w1(ps, `${p}.ln_1.bias`), c.ln_eps);
+        const qkv = linear(y, w2(ps, `${p}.attn.in_proj_weight`), w1(ps, `${p}.attn.in_proj_bias`));
+        const a = selfAttentionCore(qkv, b, c.heads, null);
+        const r = tf.add(
+          prev,
+          linear(a, w2(ps, `${p}.attn.out_proj.weight`), w1(ps, `${p}.attn.out_proj.bias`)),
+        ) as T2;
+        const z = layerNorm(r, w1(ps, `${p}.ln_2.weight`), w1(ps, `${p}.ln_2.bias`), c.ln_eps);
+        const m = act(linear(z, w2(ps, `${p}.mlp.c_fc.weight`), w1(ps, `${p}.mlp.c_fc.bias`))) as T2;
+        return tf.add(r, linear(m, w2(ps, `${p}.mlp.c_proj.weight`), w1(ps, `${p}.mlp.c_proj.bias`))) as T2;
+      });
+      if (i > 0) prev.dispose();
     }
     // D-iGPT needs ln_post and the projection on EVERY token (HF's own forward does it on the pooled token only)
     const post = layerNorm(h, w1(ps, 'visual.ln_post.weight'), w1(ps, 'visual.ln_post.bias'), c.ln_eps);
