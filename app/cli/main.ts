@@ -10,6 +10,7 @@ import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
 import { BUDGET_NAMES, isBudgetName, runAblations } from '../experiments/ablations.js';
+import { rewriteReport } from '../experiments/report.js';
 import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../runs/export.js';
 import { outputMode, Progress } from './progress.js';
 
@@ -40,6 +41,7 @@ commands:
                                               the workbench UI in a browser (token-protected)
   experiment ablations [--budget ${BUDGET_NAMES.join('|')}] [--data DIR] [--out DIR] [--seeds N]
                                               the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md + plots
+  experiment report DIR                       write an experiment's report.md and plots again from its results.json
   bench [--preset NAME] [--batch N] [--steps N] [--json] [--peer] [--workers 1|2]
                                               timed training steps (see npm run bench -- --help)
   bench --clip-b16 | --pipeline [DIR]         the teacher's forward at 224 px; the data pipeline from JPEGs
@@ -307,8 +309,17 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'experiment': {
       const [sub, ...r] = rest;
+      if (sub === 'report') {
+        const dir = r[0];
+        if (!dir || r.length > 1) throw new UsageError('usage: digpt experiment report DIR');
+        const res = await rewriteReport(dir);
+        process.stdout.write(`${res.report}\n`);
+        return 0;
+      }
       if (sub !== 'ablations')
-        throw new UsageError(`unknown experiment '${sub ?? ''}'; use 'digpt experiment ablations'`);
+        throw new UsageError(
+          `unknown experiment '${sub ?? ''}'; use 'digpt experiment ablations' or 'digpt experiment report DIR'`,
+        );
       const { values } = parse(r, {
         budget: { type: 'string' },
         data: { type: 'string' },

@@ -90,6 +90,64 @@ export function summarise(jobs: readonly JobResult[]): RowSummary[] {
   });
 }
 
+/** One of the paper's ablation claims: row `a` scores higher than row `b`. */
+export interface Claim {
+  readonly what: string;
+  readonly a: RowDef['name'];
+  readonly b: RowDef['name'];
+  /** Where the paper shows it (ImageNet-1K, ViT-B, CLIP teacher). */
+  readonly paper: string;
+}
+
+export const CLAIMS: readonly Claim[] = [
+  { what: 'D-iGPT (gen + dis) vs gen-only', a: 'digpt', b: 'gen-only', paper: 'Table 7: gen + dis higher' },
+  {
+    what: 'teacher targets vs pixel targets',
+    a: 'digpt',
+    b: 'pixels',
+    paper: 'Table 5: semantic targets higher',
+  },
+  { what: 'D-iGPT vs KD', a: 'digpt', b: 'kd', paper: 'Table 9: D-iGPT higher' },
+  { what: 'D-iGPT vs MAE (teacher targets)', a: 'digpt', b: 'mae', paper: 'Table 9: D-iGPT higher' },
+  { what: 'D-iGPT vs random init', a: 'digpt', b: 'scratch', paper: 'pretraining higher (all tables)' },
+  { what: 'gen-only vs random init', a: 'gen-only', b: 'scratch', paper: 'pretraining higher' },
+  { what: 'KD vs random init', a: 'kd', b: 'scratch', paper: 'pretraining higher' },
+  { what: 'MAE vs random init', a: 'mae', b: 'scratch', paper: 'pretraining higher' },
+  { what: 'pixel targets vs random init', a: 'pixels', b: 'scratch', paper: 'pretraining higher' },
+];
+
+export type Verdict = 'holds' | 'reversed' | 'tie' | 'n/a';
+
+/** What one measure says about a claim: the difference of the means and whether it is beyond the noise. */
+export interface ClaimCheck {
+  readonly diff: number;
+  /** Two standard errors of the difference: seed-to-seed spread plus the test set's binomial noise. */
+  readonly noise: number;
+  readonly verdict: Verdict;
+}
+
+/**
+ * a - b with its noise: the variance of each mean is spread^2 / seeds (when there are 2+ seeds) plus
+ * p(1-p) / (test images x seeds); a difference beyond two standard errors either way is a verdict, else a tie.
+ */
+export function checkClaim(a: readonly number[], b: readonly number[], testImages: number): ClaimCheck {
+  const sa = meanSpread(a);
+  const sb = meanSpread(b);
+  if (sa.n === 0 || sb.n === 0) return { diff: NaN, noise: NaN, verdict: 'n/a' };
+  const variance = (s: { mean: number; spread: number; n: number }): number =>
+    (s.n > 1 ? s.spread ** 2 / s.n : 0) + (s.mean * (1 - s.mean)) / (Math.max(1, testImages) * s.n);
+  const diff = sa.mean - sb.mean;
+  const noise = 2 * Math.sqrt(variance(sa) + variance(sb));
+  const verdict: Verdict = Math.abs(diff) <= noise ? 'tie' : diff > 0 ? 'holds' : 'reversed';
+  return { diff, noise, verdict };
+}
+
+function claimCell(c: ClaimCheck): string {
+  if (c.verdict === 'n/a') return 'n/a';
+  const sign = c.diff >= 0 ? '+' : '−';
+  return `${sign}${Math.abs(c.diff).toFixed(4)} ± ${c.noise.toFixed(4)}: **${c.verdict}**`;
+}
+
 /** Writes report.md, results.json, pretrain-loss.png and accuracy.png into `out`. */
 export async function writeReport(i: ReportInput): Promise<{ report: string; results: string }> {
   const b = i.budget;
@@ -216,6 +274,24 @@ export async function writeReport(i: ReportInput): Promise<{ report: string; res
     line(by.get('digpt'), 'D-iGPT'),
     line(by.get('scratch'), 'random init (no pretraining)'),
     '',
+    "## The paper's orderings, here",
+    '',
+    'Each cell: the difference of the mean top-1 (first row minus second) ± two standard errors (seed-to-seed',
+    `spread${i.seeds > 1 ? '' : ' — none with one seed —'} plus the binomial noise of ${i.data.test} test images, taken as independent for the two rows, which overstates it: both see the same images).`,
+    "**holds**: the paper's ordering, beyond the noise; **reversed**: the opposite ordering, beyond the noise;",
+    "**tie**: within the noise. The paper's results are ImageNet-1K with ViT-B and a CLIP teacher; only the",
+    'direction is compared.',
+    '',
+    '| comparison | the paper | linear probe | fine-tune |',
+    '| --- | --- | --- | --- |',
+    ...CLAIMS.map((c) => {
+      const ra = by.get(c.a);
+      const rb = by.get(c.b);
+      const probe = checkClaim(ra?.probe ?? [], rb?.probe ?? [], i.data.test);
+      const ft = checkClaim(ra?.finetune ?? [], rb?.finetune ?? [], i.data.test);
+      return `| ${c.what} | ${c.paper} | ${claimCell(probe)} | ${claimCell(ft)} |`;
+    }),
+    '',
     '## Plots',
     '',
     '![pretraining loss](pretrain-loss.png)',
@@ -238,4 +314,45 @@ export async function writeReport(i: ReportInput): Promise<{ report: string; res
   const reportPath = nodePath.join(i.out, 'report.md');
   fs.writeFileSync(reportPath, md);
   return { report: reportPath, results: resultsPath };
+}
+
+/**
+ * Writes report.md and the plots again from a finished experiment's results.json (e.g. after the report's format
+ * changed). Returns the paths written.
+ */
+export async function rewriteReport(out: string): Promise<{ report: string; results: string }> {
+  const path = nodePath.join(out, 'results.json');
+  if (!fs.existsSync(path)) throw new Error(`${path} does not exist: not a finished experiment folder`);
+  let r: {
+    command?: string;
+    started?: string;
+    seconds?: number;
+    machine?: string;
+    budget?: Record<string, unknown>;
+    seeds?: number;
+    data?: ReportInput['data'] & { source?: string };
+    jobs?: JobResult[];
+  };
+  try {
+    r = JSON.parse(fs.readFileSync(path, 'utf8'), (_k, v: unknown) =>
+      v === 'all' ? Infinity : v,
+    ) as typeof r;
+  } catch (e) {
+    throw new Error(`${path}: not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  for (const key of ['command', 'started', 'seconds', 'machine', 'budget', 'seeds', 'data', 'jobs'] as const)
+    if (r[key] === undefined) throw new Error(`${path}: no '${key}'`);
+  const { source, ...data } = r.data as ReportInput['data'] & { source?: string };
+  return writeReport({
+    out,
+    budget: r.budget as unknown as Budget,
+    seeds: r.seeds as number,
+    source: source ?? '',
+    data,
+    started: new Date(r.started as string),
+    seconds: r.seconds as number,
+    command: r.command as string,
+    jobs: r.jobs as JobResult[],
+    machine: r.machine as string,
+  });
 }

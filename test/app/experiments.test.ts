@@ -14,7 +14,7 @@ import {
   ROWS,
 } from '../../app/experiments/ablations.js';
 import { barChartSvg, lineChartSvg, niceTicks, writePng } from '../../app/experiments/plots.js';
-import { meanSpread, smooth } from '../../app/experiments/report.js';
+import { checkClaim, meanSpread, smooth } from '../../app/experiments/report.js';
 
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 const BIN = nodePath.join(ROOT, 'bin', 'digpt.js');
@@ -73,6 +73,20 @@ describe('experiment helpers', () => {
         [3, 5],
       ],
     );
+  });
+
+  it("checks the paper's orderings against the noise of seeds and test images", () => {
+    // one seed each, 10,000 test images: two standard errors of a difference near 0.8 are ~0.0113
+    const clear = checkClaim([0.82], [0.8], 10_000);
+    assert.equal(clear.verdict, 'holds');
+    assert.ok(Math.abs(clear.diff - 0.02) < 1e-12);
+    assert.ok(Math.abs(clear.noise - 2 * Math.sqrt((0.82 * 0.18 + 0.8 * 0.2) / 10_000)) < 1e-12);
+    assert.equal(checkClaim([0.8], [0.82], 10_000).verdict, 'reversed');
+    assert.equal(checkClaim([0.805], [0.8], 10_000).verdict, 'tie');
+    // the same means with a large seed-to-seed spread are a tie
+    assert.equal(checkClaim([0.72, 0.92], [0.8, 0.8], 10_000).verdict, 'tie');
+    assert.equal(checkClaim([0.821, 0.819], [0.8, 0.8], 10_000).verdict, 'holds');
+    assert.equal(checkClaim([], [0.8], 10_000).verdict, 'n/a');
   });
 
   it('draws charts as SVG and rasterises them to PNG', async () => {
@@ -176,5 +190,27 @@ describe('digpt experiment ablations --budget smoke', () => {
       for (const v of [...x.probe, ...x.finetune]) assert.ok(v >= 0 && v <= 1, `${x.row}: ${v}`);
     assert.equal(results.jobs.length, 19);
     assert.ok(results.jobs.every((j) => j.seconds >= 0));
+    assert.match(md, /## The paper's orderings, here/);
+    assert.match(
+      md,
+      /\| D-iGPT \(gen \+ dis\) vs gen-only \| Table 7[^|]*\| [+−]\d\.\d{4} ± \d\.\d{4}: \*\*(holds|reversed|tie)\*\* \|/,
+    );
+
+    // `digpt experiment report DIR` writes the same report again from results.json
+    fs.rmSync(nodePath.join(out, 'report.md'));
+    fs.rmSync(nodePath.join(out, 'accuracy.png'));
+    const again = spawnSync(process.execPath, [BIN, 'experiment', 'report', out], { encoding: 'utf8' });
+    assert.equal(again.status, 0, again.stderr);
+    assert.equal(fs.readFileSync(nodePath.join(out, 'report.md'), 'utf8'), md);
+    assert.ok(isPng(nodePath.join(out, 'accuracy.png')));
+    const missing = spawnSync(
+      process.execPath,
+      [BIN, 'experiment', 'report', nodePath.join(tmp, 'nothing')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.stderr, /nothing[/\\]results\.json does not exist/);
   });
 });
