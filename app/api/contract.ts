@@ -66,6 +66,8 @@ export const LaunchRequest = z.discriminatedUnion('kind', [
     blr: posNum,
     seed: z.number().int().nonnegative(),
     checkpointEvery: posInt.optional(),
+    /** Training threads: 2 splits each micro-batch over both cores (wasm); 'auto' decides by backend and cores. */
+    workers: z.union([z.literal(1), z.literal(2), z.literal('auto')]).optional(),
   }),
   z.object({
     kind: z.literal('finetune'),

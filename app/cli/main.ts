@@ -20,8 +20,9 @@ commands:
   datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
   pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
            [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
-           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--workers 1|2] [--json]
-           --workers 2 splits each micro-batch with a second thread (both cores on wasm)
+           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--workers 1|2|auto] [--json]
+           --workers 2 splits each micro-batch with a second thread (both cores on wasm); auto:
+           2 on the wasm backend with 2+ cores, else 1; the default is 1
            SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
            classifier exported by the workbench (e.g. a finetune run's export)
   import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
@@ -82,9 +83,10 @@ function num(v: string | undefined, flag: string, dflt: number): number {
   return n;
 }
 
-function workersFlag(v: string | undefined): number {
-  const n = int(v, '--workers');
-  if (n < 1 || n > 2) throw new UsageError(`--workers takes 1 or 2, got '${v ?? ''}'`);
+function workersFlag(v: string | undefined): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (n !== 1 && n !== 2) throw new UsageError(`--workers takes 1, 2 or auto, got '${v ?? ''}'`);
   return n;
 }
 

@@ -35,8 +35,11 @@ export interface PretrainJob {
   readonly checkpointEvery: number;
   /** Optional official D-iGPT checkpoint to start from (`digpt import`). */
   readonly init?: string;
-  /** 2: split each micro-batch with a replica thread (both cores on the wasm backend). */
-  readonly workers?: number;
+  /**
+   * 2: split each micro-batch with a replica thread (both cores on the wasm backend); 'auto': 2 on wasm with 2+
+   * cores, else 1 (decided in the job, where the backend is known; the run's config records the number).
+   */
+  readonly workers?: number | 'auto';
 }
 
 /** Continue a pretraining or fine-tuning run from its newest good checkpoint. */

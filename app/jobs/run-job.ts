@@ -7,6 +7,7 @@ import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { PRETRAIN_OBJECTIVES, isPretrainObjective } from '../../engine/models/factory.js';
 import { fileSource, loadDigptOfficial, mapSource } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
+import { autoWorkers } from '../../engine/parallel/data-parallel.js';
 import { cacheSideFor, loadSplit, scanDataset, type DatasetScan, type SplitName } from '../datasets/index.js';
 import { featuresOf, knn, probe } from '../train/evaluate.js';
 import {
@@ -123,7 +124,7 @@ function jobModel(job: PretrainJob): DigptConfig {
     : resolveDigptConfig({ ...preset.model, img_size: job.imgSize });
 }
 
-function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, 'kind'> {
+function pretrainConfig(job: PretrainJob, count: number, workers: number): Omit<PretrainConfig, 'kind'> {
   if (!isPretrainObjective(job.objective)) {
     throw new Error(`unknown objective '${job.objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
   }
@@ -145,7 +146,7 @@ function pretrainConfig(job: PretrainJob, count: number): Omit<PretrainConfig, '
     warmup_steps: Math.max(1, Math.round(steps * 0.1)),
     weight_decay: 0.05,
     checkpoint_every: job.checkpointEvery,
-    ...(job.workers !== undefined && job.workers > 1 ? { workers: job.workers } : {}),
+    ...(workers > 1 ? { workers } : {}),
   };
 }
 
@@ -354,7 +355,17 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
     case 'pretrain': {
       const model = jobModel(job);
       const { train, evalSets } = await pretrainData(job.data, cacheSideFor(model.img_size), emit);
-      const run = PretrainRun.create(nodePath.resolve(job.out), pretrainConfig(job, train.count), train);
+      let workers = typeof job.workers === 'number' ? job.workers : 1;
+      if (job.workers === 'auto') {
+        const auto = autoWorkers();
+        workers = auto.workers;
+        emit({ type: 'log', level: 'info', text: `training threads: ${workers} (auto: ${auto.why})` });
+      }
+      const run = PretrainRun.create(
+        nodePath.resolve(job.out),
+        pretrainConfig(job, train.count, workers),
+        train,
+      );
       try {
         if (job.init) {
           const f = SafetensorsFile.open(job.init);

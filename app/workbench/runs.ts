@@ -156,6 +156,7 @@ export class RunManager {
           blr: req.blr,
           out: dir,
           checkpointEvery: req.checkpointEvery ?? 100,
+          ...(req.workers !== undefined ? { workers: req.workers } : {}),
         };
         title = `${req.objective} · ${req.preset} · teacher ${req.teacher}`;
         break;

@@ -6,6 +6,7 @@
 // size-weighted mean of its two halves' gradients); the optimizer state lives only here, so checkpoints and resume
 // are unchanged.
 import * as tf from '@tensorflow/tfjs-core';
+import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendReport } from '../backend.js';
 import type { DigptBatch } from '../models/digpt.js';
@@ -204,4 +205,15 @@ export class DataParallel {
       });
     });
   }
+}
+
+/**
+ * How many training threads `workers: 'auto'` means: 2 on the wasm backend (single-threaded under Node) when the
+ * machine has 2+ cores, else 1 (tensorflow backends use every core inside each kernel; cpu is for tests only).
+ */
+export function autoWorkers(cores: number = os.availableParallelism()): { workers: 1 | 2; why: string } {
+  const b = backendReport().name;
+  if (b !== 'wasm') return { workers: 1, why: `the ${b} backend` };
+  if (cores < 2) return { workers: 1, why: 'one core' };
+  return { workers: 2, why: `wasm runs one thread, ${cores} cores` };
 }

@@ -62,6 +62,44 @@ describe('Workbench', () => {
     await until(() => updates.some((u) => u.id === id && u.status === 'stopped'));
   });
 
+  it("launches with workers 'auto': 2 threads on wasm with 2+ cores, recorded in the run's config", async () => {
+    const logs: string[] = [];
+    const updates: RunSummary[] = [];
+    wb.on((name, payload) => {
+      if (name === 'log') logs.push((payload as { text: string }).text);
+      if (name === 'run.update') updates.push(payload as RunSummary);
+    });
+    const r = await wb.handle('runs.launch', {
+      kind: 'pretrain',
+      dataset: 'builtin-sample',
+      preset: 'digpt-micro-32',
+      teacher: 'pixels',
+      objective: 'digpt',
+      steps: 2,
+      batch: 4,
+      accum: 1,
+      blr: 1e-3,
+      seed: 0,
+      workers: 'auto',
+    });
+    assert.ok(r.ok, JSON.stringify(r));
+    const id = (r.value as RunSummary).id;
+    await until(
+      () => updates.some((u) => u.id === id && (u.status === 'done' || u.status === 'failed')),
+      180_000,
+    );
+    assert.equal(updates.filter((u) => u.id === id).at(-1)?.status, 'done');
+    const backend = logs.find((l) => l.startsWith(`run ${id}: backend:`)) ?? '';
+    const line = logs.find((l) => l.startsWith(`run ${id}: training threads:`));
+    const expected = /backend: wasm/.test(backend) && os.availableParallelism() >= 2 ? 2 : 1;
+    assert.ok(line, logs.join('\n'));
+    assert.match(line, new RegExp(`training threads: ${expected} \\(auto: `));
+    const cfg = JSON.parse(fs.readFileSync(nodePath.join(tmp, 'ws', 'runs', id, 'config.json'), 'utf8')) as {
+      workers?: number;
+    };
+    assert.equal(cfg.workers ?? 1, expected);
+  });
+
   it('answers bad requests with the contract message, never throwing', async () => {
     assert.deepEqual(await wb.handle('runs.control', { id: 'nope', action: 'explode' }), {
       ok: false,

@@ -98,7 +98,10 @@ test('buildLaunch: a valid pretrain request, and the schema names bad fields', (
     accum: 1,
     blr: 1.5e-4,
     seed: 0,
+    workers: 'auto',
   });
+  const one = buildLaunch({ ...f, workers: '1' });
+  assert.ok(one.ok && one.request.kind === 'pretrain' && one.request.workers === 1);
   const bad = buildLaunch({ ...f, batch: 'x', steps: '-1', teacher: 'file', teacherFile: ' ' });
   assert.ok(!bad.ok);
   assert.deepEqual(Object.keys(bad.errors).sort(), ['batch', 'steps', 'teacher']);

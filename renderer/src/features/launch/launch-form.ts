@@ -24,6 +24,8 @@ export interface LaunchForm {
   accum: string;
   blr: string;
   seed: string;
+  /** Pretraining threads: 'auto' (both cores on wasm), '1' or '2'. */
+  workers: 'auto' | '1' | '2';
 }
 
 export const OBJECTIVES: readonly { value: Objective; label: string }[] = [
@@ -50,6 +52,7 @@ export function defaultForm(kind: LaunchKind = 'pretrain'): LaunchForm {
     accum: '1',
     blr: kind === 'pretrain' ? '1.5e-4' : '5e-4',
     seed: '0',
+    workers: 'auto',
   };
 }
 
@@ -84,6 +87,7 @@ export function buildLaunch(f: LaunchForm): BuildResult {
       accum: num(f.accum),
       blr: num(f.blr),
       seed: num(f.seed),
+      workers: f.workers === 'auto' ? 'auto' : Number(f.workers),
     };
   } else if (f.kind === 'finetune') {
     if (!f.from) errors.from = 'choose a run or scratch';
