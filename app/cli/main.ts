@@ -21,8 +21,8 @@ commands:
   pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
            [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
            [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--workers 1|2|auto] [--json]
-           --workers 2 splits each micro-batch with a second thread (both cores on wasm); auto:
-           2 on the wasm backend with 2+ cores, else 1; the default is 1
+           --workers 2 splits each micro-batch with a second thread (both cores on wasm); auto
+           (the default): 2 on the wasm backend with 2+ cores, else 1
            SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
            classifier exported by the workbench (e.g. a finetune run's export)
   import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
@@ -134,7 +134,7 @@ function pretrainJob(v: Record<string, string | boolean | undefined>, init?: str
     blr: num(s('blr'), '--blr', 1.5e-4),
     out: s('out') ?? nodePath.join('runs', `pretrain-${stamp}`),
     checkpointEvery: Math.max(1, int(s('checkpoint-every'), '--checkpoint-every', 100)),
-    ...(s('workers') !== undefined ? { workers: workersFlag(s('workers')) } : {}),
+    workers: s('workers') !== undefined ? workersFlag(s('workers')) : 'auto',
     ...(init ? { init } : {}),
   };
 }
@@ -267,6 +267,7 @@ async function main(argv: string[]): Promise<number> {
           blr: 5e-3,
           out,
           checkpointEvery: 60,
+          workers: 'auto',
         },
         json,
       );

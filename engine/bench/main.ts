@@ -12,6 +12,7 @@ import * as nodePath from 'node:path';
 import { backendReport, describeBackend, initBackend } from '../backend.js';
 import { getPreset, type DigptConfig } from '../config.js';
 import { useFastWasmKernels } from '../ops/wasm_kernels.js';
+import { autoWorkers } from '../parallel/data-parallel.js';
 import { formatProfile, KernelProfiler } from './profile.js';
 import { benchClipB16 } from './teacher.js';
 import { benchSteps, type StepBenchResult } from './step.js';
@@ -28,13 +29,14 @@ interface Args {
   profile: boolean;
   profileShapes: boolean;
   peerThreads: number | undefined;
-  workers: number;
+  /** 'auto' (the default, as `digpt pretrain`): 2 on wasm with 2+ cores; resolved once the backend is up. */
+  workers: number | 'auto';
   clipB16: boolean;
 }
 
 const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
-  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2] [--clip-b16]';
+  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2|auto] [--clip-b16]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -49,7 +51,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     profileShapes: false,
     peerThreads: undefined,
-    workers: 1,
+    workers: 'auto',
     clipB16: false,
   };
   const count = (flag: string, v: string | undefined, min: number): number => {
@@ -82,10 +84,16 @@ function parseArgs(argv: string[]): Args {
       case '--clip-b16':
         a.clipB16 = true;
         break;
-      case '--workers':
-        a.workers = count(f, argv[++i], 1);
-        if (a.workers > 2) throw new Error(`--workers takes 1 or 2 (one replica thread)\n${USAGE}`);
+      case '--workers': {
+        const v = argv[++i];
+        if (v === 'auto') a.workers = 'auto';
+        else if (v === '1' || v === '2') a.workers = Number(v);
+        else
+          throw new Error(
+            `--workers takes 1, 2 or auto (one replica thread), got ${v ?? 'nothing'}\n${USAGE}`,
+          );
         break;
+      }
       case '--rounds':
         a.rounds = count(f, argv[++i], 1);
         break;
@@ -159,7 +167,7 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-function engineLine(r: StepBenchResult, a: Args, config: DigptConfig): Record<string, unknown> {
+function engineLine(r: StepBenchResult, a: Args, config: DigptConfig, why: string): Record<string, unknown> {
   const b = backendReport();
   return {
     kind: 'engine',
@@ -174,15 +182,19 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig): Record<st
     batch_size: r.batch_size,
     accum_steps: r.accum_steps,
     workers: r.workers,
+    workers_why: why,
+    ...(r.phases_ms
+      ? { phases_ms: Object.fromEntries(Object.entries(r.phases_ms).map(([k, x]) => [k, round1(x)])) }
+      : {}),
     steps: a.steps,
     warmup: a.warmup,
     config,
   };
 }
 
-function printEngine(r: StepBenchResult, a: Args, config: DigptConfig): void {
+function printEngine(r: StepBenchResult, a: Args, config: DigptConfig, why: string): void {
   if (a.json) {
-    console.log(JSON.stringify(engineLine(r, a, config)));
+    console.log(JSON.stringify(engineLine(r, a, config, why)));
     return;
   }
   console.log(
@@ -190,6 +202,12 @@ function printEngine(r: StepBenchResult, a: Args, config: DigptConfig): void {
       `all: ${r.step_ms.map((t) => t.toFixed(0)).join(' ')}), CPU ${r.cpu_ms_median.toFixed(0)} ms/step, ` +
       `peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
   );
+  if (r.phases_ms)
+    console.log(
+      `  phases (ms/step, median): ${Object.entries(r.phases_ms)
+        .map(([k, x]) => `${k} ${x.toFixed(0)}`)
+        .join(', ')}`,
+    );
 }
 
 /** Runs the bench with command-line flags; resolves to the exit code. */
@@ -213,12 +231,16 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
       );
     return 0;
   }
+  // the profiler sees this thread's kernels only: profiles run on one thread unless told otherwise
+  const auto = a.profile ? { workers: 1 as const, why: '--profile' } : autoWorkers();
+  const workers = a.workers === 'auto' ? auto.workers : a.workers;
+  const workersWhy = a.workers === 'auto' ? `auto: ${auto.why}` : 'given';
   if (!a.json) {
     console.log(describeBackend(report));
     console.log(`preset ${a.preset}: ${JSON.stringify(config)}`);
     console.log(
-      `micro-batch ${a.batch} x ${a.accum}, ${a.warmup} warm-up + ${a.steps} timed steps` +
-        (a.workers > 1 ? ', each micro-batch split with a replica thread' : ''),
+      `micro-batch ${a.batch} x ${a.accum}, ${a.warmup} warm-up + ${a.steps} timed steps, ${workers} training ` +
+        `thread${workers > 1 ? 's (each micro-batch split with a replica thread)' : ''} (${workersWhy})`,
     );
   }
   // the engine swaps in its faster wasm kernels on first use; done here so that the profiler wraps those
@@ -230,7 +252,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
       accum: a.accum,
       steps: a.steps,
       warmup: a.warmup,
-      workers: a.workers,
+      workers,
       onStep: (i) => {
         // the profile covers the timed steps only
         if (profiler && i === a.warmup - 1) profiler.reset();
@@ -241,7 +263,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     profiler?.install();
     const r = await bench();
     profiler?.uninstall();
-    printEngine(r, a, config);
+    printEngine(r, a, config, workersWhy);
     if (profiler) {
       const rows = profiler.rows();
       if (a.json) console.log(JSON.stringify({ kind: 'profile', steps: a.steps, kernels: rows }));
@@ -254,7 +276,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   for (let i = 0; i < a.rounds; i++) {
     const e = await bench();
     engine.push(e);
-    printEngine(e, a, config);
+    printEngine(e, a, config, workersWhy);
     const p = runPeer(config, a);
     peer.push(p);
     if (a.json) console.log(JSON.stringify({ kind: 'peer', ...p }));

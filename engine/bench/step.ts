@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { DigptConfig } from '../config.js';
 import { DigptModel } from '../models/digpt.js';
 import { Rng } from '../rng.js';
-import { DataParallel } from '../parallel/data-parallel.js';
+import { DataParallel, type StepPhases } from '../parallel/data-parallel.js';
 import { digptOptimizer, drawOrders, pretrainStep } from '../train/pretrain.js';
 
 export interface StepBenchResult {
@@ -17,6 +17,8 @@ export interface StepBenchResult {
   readonly accum_steps: number;
   /** Threads sharing each micro-batch. */
   readonly workers: number;
+  /** With 2 workers: the median ms per step of each phase (engine/parallel's StepPhases). */
+  readonly phases_ms?: Readonly<Record<keyof StepPhases, number>>;
 }
 
 /** Random inputs as the PyTorch peer uses them: normal images and teacher tokens, random cluster orders. */
@@ -61,6 +63,7 @@ export async function benchSteps(
   const rng = new Rng(0);
   const times: number[] = [];
   const cpu: number[] = [];
+  const phases: StepPhases[] = [];
   let peak = process.memoryUsage().rss;
   const warm = opts.warmup ?? 2;
   try {
@@ -76,6 +79,7 @@ export async function benchSteps(
       if (i >= warm) {
         times.push(ms);
         cpu.push((c.user + c.system) / 1000);
+        if (dp?.lastPhases) phases.push(dp.lastPhases);
       }
       opts.onStep?.(i, ms);
     }
@@ -95,5 +99,15 @@ export async function benchSteps(
     batch_size: opts.batch,
     accum_steps: accum,
     workers: opts.workers ?? 1,
+    ...(phases.length
+      ? {
+          phases_ms: Object.fromEntries(
+            (Object.keys(phases[0] as StepPhases) as (keyof StepPhases)[]).map((k) => [
+              k,
+              median(phases.map((p) => p[k])),
+            ]),
+          ) as Record<keyof StepPhases, number>,
+        }
+      : {}),
   };
 }

@@ -23,7 +23,28 @@ import {
   type SharedViews,
 } from './shared.js';
 
+/** Where the last step's time went (ms; summed over its micro-batches). */
+export interface StepPhases {
+  /** This thread: copying its weights out for the replica. */
+  handoff: number;
+  /** This thread: forward + backward of its share. */
+  local: number;
+  /** This thread: waiting for the replica after its own share. */
+  wait: number;
+  /** This thread: mixing the two gradients. */
+  mix: number;
+  /** This thread: AdamW. */
+  adam: number;
+  /** The replica: loading weights, forward + backward, writing its gradients. */
+  replicaLoad: number;
+  replicaCompute: number;
+  replicaWrite: number;
+}
+
 export class DataParallel {
+  /** Phase times of the last step. */
+  lastPhases: StepPhases | undefined;
+
   private constructor(
     private readonly worker: Worker,
     private readonly v: SharedViews,
@@ -70,9 +91,26 @@ export class DataParallel {
     const v = this.v;
     const l = this.layout;
     const params = model.params.trainable();
+    const ph: StepPhases = {
+      handoff: 0,
+      local: 0,
+      wait: 0,
+      mix: 0,
+      adam: 0,
+      replicaLoad: 0,
+      replicaCompute: 0,
+      replicaWrite: 0,
+    };
+    let tp = performance.now();
+    const lap = (k: keyof StepPhases): void => {
+      const now = performance.now();
+      ph[k] += now - tp;
+      tp = now;
+    };
     // the replica starts every step from this thread's weights
     params.forEach((p, i) => v.weights.set(p.variable.dataSync() as Float32Array, this.offsets[i]));
     Atomics.add(v.ctrl, CTRL.WEIGHTS, 1);
+    lap('handoff');
     const acc = new Map<string, tf.Tensor>();
     let loss = 0;
     let lossGen = 0;
@@ -126,12 +164,17 @@ export class DataParallel {
         const lv = value.dataSync()[0] as number;
         value.dispose();
         tf.dispose([part.images, part.teacher, batch.images, batch.teacher]);
+        lap('local');
         if (b2 > 0) {
           // the replica is working on its half meanwhile; wait for it here
           while (Atomics.load(v.ctrl, CTRL.DONE) === doneBefore)
             Atomics.wait(v.ctrl, CTRL.DONE, doneBefore, 1000);
           if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error(`data-parallel replica: ${readText(v)}`);
+          ph.replicaLoad += v.scalars[4] ?? 0;
+          ph.replicaCompute += v.scalars[5] ?? 0;
+          ph.replicaWrite += v.scalars[6] ?? 0;
         }
+        lap('wait');
         const wl = local / b;
         const wr = b2 / b;
         const [rl, rg, rd, ra] = [v.scalars[0] ?? 0, v.scalars[1] ?? 0, v.scalars[2] ?? 0, v.scalars[3] ?? 0];
@@ -164,6 +207,7 @@ export class DataParallel {
             mixed.dispose();
           } else acc.set(p.name, mixed);
         }
+        lap('mix');
       }
       const n = micro.length;
       if (n > 1) {
@@ -177,6 +221,8 @@ export class DataParallel {
       }
       loss /= n;
       if (Number.isFinite(loss)) opt.apply(acc, lr);
+      lap('adam');
+      this.lastPhases = ph;
     } finally {
       for (const g of acc.values()) g.dispose();
     }

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     go = Atomics.load(v.ctrl, CTRL.GO);
     if (Atomics.load(v.ctrl, CTRL.CMD) === 2) break;
     try {
+      const t0 = performance.now();
       const wv = Atomics.load(v.ctrl, CTRL.WEIGHTS);
       if (wv !== weightsSeen) {
         // the trainer's weights after its last update, in the engine's layout
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
         });
         weightsSeen = wv;
       }
+      const t1 = performance.now();
       const b = Atomics.load(v.ctrl, CTRL.BATCH);
       const c = init.config;
       const l = init.layout;
@@ -74,7 +76,8 @@ async function main(): Promise<void> {
         agreement = lead ? (lead.agreement.dataSync()[0] as number) : 0;
         return out.loss;
       }, vars);
-      v.scalars.set([value.dataSync()[0] as number, lossGen, lossDis, agreement]);
+      const loss = value.dataSync()[0] as number;
+      const t2 = performance.now();
       v.grads.fill(0);
       for (const [name, g] of Object.entries(grads)) {
         const i = byVar.get(name);
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
       }
       value.dispose();
       tf.dispose([batch.images, batch.teacher]);
+      v.scalars.set([loss, lossGen, lossDis, agreement, t1 - t0, t2 - t1, performance.now() - t2]);
       Atomics.store(v.ctrl, CTRL.FAILED, 0);
     } catch (e) {
       writeText(v, e instanceof Error ? e.message : String(e));

@@ -19,7 +19,8 @@ export const CTRL = {
 const CTRL_WORDS = 8;
 const TEXT_BYTES = 4096;
 /** loss, lossGen, lossDis, agreement. */
-const SCALARS = 4;
+/** loss, gen loss, dis loss, agreement; then the replica's ms loading weights, computing, writing gradients. */
+const SCALARS = 7;
 
 export interface SharedLayout {
   readonly params: number;

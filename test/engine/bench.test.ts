@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
 import { initBackend } from '../../engine/backend.js';
@@ -64,6 +65,25 @@ describe('bench CLI', () => {
     ])
       assert.ok(k in config, `config lacks ${k}`);
     assert.equal(config['embed_dim'], 64);
+    // --workers auto (the default): 2 threads on wasm with 2+ cores, with each phase's time
+    const two = j['backend'] === 'wasm' && os.availableParallelism() >= 2;
+    assert.equal(j['workers'], two ? 2 : 1);
+    assert.match(String(j['workers_why']), /^auto: /);
+    if (two) {
+      const phases = j['phases_ms'] as Record<string, number>;
+      for (const k of [
+        'handoff',
+        'local',
+        'wait',
+        'mix',
+        'adam',
+        'replicaLoad',
+        'replicaCompute',
+        'replicaWrite',
+      ])
+        assert.ok(Number.isFinite(phases[k]) && (phases[k] as number) >= 0, `phases_ms.${k}`);
+      assert.ok((phases['local'] as number) > 0 && (phases['replicaCompute'] as number) > 0);
+    }
   });
 });
 
