@@ -68,6 +68,8 @@ export async function benchSteps(
   const warm = opts.warmup ?? 2;
   try {
     for (let i = 0; i < warm + opts.steps; i++) {
+      // back to the event loop between steps, as a training loop does (V8 runs its isolate tasks there)
+      await new Promise((r) => setImmediate(r));
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));

@@ -41,6 +41,9 @@ export interface StepPhases {
   replicaWrite: number;
 }
 
+/** How long a step waits for the replica's half before it fails the step (a half takes seconds, not minutes). */
+const REPLICA_TIMEOUT_MS = 10 * 60_000;
+
 export class DataParallel {
   /** Phase times of the last step. */
   lastPhases: StepPhases | undefined;
@@ -50,6 +53,8 @@ export class DataParallel {
     private readonly v: SharedViews,
     private readonly layout: SharedLayout,
     private readonly offsets: number[],
+    /** Set when the replica thread dies (its error, or its exit code). */
+    private readonly gone: { why?: string },
   ) {}
 
   /** Starts a replica of `model` able to take up to `maxBatch` samples per micro-batch. */
@@ -73,21 +78,22 @@ export class DataParallel {
         backend: backendReport().name === 'tensorflow-gpu' ? 'tensorflow' : backendReport().tfName,
       },
     });
-    let exited: string | undefined;
-    worker.once('error', (e) => (exited = e.message));
-    worker.once('exit', (code) => (exited ??= `the replica thread exited with code ${code}`));
+    const gone: { why?: string } = {};
+    worker.once('error', (e) => (gone.why = e.message));
+    worker.once('exit', (code) => (gone.why ??= `the replica thread exited with code ${code}`));
     // ready: the replica bumps DONE once its backend and model are up
     while (Atomics.load(v.ctrl, CTRL.DONE) === 0) {
-      if (exited) throw new Error(`data-parallel replica failed to start: ${exited}`);
+      if (gone.why) throw new Error(`data-parallel replica failed to start: ${gone.why}`);
       await new Promise((r) => setTimeout(r, 10));
     }
     if (Atomics.load(v.ctrl, CTRL.FAILED))
       throw new Error(`data-parallel replica failed to start: ${readText(v)}`);
-    return new DataParallel(worker, v, layout, offsets);
+    return new DataParallel(worker, v, layout, offsets, gone);
   }
 
   /** pretrainStep, with every micro-batch shared with the replica. */
   step(model: PretrainModel, opt: AdamW, micro: (() => DigptBatch)[], lr: number): PretrainStepMetrics {
+    if (this.gone.why) throw new Error(`data-parallel replica: ${this.gone.why}`);
     const v = this.v;
     const l = this.layout;
     const params = model.params.trainable();
@@ -167,8 +173,16 @@ export class DataParallel {
         lap('local');
         if (b2 > 0) {
           // the replica is working on its half meanwhile; wait for it here
-          while (Atomics.load(v.ctrl, CTRL.DONE) === doneBefore)
+          // a failing replica says so (FAILED) and bumps DONE; the worker's exit event cannot be delivered while
+          // this thread blocks here, so a replica that vanished without a word is caught by the time limit
+          const t0 = performance.now();
+          while (Atomics.load(v.ctrl, CTRL.DONE) === doneBefore) {
             Atomics.wait(v.ctrl, CTRL.DONE, doneBefore, 1000);
+            if (performance.now() - t0 > REPLICA_TIMEOUT_MS)
+              throw new Error(
+                `data-parallel replica: no answer in ${REPLICA_TIMEOUT_MS / 1000} s (the thread hung or died)`,
+              );
+          }
           if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error(`data-parallel replica: ${readText(v)}`);
           ph.replicaLoad += v.scalars[4] ?? 0;
           ph.replicaCompute += v.scalars[5] ?? 0;
