@@ -1,5 +1,6 @@
 // Picks the tfjs backend at start-up: tensorflow (GPU, then CPU), wasm, cpu; the first that loads and passes a numeric self-check.
 import * as tf from '@tensorflow/tfjs-core';
+import { enableRelaxedSimd } from './ops/wasm_gemm.js';
 // tfjs-core's Node bundle has no gradient functions; the union package's bundle registers them all
 import '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
@@ -50,6 +51,8 @@ async function register(name: BackendName): Promise<string> {
     }
     case 'wasm': {
       await import('@tensorflow/tfjs-backend-wasm');
+      // before any product is built: the GEMM uses fused multiply-add when relaxed SIMD is available
+      await enableRelaxedSimd();
       return 'wasm';
     }
     case 'cpu': {

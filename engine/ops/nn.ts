@@ -1,9 +1,10 @@
-// Neural-network primitives with hand-written gradients: every product of the training step stays a plain 2-D matMul.
+// Neural-network primitives with hand-written gradients, fast on every backend.
 //
-// Why: on tfjs-backend-wasm a matMul with transposeA/transposeB or a batch dimension leaves XNNPACK for a scalar
-// loop (~10x slower), and tfjs's stock gradients use the transpose flags. Here the backward passes transpose
-// explicitly (a copy, O(n), against the O(n^1.5) product) and batched products are looped as 2-D products.
-// On backends without that weakness (tensorflow, cpu) the native batched products are used.
+// On tfjs-backend-wasm every product (transposed, batched or plain) runs on the engine's own GEMM
+// (`ops/wasm_gemm.ts`, registered by `useFastWasmKernels`), so the backward passes use transpose flags and batched
+// products directly. The hand-written gradients remain because they keep intermediates off tfjs's tape (it holds
+// every recorded tensor until the backward pass ends) and issue fewer kernels than autodiff.
+// On backends without the engine's GEMM (tensorflow, cpu) the native batched products are used.
 import * as tf from '@tensorflow/tfjs-core';
 import { needsPlainMatMul as wasmLike } from '../backend.js';
 import { useFastWasmKernels } from './wasm_kernels.js';
@@ -11,10 +12,7 @@ import { useFastWasmKernels } from './wasm_kernels.js';
 type T2 = tf.Tensor2D;
 type T3 = tf.Tensor3D;
 
-const T2D: [number, number] = [1, 0];
-const T3D: [number, number, number] = [0, 2, 1];
-
-/** True on wasm (products must stay plain 2-D); also puts the faster wasm slicing kernels in place. */
+/** True on wasm; also puts the engine's wasm kernels (GEMM, slicing) in place. */
 function needsPlainMatMul(): boolean {
   if (!wasmLike()) return false;
   useFastWasmKernels();
@@ -37,25 +35,14 @@ function custom(
   return (...xs: tf.Tensor[]) => g(...xs);
 }
 
-/** a @ b for 2-D tensors, no flags: the XNNPACK path. */
+/** a @ b for 2-D tensors. */
 function mm(a: tf.Tensor, b: tf.Tensor): T2 {
   return tf.matMul(a as T2, b as T2);
 }
 
-/**
- * The parameter gradients of y = x @ W (+ b) for x [M, in], dy [M, out]: [dW] or [dW, db]. XNNPACK packs the right
- * operand of a product afresh for every new tensor (about as costly per element as a quarter of a row of the
- * product), so the narrower of x and dy goes on the right: when in < out, dW = (dy^T @ x)^T, whose extra transpose
- * is of the small [out, in] result, and db sums dy^T along its rows (wasm's Sum over the first axis transposes
- * internally).
- */
+/** The parameter gradients of y = x @ W (+ b) for x [M, in], dy [M, out]: [dW] or [dW, db]. */
 function paramGrads(x: T2, dy: T2, bias: boolean): tf.Tensor[] {
-  if (x.shape[1] < dy.shape[1]) {
-    const dyT = tf.transpose(dy, T2D);
-    const dw = tf.transpose(mm(dyT, x), T2D);
-    return bias ? [dw, tf.sum(dyT, 1)] : [dw];
-  }
-  const dw = mm(tf.transpose(x, T2D), dy);
+  const dw = tf.matMul(x, dy, true, false);
   return bias ? [dw, tf.sum(dy, 0)] : [dw];
 }
 
@@ -71,7 +58,7 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
         gradFunc: (dy, saved) => {
           const [sx, sw] = saved as [T2, T2];
           const d = dy as T2;
-          return [mm(d, tf.transpose(sw, T2D)), ...paramGrads(sx, d, true)];
+          return [tf.matMul(d, sw, false, true), ...paramGrads(sx, d, true)];
         },
       };
     });
@@ -84,35 +71,29 @@ export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
       gradFunc: (dy, saved) => {
         const [sx, sw] = saved as [T2, T2];
         const d = dy as T2;
-        return [mm(d, tf.transpose(sw, T2D)), ...paramGrads(sx, d, false)];
+        return [tf.matMul(d, sw, false, true), ...paramGrads(sx, d, false)];
       },
     };
   });
   return f(x, w) as T2;
 }
 
-/** Batched product as a loop of 2-D products (forward only). */
-function loopBmm(a: T3, b: T3): T3 {
-  const as = tf.unstack(a);
-  const bs = tf.unstack(b);
-  return tf.stack(as.map((ai, i) => mm(ai, bs[i] as tf.Tensor))) as T3;
-}
-
-/** a [n, M, K] @ b [n, K, N] -> [n, M, N]; on wasm a loop of plain products, backward included. */
+/** a [n, M, K] @ b [n, K, N] -> [n, M, N]. */
 export function bmm(a: T3, b: T3): T3 {
-  if (!needsPlainMatMul()) return tf.matMul(a, b);
-  const f = custom(([aa, bb], save) => {
-    save([aa as T3, bb as T3]);
-    return {
-      value: loopBmm(aa as T3, bb as T3),
-      gradFunc: (dy, saved) => {
-        const [sa, sb] = saved as [T3, T3];
-        const d = dy as T3;
-        return [loopBmm(d, tf.transpose(sb, T3D)), loopBmm(tf.transpose(sa, T3D), d)];
-      },
-    };
-  });
-  return f(a, b) as T3;
+  if (needsPlainMatMul()) {
+    const f = custom(([aa, bb], save) => {
+      save([aa as T3, bb as T3]);
+      return {
+        value: tf.matMul(aa as T3, bb as T3),
+        gradFunc: (dy, saved) => {
+          const [sa, sb] = saved as [T3, T3];
+          return [tf.matMul(dy as T3, sb, false, true), tf.matMul(sa, dy as T3, true, false)];
+        },
+      };
+    });
+    return f(a, b) as T3;
+  }
+  return tf.matMul(a, b);
 }
 
 /** A constant linear map applied on the left: r [P, Q] @ x [Q, M]; its gradient is rT @ dy (rT built once). */
@@ -196,27 +177,19 @@ export function permuteRows(x: T2, perm: tf.Tensor1D, inverse: tf.Tensor1D): T2 
   return f(x) as T2;
 }
 
-/**
- * Every column block (head-sized, d wide) of x [B*R, g*d] as [B, g, R, d], or [B, g, d, R] when `transposed` (keys
- * laid out for q @ k^T without a transpose flag). One transpose serves q, k and v alike.
- */
-function headBlocks(x: T2, batch: number, d: number, transposed: boolean): tf.Tensor4D {
+/** Every column block (head-sized, d wide) of x [B*R, g*d] as [B, g, R, d]. One transpose serves q, k and v alike. */
+function headBlocks(x: T2, batch: number, d: number): tf.Tensor4D {
   const r = x.shape[0] / batch;
-  // [B*R, g*d] -> [B, R, g, d] -> [B, g, R, d] (or [B, g, d, R])
-  return tf.transpose(tf.reshape(x, [batch, r, x.shape[1] / d, d]), transposed ? [0, 2, 3, 1] : [0, 2, 1, 3]);
+  // [B*R, g*d] -> [B, R, g, d] -> [B, g, R, d]
+  return tf.transpose(tf.reshape(x, [batch, r, x.shape[1] / d, d]), [0, 2, 1, 3]);
 }
 
-/** Blocks [off, off+h) of headBlocks' output as per-head matrices: [B*h, R, d] or [B*h, d, R], unstacked. */
-function pickHeads(blocks: tf.Tensor4D, off: number, heads: number): tf.Tensor[] {
+/** Blocks [off, off+h) of headBlocks' output as per-head matrices [B*h, R, d]. */
+function pickHeads(blocks: tf.Tensor4D, off: number, heads: number): T3 {
   const [b, g, r, c] = blocks.shape;
   // a contiguous run of h blocks per sample: one cheap slice
   const sel = off === 0 && heads === g ? blocks : tf.slice(blocks, [0, off, 0, 0], [b, heads, r, c]);
-  return tf.unstack(tf.reshape(sel, [b * heads, r, c]));
-}
-
-/** Per-head products as a loop of plain 2-D products: a [n, P, Q] @ b [n, Q, R] -> [n, P, R]. */
-function headLoop(a: tf.Tensor[], b: tf.Tensor[]): T3 {
-  return tf.stack(a.map((ai, i) => mm(ai, b[i] as tf.Tensor))) as T3;
+  return tf.reshape(sel, [b * heads, r, c]);
 }
 
 /** Head gradients [B*h, R, d] of column blocks covering all of x's columns in order -> dx [B*R, g*d]. */
@@ -231,7 +204,7 @@ function fromHeads(parts: T3[], batch: number, heads: number, d: number): T2 {
 /**
  * wasm attention as ONE differentiable op over the packed projections: `src` is [qkv] (self-attention, q | k | v
  * column blocks of [B*N, 3C]) or [q, kv] (cross-attention, q [B*N, C] and k | v blocks of [B*M, 2C]). Inside, the
- * per-(sample, head) products are a loop of plain 2-D products. Being one op keeps the head splits, scores and
+ * per-(sample, head) products are batched products on the engine's GEMM. Being one op keeps the head splits, scores and
  * probabilities (and their gradients) off tfjs's tape, which holds every recorded tensor until the backward ends.
  */
 function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null): T2 {
@@ -247,15 +220,15 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
   const f = custom((inputs, save) => {
     const xq = inputs[0] as T2;
     const xkv = inputs[inputs.length - 1] as T2;
-    const qBlocks = headBlocks(xq, batch, d, false);
-    const kvBlocks = self ? qBlocks : headBlocks(xkv, batch, d, false);
+    const qBlocks = headBlocks(xq, batch, d);
+    const kvBlocks = self ? qBlocks : headBlocks(xkv, batch, d);
     const q = pickHeads(qBlocks, 0, heads);
-    const kT = pickHeads(headBlocks(xkv, batch, d, true), ko, heads);
+    const k = pickHeads(kvBlocks, ko, heads);
     const v = pickHeads(kvBlocks, vo, heads);
-    let scores: tf.Tensor = tf.mul(headLoop(q, kT), scale); // [B*h, N, M]
+    let scores: tf.Tensor = tf.mul(tf.matMul(q, k, false, true), scale); // [B*h, N, M]
     if (mask) scores = tf.add(scores, mask);
     const p = tf.softmax(scores) as T3;
-    const o = headLoop(tf.unstack(p), v); // [B*h, N, d]
+    const o = tf.matMul(p, v); // [B*h, N, d]
     save([...inputs, p]);
     // [B*h, N, d] -> [B, h, N, d] -> [B, N, h, d] -> [B*N, C]
     const value = tf.reshape(tf.transpose(tf.reshape(o, [batch, heads, n, d]), [0, 2, 1, 3]), [batch * n, c]);
@@ -266,17 +239,17 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
         const skv = saved[saved.length - 2] as T2;
         const sp = saved[saved.length - 1] as T3;
         // dO [B*N, C] -> [B*h, N, d]
-        const dO = pickHeads(headBlocks(dy as T2, batch, d, false), 0, heads);
-        const sqBlocks = headBlocks(sq, batch, d, false);
-        const skvBlocks = self ? sqBlocks : headBlocks(skv, batch, d, false);
-        const dP = headLoop(dO, pickHeads(headBlocks(skv, batch, d, true), vo, heads)); // dO @ v^T
-        const dV = headLoop(tf.unstack(tf.transpose(sp, T3D)), dO); // P^T @ dO
+        const dO = pickHeads(headBlocks(dy as T2, batch, d), 0, heads);
+        const sqBlocks = headBlocks(sq, batch, d);
+        const skvBlocks = self ? sqBlocks : headBlocks(skv, batch, d);
+        const dP = tf.matMul(dO, pickHeads(skvBlocks, vo, heads), false, true); // dO @ v^T
+        const dV = tf.matMul(sp, dO, true, false); // P^T @ dO
         // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
         const dS = tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
-        const dQ = headLoop(tf.unstack(dS), pickHeads(skvBlocks, ko, heads)); // dS @ k
-        const dK = headLoop(tf.unstack(tf.transpose(dS, T3D)), pickHeads(sqBlocks, 0, heads));
+        const dQ = tf.matMul(dS, pickHeads(skvBlocks, ko, heads)); // dS @ k
+        const dK = tf.matMul(dS, pickHeads(sqBlocks, 0, heads), true, false); // dS^T @ q
         if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
-        return [fromHeads([dQ], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
+        return [fromHeads([dQ] as T3[], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
       },
     };
   });

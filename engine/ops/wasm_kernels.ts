@@ -7,10 +7,14 @@
 // - Identity, and Cast to the same dtype: tfjs copies the data; tensors are immutable, so these share it by reference
 //   count, as the wasm Reshape already does. tf.customGrad clones every tensor its forward saves for the backward,
 //   so this halves the memory of saved activations and removes hundreds of copies per step.
+// - BatchMatMul and _FusedMatMul (bias, no activation): the engine's GEMM (wasm_gemm.ts), for every transpose flag
+//   and batch shape that tfjs-wasm's own kernel takes with equal batch dimensions or one side unbatched; other cases
+//   (activations, general broadcasting) fall back to tfjs's kernel and are counted in `matMulStats`.
 // - GatherV2 of whole rows (slices of at least 16 elements): one typed-array copy per row instead of tfjs's
 //   per-element gather.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { gemmMatMul } from './wasm_gemm.js';
 
 type Heap = Float32Array | Int32Array | Uint8Array;
 
@@ -186,6 +190,49 @@ function gatherV2(args: Args): tf.TensorInfo {
   return out;
 }
 
+/** How many products ran on the engine's GEMM, and how many fell back to tfjs-wasm's own kernels (uncovered cases). */
+export const matMulStats = { gemm: 0, fallback: 0 };
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+function batchMatMul(args: KernelArgs): tf.TensorInfo {
+  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const out = gemmMatMul(args.backend as never, a, b, transposeA, transposeB, null) as tf.TensorInfo | null;
+  if (out) {
+    matMulStats.gemm++;
+    return out;
+  }
+  matMulStats.fallback++;
+  return (originals.get('BatchMatMul') as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo;
+}
+
+function fusedMatMul(args: KernelArgs): tf.TensorInfo {
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+  const { transposeA, transposeB, activation } = args.attrs as {
+    transposeA: boolean;
+    transposeB: boolean;
+    activation?: string;
+  };
+  const plain = (activation === undefined || activation === 'linear') && !preluActivationWeights;
+  const out = plain
+    ? (gemmMatMul(
+        args.backend as never,
+        a as tf.TensorInfo,
+        b as tf.TensorInfo,
+        transposeA,
+        transposeB,
+        bias ?? null,
+      ) as tf.TensorInfo | null)
+    : null;
+  if (out) {
+    matMulStats.gemm++;
+    return out;
+  }
+  matMulStats.fallback++;
+  return (originals.get('_FusedMatMul') as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo;
+}
+
 const REPLACEMENTS: Record<string, tf.KernelFunc> = {
   Identity: identity as tf.KernelFunc,
   Cast: cast as tf.KernelFunc,
@@ -193,6 +240,8 @@ const REPLACEMENTS: Record<string, tf.KernelFunc> = {
   Slice: slice as tf.KernelFunc,
   SplitV: splitV as tf.KernelFunc,
   Unpack: unpack as tf.KernelFunc,
+  BatchMatMul: batchMatMul as tf.KernelFunc,
+  _FusedMatMul: fusedMatMul as tf.KernelFunc,
 };
 
 /** Registers the replacements on the wasm backend (once; a no-op when they are in place or wasm is not loaded). */

@@ -318,7 +318,7 @@ describe('linear probe', () => {
 });
 
 describe('wasm fast path', () => {
-  it('a fine-tune step with drop path, k-NN and the probe use only plain 2-D products', async () => {
+  it('a fine-tune step with drop path, k-NN and the probe run every product on the engine GEMM', async () => {
     // the property belongs to the wasm backend (the others use their native products), so test it there
     await initBackend('wasm');
     const spy = spyMatMuls();

@@ -1,4 +1,5 @@
-// On wasm every product of a training step must stay on XNNPACK: no transpose flags, no batch dimension.
+// On wasm every product of a training step must run on the engine's GEMM (engine/ops/wasm_gemm.ts), none on
+// tfjs-wasm's own product kernels.
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -20,16 +21,21 @@ before(async () => {
 after(() => spy.restore());
 
 describe('wasm fast path', () => {
-  it('the spy sees a transposed or batched product (so an empty list below means something)', () => {
+  it('the spy sees a product that falls back (so an empty list below means something)', () => {
     spy.calls.length = 0;
     tf.tidy(() => {
       tf.matMul(tf.ones([2, 3]), tf.ones([2, 3]), false, true);
       tf.matMul(tf.ones([2, 2, 3]), tf.ones([2, 3, 2]));
+      tf.fused.matMul({ a: tf.ones([2, 3]), b: tf.ones([3, 2]), activation: 'relu' });
     });
-    assert.equal(spy.offPath().length, 2);
+    assert.equal(spy.calls.length, 3);
+    assert.deepEqual(
+      spy.offPath().map((c) => c.kernel),
+      ['_FusedMatMul'],
+    );
   });
 
-  it('a D-iGPT step (forward + backward, with the bilinear resize) uses only plain 2-D products', () => {
+  it('a D-iGPT step (forward + backward, with the bilinear resize) runs every product on the engine GEMM', () => {
     spy.calls.length = 0;
     const model = new DigptModel({ ...getPreset('digpt-micro-32').model, teacher_grid: 6 }, { seed: 1 });
     const batch = randomBatch(model, 2, 1);
@@ -41,7 +47,7 @@ describe('wasm fast path', () => {
     model.dispose();
   });
 
-  it('a classifier step and a CLIP forward use only plain 2-D products', () => {
+  it('a classifier step and a CLIP forward run every product on the engine GEMM', () => {
     spy.calls.length = 0;
     const vit = new VitClassifier(
       resolveVitConfig({

@@ -1,0 +1,534 @@
+// A float32 GEMM for tfjs-backend-wasm, in WebAssembly generated here and run on tfjs's own heap (no copies).
+//
+// Why: tfjs-wasm's products go through XNNPACK's SIMD128 kernels only for plain 2-D products (transposeA,
+// transposeB or a batch dimension fall to a scalar loop), XNNPACK's wasm kernels multiply and add separately, and
+// tfjs hands every right operand to XNNPACK as fresh "weights" to pack. This GEMM:
+// - packs both operands itself, so transposed operands cost nothing extra and batched products are one call;
+// - uses `f32x4.relaxed_madd` (fused multiply-add where the CPU has it) when the engine's WebAssembly has relaxed
+//   SIMD (Chromium/Electron by default; Node 20 after `--experimental-wasm-relaxed-simd`, which `enableRelaxedSimd`
+//   sets at run time), otherwise multiply + add;
+// - register-blocks MR x 8 of C in 2*MR SIMD registers (MR = 6 with fused multiply-add, 5 without), with panels of
+//   B packed k-major so the inner loop reads 2 vectors of B and MR broadcasts of A per step of k.
+// Measured on this machine (2-core AMD EPYC, Node 20): ~50 GFLOP/s in the micro-kernel with relaxed_madd, against
+// ~26 GFLOP/s for tfjs-wasm's XNNPACK products (see BENCHMARKS.md).
+
+// The few WebAssembly JS API members used here (the project's TypeScript libs have no WebAssembly declarations).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  validate(bytes: Uint8Array): boolean;
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** LEB128 of an unsigned integer. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** LEB128 of a signed 32-bit integer. */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+/** A function body under construction: a few helpers per WebAssembly instruction used here. */
+class Body {
+  readonly code: number[] = [];
+  get(i: number): this {
+    this.code.push(0x20, ...uleb(i));
+    return this;
+  }
+  set(i: number): this {
+    this.code.push(0x21, ...uleb(i));
+    return this;
+  }
+  i32(v: number): this {
+    this.code.push(0x41, ...sleb(v));
+    return this;
+  }
+  op(...bytes: number[]): this {
+    this.code.push(...bytes);
+    return this;
+  }
+  simd(opcode: number, ...imm: number[]): this {
+    this.code.push(0xfd, ...uleb(opcode), ...imm);
+    return this;
+  }
+  /** memarg: alignment (log2) and offset */
+  static mem(align: number, offset: number): number[] {
+    return [...uleb(align), ...uleb(offset)];
+  }
+}
+
+const OP = {
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  else: 0x05,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  void: 0x40,
+  i32Eqz: 0x45,
+  i32LtU: 0x49,
+  i32Add: 0x6a,
+  i32Sub: 0x6b,
+  i32Mul: 0x6c,
+  f32Load: 0x2a,
+  f32Store: 0x38,
+  f32Const: 0x43,
+};
+const SIMD = {
+  load: 0x00,
+  load32Splat: 0x09,
+  store: 0x0b,
+  f32x4Add: 0xe4,
+  f32x4Mul: 0xe6,
+  relaxedMadd: 0x105,
+};
+
+interface FnDef {
+  name: string;
+  params: number;
+  locals: [number, number][]; // (count, type)
+  body: Body;
+}
+
+/**
+ * Micro-kernel k{mr}(ap, bp, c, ldc, kc, acc): C[mr x 8] (+)= Ap[kc][mr] . Bp[kc][8], C at byte address c with a row
+ * stride of ldc bytes; acc = 0 overwrites C, 1 adds to it.
+ */
+function kernel(mr: number, fma: boolean): FnDef {
+  const [ap, bp, c, ldc, kc, acc] = [0, 1, 2, 3, 4, 5];
+  const k = 6;
+  const p = (r: number) => 7 + r; // row addresses of C
+  const vb = 7 + mr; // b0, b1
+  const vt = vb + 2;
+  const vc = (r: number, h: number) => vt + 1 + 2 * r + h;
+  const b = new Body();
+  for (let r = 0; r < mr; r++) b.get(c).get(ldc).i32(r).op(OP.i32Mul, OP.i32Add).set(p(r));
+  b.get(acc).op(OP.if, OP.void);
+  for (let r = 0; r < mr; r++)
+    for (const h of [0, 1])
+      b.get(p(r))
+        .simd(SIMD.load, ...Body.mem(4, 16 * h))
+        .set(vc(r, h));
+  b.op(OP.end);
+  b.get(kc).set(k);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(k).op(OP.i32Eqz, OP.brIf, 1);
+  b.get(bp)
+    .simd(SIMD.load, ...Body.mem(4, 0))
+    .set(vb);
+  b.get(bp)
+    .simd(SIMD.load, ...Body.mem(4, 16))
+    .set(vb + 1);
+  for (let r = 0; r < mr; r++) {
+    b.get(ap)
+      .simd(SIMD.load32Splat, ...Body.mem(2, 4 * r))
+      .set(vt);
+    for (const h of [0, 1]) {
+      if (fma)
+        b.get(vt)
+          .get(vb + h)
+          .get(vc(r, h))
+          .simd(SIMD.relaxedMadd)
+          .set(vc(r, h));
+      else
+        b.get(vc(r, h))
+          .get(vt)
+          .get(vb + h)
+          .simd(SIMD.f32x4Mul)
+          .simd(SIMD.f32x4Add)
+          .set(vc(r, h));
+    }
+  }
+  b.get(ap)
+    .i32(4 * mr)
+    .op(OP.i32Add)
+    .set(ap);
+  b.get(bp).i32(32).op(OP.i32Add).set(bp);
+  b.get(k).i32(1).op(OP.i32Sub).set(k);
+  b.op(OP.br, 0, OP.end, OP.end);
+  for (let r = 0; r < mr; r++)
+    for (const h of [0, 1])
+      b.get(p(r))
+        .get(vc(r, h))
+        .simd(SIMD.store, ...Body.mem(4, 16 * h));
+  b.op(OP.end);
+  return {
+    name: `k${mr}`,
+    params: 6,
+    locals: [
+      [1 + mr, I32],
+      [3 + 2 * mr, V128],
+    ],
+    body: b,
+  };
+}
+
+/**
+ * pack(src, cs, ks, dst, kc, n, w): dst[k*w + j] = j < n ? src[j*cs + k*ks] : 0 for k < kc, j < w (strides in
+ * bytes). Packs a panel of either operand, transposed or not.
+ */
+function pack(): FnDef {
+  const [src, cs, ks, dst, kc, n, w] = [0, 1, 2, 3, 4, 5, 6];
+  const [k, j, row] = [7, 8, 9];
+  const b = new Body();
+  b.i32(0).set(k);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(k).get(kc).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  b.get(src).get(k).get(ks).op(OP.i32Mul, OP.i32Add).set(row);
+  b.i32(0).set(j);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(j).get(w).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  b.get(dst);
+  b.get(j).get(n).op(OP.i32LtU, OP.if, 0x7d); // result f32
+  b.get(row)
+    .get(j)
+    .get(cs)
+    .op(OP.i32Mul, OP.i32Add, OP.f32Load, ...Body.mem(2, 0));
+  b.op(OP.else, OP.f32Const, 0, 0, 0, 0, OP.end);
+  b.op(OP.f32Store, ...Body.mem(2, 0));
+  b.get(dst).i32(4).op(OP.i32Add).set(dst);
+  b.get(j).i32(1).op(OP.i32Add).set(j);
+  b.op(OP.br, 0, OP.end, OP.end);
+  b.get(k).i32(1).op(OP.i32Add).set(k);
+  b.op(OP.br, 0, OP.end, OP.end);
+  b.op(OP.end);
+  return { name: 'pack', params: 7, locals: [[3, I32]], body: b };
+}
+
+/** pack8(src, ks, dst, kc): dst[k*8 .. k*8+8] = src[k*ks ..] (a full panel of a row-major operand, vector copies). */
+function pack8(): FnDef {
+  const [src, ks, dst, kc] = [0, 1, 2, 3];
+  const b = new Body();
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(kc).op(OP.i32Eqz, OP.brIf, 1);
+  for (const h of [0, 1])
+    b.get(dst)
+      .get(src)
+      .simd(SIMD.load, ...Body.mem(2, 16 * h))
+      .simd(SIMD.store, ...Body.mem(2, 16 * h));
+  b.get(src).get(ks).op(OP.i32Add).set(src);
+  b.get(dst).i32(32).op(OP.i32Add).set(dst);
+  b.get(kc).i32(1).op(OP.i32Sub).set(kc);
+  b.op(OP.br, 0, OP.end, OP.end);
+  b.op(OP.end);
+  return { name: 'pack8', params: 4, locals: [], body: b };
+}
+
+function section(id: number, payload: number[]): number[] {
+  return [id, ...uleb(payload.length), ...payload];
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(s: string): number[] {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+/** The module's bytes: imports env.memory, exports pack, pack8 and k1..kMR. */
+export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
+  const fns = [pack(), pack8()];
+  for (let r = 1; r <= mr; r++) fns.push(kernel(r, fma));
+  const arities = [...new Set(fns.map((f) => f.params))];
+  const types = arities.map((n) => [0x60, ...uleb(n), ...new Array<number>(n).fill(I32), 0]);
+  const bytes = [
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, vec(types)),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
+    ...section(3, vec(fns.map((f) => uleb(arities.indexOf(f.params))))),
+    ...section(7, vec(fns.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
+    ...section(
+      10,
+      vec(
+        fns.map((f) => {
+          const body = [...vec(f.locals.map(([count, type]) => [...uleb(count), type])), ...f.body.code];
+          return [...uleb(body.length), ...body];
+        }),
+      ),
+    ),
+  ];
+  return new Uint8Array(bytes);
+}
+
+type Exports = {
+  pack: (src: number, cs: number, ks: number, dst: number, kc: number, n: number, w: number) => void;
+  pack8: (src: number, ks: number, dst: number, kc: number) => void;
+  [k: `k${number}`]: (ap: number, bp: number, c: number, ldc: number, kc: number, acc: number) => void;
+};
+
+/** Operand layout of one product: element (i, k) of A and (k, j) of B, as tfjs's transpose flags say. */
+export interface GemmArgs {
+  a: number; // byte address of A (of batch 0)
+  b: number;
+  c: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  /** C already holds values to add to (e.g. the bias); otherwise it is overwritten */
+  accumulate: boolean;
+}
+
+const KC = 256;
+
+/** Scratch space on the heap, grown on demand. */
+export interface Scratch {
+  ptr: number;
+  bytes: number;
+}
+
+/** A GEMM bound to one WasmMemory (tfjs-wasm's heap). */
+export class WasmGemm {
+  readonly mr: number;
+  private readonly x: Exports;
+  private readonly kernels: Exports[`k${number}`][] = [];
+  private readonly packedA: Scratch = { ptr: 0, bytes: 0 };
+  private readonly packedB: Scratch = { ptr: 0, bytes: 0 };
+  /** a padded C for products whose width is not a multiple of 8 */
+  readonly padC: Scratch = { ptr: 0, bytes: 0 };
+
+  constructor(
+    memory: WasmMemory,
+    readonly fma: boolean,
+    private readonly malloc: (bytes: number) => number,
+    private readonly free: (ptr: number) => void,
+  ) {
+    this.mr = fma ? 6 : 5;
+    const mod = new WA.Module(gemmModuleBytes(fma, this.mr));
+    this.x = new WA.Instance(mod, { env: { memory } }).exports as unknown as Exports;
+    for (let r = 0; r <= this.mr; r++)
+      this.kernels.push(this.x[`k${Math.max(1, r)}`] as Exports[`k${number}`]);
+  }
+
+  /** A scratch buffer of at least `bytes` (16-byte aligned); may move it. */
+  scratch(s: Scratch, bytes: number): number {
+    if (s.bytes < bytes) {
+      if (s.ptr) this.free(s.ptr);
+      s.bytes = Math.max(bytes, Math.ceil(s.bytes * 1.5));
+      s.ptr = this.malloc(s.bytes + 16);
+    }
+    return (s.ptr + 15) & ~15;
+  }
+
+  /** C [m x ldcCols] = A . B for one product; C's row stride is `ldc` floats (>= n rounded up to 8). */
+  run(g: GemmArgs, ldc: number): void {
+    const { m, n, k } = g;
+    const mr = this.mr;
+    const panels = Math.ceil(n / 8);
+    const kcMax = Math.min(KC, k);
+    const bp = this.scratch(this.packedB, panels * kcMax * 32);
+    const ap = this.scratch(this.packedA, mr * kcMax * 4);
+    // strides in bytes: A(i, kk) at a + i*aI + kk*aK; B(kk, j) at b + kk*bK + j*bJ
+    const aI = g.transA ? 4 : k * 4;
+    const aK = g.transA ? m * 4 : 4;
+    const bK = g.transB ? 4 : n * 4;
+    const bJ = g.transB ? k * 4 : 4;
+    const ldcBytes = ldc * 4;
+    if (k === 0) return;
+    for (let k0 = 0; k0 < k; k0 += KC) {
+      const kc = Math.min(KC, k - k0);
+      const acc = g.accumulate || k0 > 0 ? 1 : 0;
+      for (let p = 0; p < panels; p++) {
+        const j = p * 8;
+        const src = g.b + k0 * bK + j * bJ;
+        const dst = bp + p * kc * 32;
+        if (!g.transB && j + 8 <= n) this.x.pack8(src, bK, dst, kc);
+        else this.x.pack(src, bJ, bK, dst, kc, Math.min(8, n - j), 8);
+      }
+      for (let i = 0; i < m; i += mr) {
+        const rows = Math.min(mr, m - i);
+        this.x.pack(g.a + i * aI + k0 * aK, aI, aK, ap, kc, rows, rows);
+        const kern = this.kernels[rows] as Exports[`k${number}`];
+        const cRow = g.c + i * ldcBytes;
+        for (let p = 0; p < panels; p++) kern(ap, bp + p * kc * 32, cRow + p * 32, ldcBytes, kc, acc);
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const s of [this.packedA, this.packedB, this.padC]) {
+      if (s.ptr) this.free(s.ptr);
+      s.ptr = 0;
+      s.bytes = 0;
+    }
+  }
+}
+
+/** Whether this WebAssembly validates relaxed SIMD's fused multiply-add (after trying to switch it on in Node). */
+export async function enableRelaxedSimd(): Promise<boolean> {
+  const probe = gemmModuleBytes(true, 1);
+  if (WA.validate(probe)) return true;
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  if (!proc?.versions?.node) return false;
+  try {
+    const v8 = await import('node:v8');
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch {
+    return false;
+  }
+  return WA.validate(probe);
+}
+
+// ---- tfjs-backend-wasm kernels: BatchMatMul and _FusedMatMul (bias, no activation) on the GEMM above ----
+
+interface WasmModuleLike {
+  asm: { memory: WasmMemory };
+  _malloc: (bytes: number) => number;
+  _free: (ptr: number) => void;
+}
+interface BackendLike {
+  wasm: WasmModuleLike;
+  dataIdMap: { get: (id: object) => { memoryOffset: number } };
+  makeOutput: (shape: number[], dtype: 'float32') => TensorInfoLike;
+}
+interface TensorInfoLike {
+  dataId: object;
+  shape: number[];
+  dtype: string;
+}
+
+const gemms = new WeakMap<object, WasmGemm>();
+let relaxedSimd: boolean | undefined;
+
+/** The GEMM of a wasm backend (built on first use; fused multiply-add when relaxed SIMD validates). */
+export function gemmFor(backend: BackendLike): WasmGemm {
+  let g = gemms.get(backend);
+  if (!g) {
+    relaxedSimd ??= WA.validate(gemmModuleBytes(true, 1));
+    const w = backend.wasm;
+    g = new WasmGemm(
+      w.asm.memory,
+      relaxedSimd,
+      (n) => w._malloc(n),
+      (p) => w._free(p),
+    );
+    gemms.set(backend, g);
+  }
+  return g;
+}
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((s, d) => s * d, 1);
+}
+
+/**
+ * out = a @ b (+ bias) with tfjs's shapes and flags: a [..., M, K] (or [..., K, M] transposed), b likewise, batch
+ * dimensions equal or one side without any; returns null when this case is not covered (the caller falls back).
+ */
+export function gemmMatMul(
+  backend: BackendLike,
+  a: TensorInfoLike,
+  b: TensorInfoLike,
+  transA: boolean,
+  transB: boolean,
+  bias: TensorInfoLike | null,
+): TensorInfoLike | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return null;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = (transA ? a.shape[ra - 1] : a.shape[ra - 2]) as number;
+  const k = (transA ? a.shape[ra - 2] : a.shape[ra - 1]) as number;
+  const kb = (transB ? b.shape[rb - 1] : b.shape[rb - 2]) as number;
+  const n = (transB ? b.shape[rb - 2] : b.shape[rb - 1]) as number;
+  if (k !== kb) return null;
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const batchA = size(outerA);
+  const batchB = size(outerB);
+  let outer: number[];
+  if (batchB === 1 && outerB.length <= outerA.length) outer = outerA;
+  else if (batchA === 1 && outerA.length <= outerB.length) outer = outerB;
+  else if (outerA.length === outerB.length && outerA.every((d, i) => d === outerB[i])) outer = outerA;
+  else return null;
+  if (
+    bias &&
+    (bias.dtype !== 'float32' || bias.shape.length !== 1 || (bias.shape[0] !== n && bias.shape[0] !== 1))
+  )
+    return null;
+  const batch = Math.max(batchA, batchB);
+  const g = gemmFor(backend);
+  const out = backend.makeOutput([...outer, m, n], 'float32');
+  if (batch === 0 || m === 0 || n === 0) return out;
+  const offset = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  const outPtr = offset(out);
+  const ldc = n % 8 === 0 ? n : Math.ceil(n / 8) * 8;
+  // C: the output itself when its rows are whole panels, else a padded scratch matrix per product
+  const padded = ldc !== n;
+  const cPtr = padded ? g.scratch(g.padC, m * ldc * 4) : outPtr;
+  const memory = backend.wasm.asm.memory;
+  const biasVals = bias ? new Float32Array(memory.buffer, offset(bias), bias.shape[0]).slice() : null;
+  for (let i = 0; i < batch; i++) {
+    const c = padded ? cPtr : outPtr + i * m * n * 4;
+    if (biasVals) fillRows(new Float32Array(memory.buffer, c, m * ldc), biasVals, n, ldc, m);
+    g.run(
+      {
+        a: offset(a) + (batchA === 1 ? 0 : i * m * k * 4),
+        b: offset(b) + (batchB === 1 ? 0 : i * k * n * 4),
+        c,
+        m,
+        n,
+        k,
+        transA,
+        transB,
+        accumulate: biasVals !== null,
+      },
+      ldc,
+    );
+    if (padded) {
+      const h = new Float32Array(memory.buffer);
+      const src = cPtr / 4;
+      const dst = outPtr / 4 + i * m * n;
+      for (let r = 0; r < m; r++) h.copyWithin(dst + r * n, src + r * ldc, src + r * ldc + n);
+    }
+  }
+  return out;
+}
+
+/** rows of `view` (stride ldc) = bias (length n, or 1 broadcast), by doubling copies. */
+function fillRows(view: Float32Array, bias: Float32Array, n: number, ldc: number, m: number): void {
+  if (bias.length === 1) view.subarray(0, n).fill(bias[0] as number);
+  else view.set(bias);
+  if (ldc === n) {
+    let filled = 1;
+    while (filled < m) {
+      const c = Math.min(filled, m - filled);
+      view.copyWithin(filled * n, 0, c * n);
+      filled += c;
+    }
+  } else for (let r = 1; r < m; r++) view.copyWithin(r * ldc, 0, n);
+}
