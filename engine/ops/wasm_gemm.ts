@@ -50,6 +50,7 @@ function sleb(n: number): number[] {
 }
 
 const I32 = 0x7f;
+const F32 = 0x7d;
 const V128 = 0x7b;
 
 /** A function body under construction: a few helpers per WebAssembly instruction used here. */
@@ -95,6 +96,12 @@ const OP = {
   i32Add: 0x6a,
   i32Sub: 0x6b,
   i32Mul: 0x6c,
+  i32And: 0x71,
+  f32Sqrt: 0x91,
+  f32Add: 0x92,
+  f32Sub: 0x93,
+  f32Mul: 0x94,
+  f32Div: 0x95,
   f32Load: 0x2a,
   f32Store: 0x38,
   f32Const: 0x43,
@@ -103,14 +110,19 @@ const SIMD = {
   load: 0x00,
   load32Splat: 0x09,
   store: 0x0b,
+  f32x4Splat: 0x13,
+  f32x4Sqrt: 0xe3,
   f32x4Add: 0xe4,
+  f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
+  f32x4Div: 0xe7,
   relaxedMadd: 0x105,
 };
 
 interface FnDef {
   name: string;
-  params: number;
+  /** parameter types (I32, F32) */
+  params: number[];
   locals: [number, number][]; // (count, type)
   body: Body;
 }
@@ -179,7 +191,7 @@ function kernel(mr: number, fma: boolean): FnDef {
   b.op(OP.end);
   return {
     name: `k${mr}`,
-    params: 6,
+    params: new Array<number>(6).fill(I32),
     locals: [
       [1 + mr, I32],
       [3 + 2 * mr, V128],
@@ -217,7 +229,7 @@ function pack(): FnDef {
   b.get(k).i32(1).op(OP.i32Add).set(k);
   b.op(OP.br, 0, OP.end, OP.end);
   b.op(OP.end);
-  return { name: 'pack', params: 7, locals: [[3, I32]], body: b };
+  return { name: 'pack', params: new Array<number>(7).fill(I32), locals: [[3, I32]], body: b };
 }
 
 /** pack8(src, ks, dst, kc): dst[k*8 .. k*8+8] = src[k*ks ..] (a full panel of a row-major operand, vector copies). */
@@ -236,7 +248,105 @@ function pack8(): FnDef {
   b.get(kc).i32(1).op(OP.i32Sub).set(kc);
   b.op(OP.br, 0, OP.end, OP.end);
   b.op(OP.end);
-  return { name: 'pack8', params: 4, locals: [], body: b };
+  return { name: 'pack8', params: new Array<number>(4).fill(I32), locals: [], body: b };
+}
+
+/**
+ * adamw(p, g, m, v, pOut, mOut, vOut, n, beta1, 1-beta1, beta2, 1-beta2, sqrt(bc2), eps, decay, stepSize): one AdamW
+ * update of n floats in the order of PyTorch's (and `optim/adamw.ts`'s) separate float32 operations:
+ * m' = m*b1 + g*(1-b1); v' = v*b2 + (g*g)*(1-b2); p' = p*decay - (m' / (sqrt(v')/sqrt(bc2) + eps)) * stepSize.
+ */
+function adamw(): FnDef {
+  const [p, g, m, v, po, mo, vo, n] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const sc = (i: number) => 8 + i; // the 8 f32 scalars
+  const i = 16; // element offset in bytes
+  const end = 17;
+  const vs = (j: number) => 18 + j; // splats of the scalars, as v128 locals
+  const [vg, vm, vv] = [26, 27, 28];
+  const b = new Body();
+  for (let j = 0; j < 8; j++) b.get(sc(j)).simd(SIMD.f32x4Splat).set(vs(j));
+  const [B1, OB1, B2, OB2, BC2, EPS, DEC, SS] = [0, 1, 2, 3, 4, 5, 6, 7];
+  // vector part: n & ~3 elements
+  b.get(n).i32(-4).op(OP.i32And).i32(4).op(OP.i32Mul).set(end);
+  b.i32(0).set(i);
+  const at = (base: number) => b.get(base).get(i).op(OP.i32Add);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(i).get(end).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  at(g)
+    .simd(SIMD.load, ...Body.mem(2, 0))
+    .set(vg);
+  // m' = m*b1 + g*(1-b1)
+  at(mo);
+  at(m).simd(SIMD.load, ...Body.mem(2, 0));
+  b.get(vs(B1))
+    .simd(SIMD.f32x4Mul)
+    .get(vg)
+    .get(vs(OB1))
+    .simd(SIMD.f32x4Mul)
+    .simd(SIMD.f32x4Add)
+    .op(0x22, vm) // local.tee
+    .simd(SIMD.store, ...Body.mem(2, 0));
+  // v' = v*b2 + (g*g)*(1-b2)
+  at(vo);
+  at(v).simd(SIMD.load, ...Body.mem(2, 0));
+  b.get(vs(B2))
+    .simd(SIMD.f32x4Mul)
+    .get(vg)
+    .get(vg)
+    .simd(SIMD.f32x4Mul)
+    .get(vs(OB2))
+    .simd(SIMD.f32x4Mul)
+    .simd(SIMD.f32x4Add)
+    .op(0x22, vv)
+    .simd(SIMD.store, ...Body.mem(2, 0));
+  // p' = p*decay - (m' / (sqrt(v')/sqrt(bc2) + eps)) * stepSize
+  at(po);
+  at(p).simd(SIMD.load, ...Body.mem(2, 0));
+  b.get(vs(DEC)).simd(SIMD.f32x4Mul);
+  b.get(vm).get(vv).simd(SIMD.f32x4Sqrt).get(vs(BC2)).simd(SIMD.f32x4Div).get(vs(EPS)).simd(SIMD.f32x4Add);
+  b.simd(SIMD.f32x4Div).get(vs(SS)).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub);
+  b.simd(SIMD.store, ...Body.mem(2, 0));
+  b.get(i).i32(16).op(OP.i32Add).set(i);
+  b.op(OP.br, 0, OP.end, OP.end);
+  // scalar tail, the same operations on f32
+  const fl = (base: number) => at(base).op(OP.f32Load, ...Body.mem(2, 0));
+  b.get(n).i32(4).op(OP.i32Mul).set(end);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(i).get(end).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  at(mo);
+  fl(m);
+  b.get(sc(B1)).op(OP.f32Mul);
+  fl(g);
+  b.get(sc(OB1)).op(OP.f32Mul, OP.f32Add, OP.f32Store, ...Body.mem(2, 0));
+  at(vo);
+  fl(v);
+  b.get(sc(B2)).op(OP.f32Mul);
+  fl(g);
+  fl(g);
+  b.op(OP.f32Mul)
+    .get(sc(OB2))
+    .op(OP.f32Mul, OP.f32Add, OP.f32Store, ...Body.mem(2, 0));
+  at(po);
+  fl(p);
+  b.get(sc(DEC)).op(OP.f32Mul);
+  fl(mo);
+  fl(vo);
+  b.op(OP.f32Sqrt).get(sc(BC2)).op(OP.f32Div).get(sc(EPS)).op(OP.f32Add);
+  b.op(OP.f32Div)
+    .get(sc(SS))
+    .op(OP.f32Mul, OP.f32Sub, OP.f32Store, ...Body.mem(2, 0));
+  b.get(i).i32(4).op(OP.i32Add).set(i);
+  b.op(OP.br, 0, OP.end, OP.end);
+  b.op(OP.end);
+  return {
+    name: 'adamw',
+    params: [...new Array<number>(8).fill(I32), ...new Array<number>(8).fill(F32)],
+    locals: [
+      [2, I32],
+      [11, V128],
+    ],
+    body: b,
+  };
 }
 
 function section(id: number, payload: number[]): number[] {
@@ -254,10 +364,13 @@ function name(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports pack, pack8 and k1..kMR. */
 export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
-  const fns = [pack(), pack8()];
+  const fns = [pack(), pack8(), adamw()];
   for (let r = 1; r <= mr; r++) fns.push(kernel(r, fma));
-  const arities = [...new Set(fns.map((f) => f.params))];
-  const types = arities.map((n) => [0x60, ...uleb(n), ...new Array<number>(n).fill(I32), 0]);
+  const sigs = [...new Set(fns.map((f) => f.params.join(',')))];
+  const types = sigs.map((sig) => {
+    const ps = sig.split(',').map(Number);
+    return [0x60, ...uleb(ps.length), ...ps, 0];
+  });
   const bytes = [
     0x00,
     0x61,
@@ -269,7 +382,7 @@ export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
     0x00,
     ...section(1, vec(types)),
     ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vec(fns.map((f) => uleb(arities.indexOf(f.params))))),
+    ...section(3, vec(fns.map((f) => uleb(sigs.indexOf(f.params.join(',')))))),
     ...section(7, vec(fns.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
     ...section(
       10,
@@ -285,6 +398,7 @@ export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
 }
 
 type Exports = {
+  adamw: (...args: number[]) => void;
   pack: (src: number, cs: number, ks: number, dst: number, kc: number, n: number, w: number) => void;
   pack8: (src: number, ks: number, dst: number, kc: number) => void;
   [k: `k${number}`]: (ap: number, bp: number, c: number, ldc: number, kc: number, acc: number) => void;
@@ -315,7 +429,7 @@ export interface Scratch {
 /** A GEMM bound to one WasmMemory (tfjs-wasm's heap). */
 export class WasmGemm {
   readonly mr: number;
-  private readonly x: Exports;
+  readonly x: Exports;
   private readonly kernels: Exports[`k${number}`][] = [];
   private readonly packedA: Scratch = { ptr: 0, bytes: 0 };
   private readonly packedB: Scratch = { ptr: 0, bytes: 0 };
@@ -531,4 +645,48 @@ function fillRows(view: Float32Array, bias: Float32Array, n: number, ldc: number
       filled += c;
     }
   } else for (let r = 1; r < m; r++) view.copyWithin(r * ldc, 0, n);
+}
+
+/** The scalars of one AdamW update (see `adamw` above); the kernel below takes them as attributes. */
+export interface AdamWScalars {
+  beta1: number;
+  beta2: number;
+  bc2Sqrt: number;
+  eps: number;
+  decay: number;
+  stepSize: number;
+}
+
+/** One AdamW update of p with gradient g and moments m, v: new [p, m, v] (float32, same shape), or null if uncovered. */
+export function gemmAdamW(
+  backend: BackendLike,
+  p: TensorInfoLike,
+  g: TensorInfoLike,
+  m: TensorInfoLike,
+  v: TensorInfoLike,
+  s: AdamWScalars,
+): TensorInfoLike[] | null {
+  const n = size(p.shape);
+  for (const t of [g, m, v]) if (size(t.shape) !== n || t.dtype !== 'float32') return null;
+  if (p.dtype !== 'float32') return null;
+  const x = gemmFor(backend).x;
+  const outs = [p, m, v].map((t) => backend.makeOutput([...t.shape], 'float32'));
+  const off = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  x.adamw(
+    off(p),
+    off(g),
+    off(m),
+    off(v),
+    ...outs.map(off),
+    n,
+    s.beta1,
+    1 - s.beta1,
+    s.beta2,
+    1 - s.beta2,
+    s.bc2Sqrt,
+    s.eps,
+    s.decay,
+    s.stepSize,
+  );
+  return outs;
 }

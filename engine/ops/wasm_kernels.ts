@@ -14,7 +14,7 @@
 //   per-element gather.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { gemmMatMul } from './wasm_gemm.js';
+import { gemmAdamW, gemmMatMul, type AdamWScalars } from './wasm_gemm.js';
 
 type Heap = Float32Array | Int32Array | Uint8Array;
 
@@ -244,6 +244,23 @@ const REPLACEMENTS: Record<string, tf.KernelFunc> = {
   _FusedMatMul: fusedMatMul as tf.KernelFunc,
 };
 
+/** Name of the engine's fused AdamW kernel (wasm only): inputs p, g, m, v; attributes AdamWScalars; outputs p, m, v. */
+export const ADAMW_KERNEL = 'DigptAdamW';
+
+function adamW(args: KernelArgs): tf.TensorInfo[] {
+  const { p, g, m, v } = args.inputs as Record<string, tf.TensorInfo>;
+  const out = gemmAdamW(
+    args.backend as never,
+    p as tf.TensorInfo,
+    g as tf.TensorInfo,
+    m as tf.TensorInfo,
+    v as tf.TensorInfo,
+    args.attrs as unknown as AdamWScalars,
+  );
+  if (!out) throw new Error(`${ADAMW_KERNEL}: p, g, m and v must be float32 tensors of one size`);
+  return out as tf.TensorInfo[];
+}
+
 /** Registers the replacements on the wasm backend (once; a no-op when they are in place or wasm is not loaded). */
 export function useFastWasmKernels(): void {
   if (originals.size > 0) return;
@@ -254,6 +271,8 @@ export function useFastWasmKernels(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...k, kernelFunc });
   }
+  if (!tf.getKernel(ADAMW_KERNEL, 'wasm') && tf.findBackend('wasm'))
+    tf.registerKernel({ kernelName: ADAMW_KERNEL, backendName: 'wasm', kernelFunc: adamW as tf.KernelFunc });
 }
 
 /** Puts tfjs's own kernels back (for comparisons). */

@@ -1,5 +1,6 @@
 // AdamW as PyTorch computes it (decoupled decay, bias-corrected moments), the warm-up + cosine schedule, layer-wise lr decay.
 import * as tf from '@tensorflow/tfjs-core';
+import { ADAMW_KERNEL } from '../ops/wasm_kernels.js';
 
 export interface AdamWOptions {
   /** (0.9, 0.95) in the official recipe. */
@@ -75,6 +76,29 @@ export class AdamW {
       const plr = lr * (p.lrScale ?? 1);
       const m = this.m.get(p.name) as tf.Variable;
       const v = this.v.get(p.name) as tf.Variable;
+      if (tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
+        // the engine's fused kernel (wasm): the same float32 operations in one pass
+        const attrs = {
+          beta1,
+          beta2,
+          bc2Sqrt,
+          eps,
+          decay: p.decay && weightDecay > 0 ? 1 - plr * weightDecay : 1,
+          stepSize: plr / bc1,
+        };
+        const [w2, m2, v2] = tf
+          .engine()
+          .runKernel(
+            ADAMW_KERNEL,
+            { p: p.variable, g, m, v },
+            attrs as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+        m.assign(m2 as tf.Tensor);
+        v.assign(v2 as tf.Tensor);
+        p.variable.assign(w2 as tf.Tensor);
+        tf.dispose([w2, m2, v2] as tf.Tensor[]);
+        continue;
+      }
       tf.tidy(() => {
         const m2 = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
         const v2 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));

@@ -3,6 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { AdamW, layerDecayScale, lrAt, scaledLr, vitLayerId } from '../../engine/optim/adamw.js';
+import { initBackend } from '../../engine/backend.js';
+import { ADAMW_KERNEL, useFastWasmKernels } from '../../engine/ops/wasm_kernels.js';
+import { Rng } from '../../engine/rng.js';
 import { setup } from './helpers.js';
 
 before(setup);
@@ -102,5 +105,50 @@ describe('tensor bookkeeping', () => {
     opt.dispose();
     w.dispose();
     assert.equal(tf.memory().numTensors, before);
+  });
+});
+
+describe('AdamW on wasm: the fused kernel', () => {
+  it('gives bit-for-bit the update of the separate tfjs operations (vector part and tail, with and without decay)', async () => {
+    await initBackend('wasm');
+    useFastWasmKernels();
+    assert.ok(tf.getKernel(ADAMW_KERNEL, 'wasm'), 'the fused kernel is registered on wasm');
+    const shapes = [[7, 5], [3], [16]];
+    const run = (fused: boolean) => {
+      const kernel = tf.getKernel(ADAMW_KERNEL, 'wasm') as tf.KernelConfig;
+      if (!fused) tf.unregisterKernel(ADAMW_KERNEL, 'wasm');
+      try {
+        const r = new Rng(9);
+        const vars = shapes.map((s) => tf.variable(tf.randomNormal(s, 0, 1, 'float32', 1)));
+        const opt = new AdamW(
+          vars.map((variable, i) => ({ name: `p${i}`, variable, decay: i !== 1, lrScale: 0.5 + i })),
+        );
+        for (let step = 0; step < 3; step++) {
+          const grads = new Map(
+            shapes.map((s, i) => [
+              `p${i}`,
+              tf.tensor(
+                Float32Array.from({ length: tf.util.sizeFromShape(s) }, () => r.normal()),
+                s,
+              ),
+            ]),
+          );
+          opt.apply(grads, 1e-2);
+          tf.dispose([...grads.values()]);
+        }
+        const out = vars.map((x) => x.dataSync().slice());
+        const state = opt.exportState();
+        tf.dispose(vars);
+        opt.dispose();
+        return { out, m: [...state.m.values()], v: [...state.v.values()] };
+      } finally {
+        if (!fused) tf.registerKernel(kernel);
+      }
+    };
+    const a = run(true);
+    const b = run(false);
+    assert.deepEqual(a.out, b.out);
+    assert.deepEqual(a.m, b.m);
+    assert.deepEqual(a.v, b.v);
   });
 });
