@@ -111,6 +111,7 @@ const SIMD = {
   load32Splat: 0x09,
   store: 0x0b,
   f32x4Splat: 0x13,
+  f32x4ExtractLane: 0x1f,
   f32x4Sqrt: 0xe3,
   f32x4Add: 0xe4,
   f32x4Sub: 0xe5,
@@ -349,6 +350,136 @@ function adamw(): FnDef {
   };
 }
 
+/** Emits `for (i = 0; i < end; i += step) { body }` over the i32 local i (end a local). */
+function forLoop(b: Body, i: number, end: number, step: number, body: () => void): void {
+  b.i32(0).set(i);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(i).get(end).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  body();
+  b.get(i).i32(step).op(OP.i32Add).set(i);
+  b.op(OP.br, 0, OP.end, OP.end);
+}
+
+/**
+ * colsum(src, dst, rows, cols, scale): dst[j] = scale * sum_r src[r*cols + j] (a reduction over the leading axes),
+ * rows >= 1; rows are added in order, 4 columns per vector.
+ */
+function colsum(): FnDef {
+  const [src, dst, rows, cols, scale] = [0, 1, 2, 3, 4];
+  const [r, j, vend, end, row] = [5, 6, 7, 8, 9];
+  const b = new Body();
+  b.get(cols).i32(-4).op(OP.i32And).i32(4).op(OP.i32Mul).set(vend);
+  b.get(cols).i32(4).op(OP.i32Mul).set(end);
+  b.get(rows).get(cols).op(OP.i32Mul).i32(4).op(OP.i32Mul).set(row); // bytes of the whole matrix
+  // dst = row 0
+  forLoop(b, j, end, 4, () => {
+    b.get(dst).get(j).op(OP.i32Add);
+    b.get(src)
+      .get(j)
+      .op(OP.i32Add, OP.f32Load, ...Body.mem(2, 0));
+    b.op(OP.f32Store, ...Body.mem(2, 0));
+  });
+  // dst += rows 1.. (r is the byte offset of the row)
+  b.get(cols).i32(4).op(OP.i32Mul).set(r);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(r).get(row).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  forLoop(b, j, vend, 16, () => {
+    b.get(dst).get(j).op(OP.i32Add);
+    b.get(dst)
+      .get(j)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0));
+    b.get(src)
+      .get(r)
+      .op(OP.i32Add)
+      .get(j)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0));
+    b.simd(SIMD.f32x4Add).simd(SIMD.store, ...Body.mem(2, 0));
+  });
+  b.get(vend).set(j);
+  b.op(OP.block, OP.void, OP.loop, OP.void);
+  b.get(j).get(end).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+  b.get(dst).get(j).op(OP.i32Add);
+  b.get(dst)
+    .get(j)
+    .op(OP.i32Add, OP.f32Load, ...Body.mem(2, 0));
+  b.get(src)
+    .get(r)
+    .op(OP.i32Add)
+    .get(j)
+    .op(OP.i32Add, OP.f32Load, ...Body.mem(2, 0));
+  b.op(OP.f32Add, OP.f32Store, ...Body.mem(2, 0));
+  b.get(j).i32(4).op(OP.i32Add).set(j);
+  b.op(OP.br, 0, OP.end, OP.end);
+  b.get(r).get(cols).i32(4).op(OP.i32Mul, OP.i32Add).set(r);
+  b.op(OP.br, 0, OP.end, OP.end);
+  // dst *= scale
+  forLoop(b, j, end, 4, () => {
+    b.get(dst).get(j).op(OP.i32Add);
+    b.get(dst)
+      .get(j)
+      .op(OP.i32Add, OP.f32Load, ...Body.mem(2, 0));
+    b.get(scale).op(OP.f32Mul, OP.f32Store, ...Body.mem(2, 0));
+  });
+  b.op(OP.end);
+  return { name: 'colsum', params: [I32, I32, I32, I32, F32], locals: [[5, I32]], body: b };
+}
+
+/** rowsum(src, dst, rows, cols, scale): dst[r] = scale * sum_j src[r*cols + j] (a reduction over trailing axes). */
+function rowsum(): FnDef {
+  const [src, dst, rows, cols, scale] = [0, 1, 2, 3, 4];
+  const [r, j, vend, end] = [5, 6, 7, 8];
+  const acc = 9; // v128
+  const t = 10; // f32
+  const b = new Body();
+  b.get(cols).i32(-4).op(OP.i32And).i32(4).op(OP.i32Mul).set(vend);
+  b.get(cols).i32(4).op(OP.i32Mul).set(end);
+  forLoop(b, r, rows, 1, () => {
+    b.op(OP.f32Const, 0, 0, 0, 0).simd(SIMD.f32x4Splat).set(acc);
+    forLoop(b, j, vend, 16, () => {
+      b.get(acc);
+      b.get(src)
+        .get(j)
+        .op(OP.i32Add)
+        .simd(SIMD.load, ...Body.mem(2, 0));
+      b.simd(SIMD.f32x4Add).set(acc);
+    });
+    b.get(acc).simd(SIMD.f32x4ExtractLane, 0);
+    b.get(acc).simd(SIMD.f32x4ExtractLane, 1).op(OP.f32Add);
+    b.get(acc).simd(SIMD.f32x4ExtractLane, 2).op(OP.f32Add);
+    b.get(acc).simd(SIMD.f32x4ExtractLane, 3).op(OP.f32Add);
+    b.set(t);
+    b.get(vend).set(j);
+    b.op(OP.block, OP.void, OP.loop, OP.void);
+    b.get(j).get(end).op(OP.i32LtU, OP.i32Eqz, OP.brIf, 1);
+    b.get(t)
+      .get(src)
+      .get(j)
+      .op(OP.i32Add, OP.f32Load, ...Body.mem(2, 0), OP.f32Add)
+      .set(t);
+    b.get(j).i32(4).op(OP.i32Add).set(j);
+    b.op(OP.br, 0, OP.end, OP.end);
+    b.get(dst)
+      .get(t)
+      .get(scale)
+      .op(OP.f32Mul, OP.f32Store, ...Body.mem(2, 0));
+    b.get(dst).i32(4).op(OP.i32Add).set(dst);
+    b.get(src).get(end).op(OP.i32Add).set(src);
+  });
+  b.op(OP.end);
+  return {
+    name: 'rowsum',
+    params: [I32, I32, I32, I32, F32],
+    locals: [
+      [4, I32],
+      [1, V128],
+      [1, F32],
+    ],
+    body: b,
+  };
+}
+
 function section(id: number, payload: number[]): number[] {
   return [id, ...uleb(payload.length), ...payload];
 }
@@ -364,7 +495,7 @@ function name(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports pack, pack8 and k1..kMR. */
 export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
-  const fns = [pack(), pack8(), adamw()];
+  const fns = [pack(), pack8(), adamw(), colsum(), rowsum()];
   for (let r = 1; r <= mr; r++) fns.push(kernel(r, fma));
   const sigs = [...new Set(fns.map((f) => f.params.join(',')))];
   const types = sigs.map((sig) => {
@@ -399,6 +530,8 @@ export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
 
 type Exports = {
   adamw: (...args: number[]) => void;
+  colsum: (src: number, dst: number, rows: number, cols: number, scale: number) => void;
+  rowsum: (src: number, dst: number, rows: number, cols: number, scale: number) => void;
   pack: (src: number, cs: number, ks: number, dst: number, kc: number, n: number, w: number) => void;
   pack8: (src: number, ks: number, dst: number, kc: number) => void;
   [k: `k${number}`]: (ap: number, bp: number, c: number, ldc: number, kc: number, acc: number) => void;
@@ -689,4 +822,42 @@ export function gemmAdamW(
     s.stepSize,
   );
   return outs;
+}
+
+/**
+ * Sum (scale 1) or mean over `axes` of x when they are the leading or the trailing axes (a column or a row
+ * reduction of x seen as a matrix); null otherwise (the caller falls back). The output has tfjs's shape.
+ */
+export function gemmReduce(
+  backend: BackendLike,
+  x: TensorInfoLike,
+  axes: readonly number[],
+  keepDims: boolean,
+  mean: boolean,
+): TensorInfoLike | null {
+  if (x.dtype !== 'float32') return null;
+  const rank = x.shape.length;
+  const sorted = [...new Set(axes.map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
+  if (
+    sorted.length === 0 ||
+    sorted.some((a, i) => a < 0 || a >= rank || (i > 0 && a !== (sorted[i - 1] as number) + 1))
+  )
+    return null;
+  const leading = sorted[0] === 0;
+  const trailing = sorted[sorted.length - 1] === rank - 1;
+  if (!leading && !trailing) return null;
+  const reduced = size(sorted.map((a) => x.shape[a] as number));
+  const kept = size(x.shape) / Math.max(reduced, 1);
+  if (reduced === 0 || kept === 0 || size(x.shape) === 0) return null;
+  const outShape = keepDims
+    ? x.shape.map((d, a) => (sorted.includes(a) ? 1 : d))
+    : x.shape.filter((_, a) => !sorted.includes(a));
+  const fns = gemmFor(backend).x;
+  const out = backend.makeOutput(outShape, 'float32');
+  const off = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  const scale = mean ? 1 / reduced : 1;
+  // when the axes are all of x both readings hold; the row reduction is the cheaper one
+  if (trailing) fns.rowsum(off(x), off(out), kept, reduced, scale);
+  else fns.colsum(off(x), off(out), reduced, kept, scale);
+  return out;
 }

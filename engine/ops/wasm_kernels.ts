@@ -10,11 +10,13 @@
 // - BatchMatMul and _FusedMatMul (bias, no activation): the engine's GEMM (wasm_gemm.ts), for every transpose flag
 //   and batch shape that tfjs-wasm's own kernel takes with equal batch dimensions or one side unbatched; other cases
 //   (activations, general broadcasting) fall back to tfjs's kernel and are counted in `matMulStats`.
+// - Sum and Mean over the leading or the trailing axes (bias and LayerNorm gradients, LayerNorm statistics): one
+//   pass in the engine's wasm module; tfjs-wasm transposes for the leading axes and reduces with a scalar loop.
 // - GatherV2 of whole rows (slices of at least 16 elements): one typed-array copy per row instead of tfjs's
 //   per-element gather.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { gemmAdamW, gemmMatMul, type AdamWScalars } from './wasm_gemm.js';
+import { gemmAdamW, gemmMatMul, gemmReduce, type AdamWScalars } from './wasm_gemm.js';
 
 type Heap = Float32Array | Int32Array | Uint8Array;
 
@@ -241,8 +243,20 @@ const REPLACEMENTS: Record<string, tf.KernelFunc> = {
   SplitV: splitV as tf.KernelFunc,
   Unpack: unpack as tf.KernelFunc,
   BatchMatMul: batchMatMul as tf.KernelFunc,
+  Sum: reduction('Sum') as tf.KernelFunc,
+  Mean: reduction('Mean') as tf.KernelFunc,
   _FusedMatMul: fusedMatMul as tf.KernelFunc,
 };
+
+function reduction(name: 'Sum' | 'Mean'): (args: KernelArgs) => tf.TensorInfo {
+  return (args) => {
+    const x = args.inputs['x'] as tf.TensorInfo;
+    const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape);
+    const out = gemmReduce(args.backend as never, x, axes, keepDims, name === 'Mean') as tf.TensorInfo | null;
+    return out ?? ((originals.get(name) as tf.KernelConfig).kernelFunc(args as never) as tf.TensorInfo);
+  };
+}
 
 /** Name of the engine's fused AdamW kernel (wasm only): inputs p, g, m, v; attributes AdamWScalars; outputs p, m, v. */
 export const ADAMW_KERNEL = 'DigptAdamW';

@@ -129,8 +129,9 @@ describe('BatchMatMul and _FusedMatMul on wasm', () => {
         return [y.dataSync() as Float32Array, y.shape] as const;
       });
     };
-    const [cpu] = run('cpu');
+    const [cpu, cpuShape] = run('cpu');
     const [wasm, shape] = run('wasm');
+    assert.deepEqual(shape, cpuShape);
     return [wasm, cpu, shape];
   }
 
@@ -226,6 +227,25 @@ describe('BatchMatMul and _FusedMatMul on wasm', () => {
     close(w, c);
     assert.equal(matMulStats.fallback, before + 1);
   });
+
+  const reductions: [number[], number | number[], boolean][] = [
+    [[7, 5], 0, false],
+    [[7, 5], 1, false],
+    [[7, 5], -1, true],
+    [[2, 3, 9], [0, 1], false],
+    [[2, 3, 9], [1, 2], true],
+    [[2, 3, 9], [0, 1, 2], false],
+    [[2, 3, 9], 1, false], // an inner axis: tfjs's kernel
+    [[1, 6], 0, true],
+    [[600, 192], 0, false],
+  ];
+  for (const [shape, axis, keepDims] of reductions)
+    it(`sum and mean of ${shape.join('x')} over ${String(axis)}${keepDims ? ' (keepDims)' : ''} equal the cpu backend`, () => {
+      for (const op of [tf.sum, tf.mean]) {
+        const [w, c] = both([shape], ([x]) => op(x as tf.Tensor, axis, keepDims));
+        close(w, c);
+      }
+    });
 
   it('gradients of a batched, transposed product equal the cpu backend', () => {
     const [w, c] = both(
