@@ -7,7 +7,7 @@
 // On backends without the engine's GEMM (tensorflow, cpu) the native batched products are used.
 import * as tf from '@tensorflow/tfjs-core';
 import { needsPlainMatMul as wasmLike } from '../backend.js';
-import { useFastWasmKernels } from './wasm_kernels.js';
+import { GELU_GRAD_KERNEL, GELU_KERNEL, useFastWasmKernels } from './wasm_kernels.js';
 
 type T2 = tf.Tensor2D;
 type T3 = tf.Tensor3D;
@@ -141,6 +141,26 @@ function gaussian(x: tf.Tensor): tf.Tensor {
 
 /** Exact GELU, x * Phi(x), as PyTorch's nn.GELU() (erf form). */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (needsPlainMatMul() && x.dtype === 'float32') {
+    // wasm: forward and backward are one vectorised pass each in the engine's wasm module
+    const g = custom(([xx], save) => {
+      const [y, cdf] = tf.engine().runKernel(GELU_KERNEL, { x: xx as tf.Tensor }) as tf.Tensor[];
+      save([xx as tf.Tensor, cdf as tf.Tensor]);
+      return {
+        value: y as tf.Tensor,
+        gradFunc: (dy, saved) => [
+          tf
+            .engine()
+            .runKernel(GELU_GRAD_KERNEL, {
+              dy,
+              x: saved[0] as tf.Tensor,
+              cdf: saved[1] as tf.Tensor,
+            }) as tf.Tensor,
+        ],
+      };
+    });
+    return g(x);
+  }
   const f = custom(([xx], save) => {
     const x0 = xx as tf.Tensor;
     const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(x0, SQRT1_2))));

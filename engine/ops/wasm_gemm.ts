@@ -68,6 +68,11 @@ class Body {
     this.code.push(0x41, ...sleb(v));
     return this;
   }
+  f32(v: number): this {
+    const bytes = new Uint8Array(new Float32Array([v]).buffer);
+    this.code.push(0x43, ...bytes);
+    return this;
+  }
   op(...bytes: number[]): this {
     this.code.push(...bytes);
     return this;
@@ -113,6 +118,13 @@ const SIMD = {
   f32x4Splat: 0x13,
   f32x4ExtractLane: 0x1f,
   f32x4Sqrt: 0xe3,
+  f32x4Nearest: 0x6a,
+  i32x4Shl: 0xab,
+  i32x4Add: 0xae,
+  i32x4Splat: 0x11,
+  f32x4Min: 0xe8,
+  f32x4Max: 0xe9,
+  i32x4TruncSatF32x4S: 0xf8,
   f32x4Add: 0xe4,
   f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
@@ -480,6 +492,181 @@ function rowsum(): FnDef {
   };
 }
 
+// float32 erf as x * alpha(x^2) / beta(x^2) on [-4, 4] (the rational approximation of Eigen and XLA; outside, the
+// clamp gives +-1 to float32 precision), coefficients from the highest power down
+const ERF_ALPHA = [
+  -2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
+  -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2,
+];
+const ERF_BETA = [
+  -1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3,
+  -1.42647390514189e-2,
+];
+// exp(r) ~ 1 + r + r^2 * P(r) for |r| <= ln2/2 (Cephes expf), after exp(t) = 2^k exp(r), r = t - k ln2 in two parts
+const EXP_P = [
+  1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1,
+];
+const LN2_HI = 0.693359375;
+const LN2_LO = -2.1219444e-4;
+
+/** A v128 local set to splat(v) at the start of a function body. */
+function splatConst(b: Body, local: number, v: number): void {
+  b.f32(v).simd(SIMD.f32x4Splat).set(local);
+}
+
+/** Horner's rule on the value in local `x` with constants in locals cs (highest power first); leaves the result. */
+function horner(b: Body, x: number, cs: number[]): void {
+  b.get(cs[0] as number);
+  for (const c of cs.slice(1)) b.get(x).simd(SIMD.f32x4Mul).get(c).simd(SIMD.f32x4Add);
+}
+
+/**
+ * gelu(x, y, cdf, nvec): for 4*nvec floats, cdf = 0.5 * (1 + erf(x / sqrt 2)) and y = x * cdf (PyTorch's exact GELU;
+ * the backward needs cdf).
+ */
+function geluForward(): FnDef {
+  const [x, y, cdf, nvec] = [0, 1, 2, 3];
+  const [i, end] = [4, 5];
+  let next = 6;
+  const c = (v: number) => {
+    const l = next++;
+    return [l, v] as const;
+  };
+  const consts = [c(Math.SQRT1_2), c(-4), c(4), c(0.5), c(1), ...ERF_ALPHA.map(c), ...ERF_BETA.map(c)];
+  const [S, LO, HI, HALF, ONE] = consts.map(([l]) => l) as [number, number, number, number, number];
+  const alpha = consts.slice(5, 5 + ERF_ALPHA.length).map(([l]) => l);
+  const beta = consts.slice(5 + ERF_ALPHA.length).map(([l]) => l);
+  const [vx, z, z2, pv, vc] = [next, next + 1, next + 2, next + 3, next + 4];
+  const b = new Body();
+  for (const [l, v] of consts) splatConst(b, l, v);
+  b.get(nvec).i32(16).op(OP.i32Mul).set(end);
+  forLoop(b, i, end, 16, () => {
+    b.get(x)
+      .get(i)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0))
+      .set(vx);
+    b.get(vx).get(S).simd(SIMD.f32x4Mul).get(LO).simd(SIMD.f32x4Max).get(HI).simd(SIMD.f32x4Min).set(z);
+    b.get(z).get(z).simd(SIMD.f32x4Mul).set(z2);
+    horner(b, z2, alpha);
+    b.get(z).simd(SIMD.f32x4Mul).set(pv);
+    b.get(pv);
+    horner(b, z2, beta);
+    b.simd(SIMD.f32x4Div); // erf
+    b.get(ONE).simd(SIMD.f32x4Add).get(HALF).simd(SIMD.f32x4Mul).set(vc);
+    b.get(cdf)
+      .get(i)
+      .op(OP.i32Add)
+      .get(vc)
+      .simd(SIMD.store, ...Body.mem(2, 0));
+    b.get(y)
+      .get(i)
+      .op(OP.i32Add)
+      .get(vx)
+      .get(vc)
+      .simd(SIMD.f32x4Mul)
+      .simd(SIMD.store, ...Body.mem(2, 0));
+  });
+  b.op(OP.end);
+  return {
+    name: 'gelu',
+    params: [I32, I32, I32, I32],
+    locals: [
+      [2, I32],
+      [next + 5 - 6, V128],
+    ],
+    body: b,
+  };
+}
+
+/** geluGrad(dy, x, cdf, dx, nvec): dx = dy * (cdf + x * exp(-x^2/2) / sqrt(2 pi)) for 4*nvec floats. */
+function geluBackward(): FnDef {
+  const [dy, x, cdf, dx, nvec] = [0, 1, 2, 3, 4];
+  const [i, end] = [5, 6];
+  let next = 7;
+  const c = (v: number) => {
+    const l = next++;
+    return [l, v] as const;
+  };
+  const consts = [
+    c(-0.5),
+    c(-87),
+    c(Math.LOG2E),
+    c(LN2_HI),
+    c(LN2_LO),
+    c(1),
+    c(1 / Math.sqrt(2 * Math.PI)),
+    ...EXP_P.map(c),
+  ];
+  const [NHALF, FLOOR, LOG2E, HI, LO, ONE, INV] = consts.map(([l]) => l) as number[] as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const poly = consts.slice(7).map(([l]) => l);
+  const [vx, t, k, r, e] = [next, next + 1, next + 2, next + 3, next + 4];
+  const b = new Body();
+  for (const [l, v] of consts) splatConst(b, l, v);
+  b.get(nvec).i32(16).op(OP.i32Mul).set(end);
+  forLoop(b, i, end, 16, () => {
+    b.get(x)
+      .get(i)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0))
+      .set(vx);
+    // t = max(-x^2/2, -87); k = nearest(t log2 e); r = t - k ln2
+    b.get(vx)
+      .get(vx)
+      .simd(SIMD.f32x4Mul)
+      .get(NHALF)
+      .simd(SIMD.f32x4Mul)
+      .get(FLOOR)
+      .simd(SIMD.f32x4Max)
+      .set(t);
+    b.get(t).get(LOG2E).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).set(k);
+    b.get(t).get(k).get(HI).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub);
+    b.get(k).get(LO).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub).set(r);
+    // e = (r^2 P(r) + r + 1) * 2^k
+    horner(b, r, poly);
+    b.get(r)
+      .get(r)
+      .simd(SIMD.f32x4Mul)
+      .simd(SIMD.f32x4Mul)
+      .get(r)
+      .simd(SIMD.f32x4Add)
+      .get(ONE)
+      .simd(SIMD.f32x4Add);
+    b.get(k).simd(SIMD.i32x4TruncSatF32x4S).i32(127).simd(SIMD.i32x4Splat).simd(SIMD.i32x4Add);
+    b.i32(23).simd(SIMD.i32x4Shl).simd(SIMD.f32x4Mul).set(e);
+    // dx = dy * (cdf + (x / sqrt(2 pi)) * e)
+    b.get(dx).get(i).op(OP.i32Add);
+    b.get(dy)
+      .get(i)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0));
+    b.get(cdf)
+      .get(i)
+      .op(OP.i32Add)
+      .simd(SIMD.load, ...Body.mem(2, 0));
+    b.get(vx).get(INV).simd(SIMD.f32x4Mul).get(e).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add);
+    b.simd(SIMD.f32x4Mul).simd(SIMD.store, ...Body.mem(2, 0));
+  });
+  b.op(OP.end);
+  return {
+    name: 'geluGrad',
+    params: [I32, I32, I32, I32, I32],
+    locals: [
+      [2, I32],
+      [next + 5 - 7, V128],
+    ],
+    body: b,
+  };
+}
+
 function section(id: number, payload: number[]): number[] {
   return [id, ...uleb(payload.length), ...payload];
 }
@@ -495,7 +682,7 @@ function name(s: string): number[] {
 
 /** The module's bytes: imports env.memory, exports pack, pack8 and k1..kMR. */
 export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
-  const fns = [pack(), pack8(), adamw(), colsum(), rowsum()];
+  const fns = [pack(), pack8(), adamw(), colsum(), rowsum(), geluForward(), geluBackward()];
   for (let r = 1; r <= mr; r++) fns.push(kernel(r, fma));
   const sigs = [...new Set(fns.map((f) => f.params.join(',')))];
   const types = sigs.map((sig) => {
@@ -530,6 +717,8 @@ export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
 
 type Exports = {
   adamw: (...args: number[]) => void;
+  gelu: (x: number, y: number, cdf: number, nvec: number) => void;
+  geluGrad: (dy: number, x: number, cdf: number, dx: number, nvec: number) => void;
   colsum: (src: number, dst: number, rows: number, cols: number, scale: number) => void;
   rowsum: (src: number, dst: number, rows: number, cols: number, scale: number) => void;
   pack: (src: number, cs: number, ks: number, dst: number, kc: number, n: number, w: number) => void;
@@ -566,6 +755,8 @@ export class WasmGemm {
   private readonly kernels: Exports[`k${number}`][] = [];
   private readonly packedA: Scratch = { ptr: 0, bytes: 0 };
   private readonly packedB: Scratch = { ptr: 0, bytes: 0 };
+  /** 4 vectors for the tails of element-wise kernels */
+  readonly tail: Scratch = { ptr: 0, bytes: 0 };
   /** a padded C for products whose width is not a multiple of 8 */
   readonly padC: Scratch = { ptr: 0, bytes: 0 };
 
@@ -628,7 +819,7 @@ export class WasmGemm {
   }
 
   dispose(): void {
-    for (const s of [this.packedA, this.packedB, this.padC]) {
+    for (const s of [this.packedA, this.packedB, this.padC, this.tail]) {
       if (s.ptr) this.free(s.ptr);
       s.ptr = 0;
       s.bytes = 0;
@@ -859,5 +1050,64 @@ export function gemmReduce(
   // when the axes are all of x both readings hold; the row reduction is the cheaper one
   if (trailing) fns.rowsum(off(x), off(out), kept, reduced, scale);
   else fns.colsum(off(x), off(out), reduced, kept, scale);
+  return out;
+}
+
+/**
+ * Runs an element-wise kernel f(addresses..., nvec) over n floats: whole vectors in place, the last n % 4 through a
+ * scratch area (`ins` are copied in, `outs` back).
+ */
+function elementwise(
+  backend: BackendLike,
+  ptrs: number[],
+  outs: number[],
+  n: number,
+  f: (addrs: number[], nvec: number) => void,
+): void {
+  const nvec = Math.floor(n / 4);
+  if (nvec > 0) f(ptrs, nvec);
+  const rest = n - 4 * nvec;
+  if (rest === 0) return;
+  const g = gemmFor(backend);
+  const tmp = g.scratch(g.tail, ptrs.length * 16);
+  const h = new Float32Array(backend.wasm.asm.memory.buffer);
+  const slots = ptrs.map((_, j) => tmp + 16 * j);
+  ptrs.forEach((p, j) => {
+    const at = (slots[j] as number) / 4;
+    h.fill(0, at, at + 4);
+    if (!outs.includes(j)) h.set(h.subarray(p / 4 + 4 * nvec, p / 4 + n), at);
+  });
+  f(slots, 1);
+  for (const j of outs)
+    h.set(
+      h.subarray((slots[j] as number) / 4, (slots[j] as number) / 4 + rest),
+      (ptrs[j] as number) / 4 + 4 * nvec,
+    );
+}
+
+/** PyTorch's exact GELU of x: [y, cdf] with cdf = 0.5 * (1 + erf(x / sqrt 2)), y = x * cdf. */
+export function gemmGelu(backend: BackendLike, x: TensorInfoLike): TensorInfoLike[] {
+  const fns = gemmFor(backend).x;
+  const outs = [backend.makeOutput([...x.shape], 'float32'), backend.makeOutput([...x.shape], 'float32')];
+  const off = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  elementwise(backend, [off(x), ...outs.map(off)], [1, 2], size(x.shape), ([a, b, c], nvec) =>
+    fns.gelu(a as number, b as number, c as number, nvec),
+  );
+  return outs;
+}
+
+/** GELU's backward: dy * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)). */
+export function gemmGeluGrad(
+  backend: BackendLike,
+  dy: TensorInfoLike,
+  x: TensorInfoLike,
+  cdf: TensorInfoLike,
+): TensorInfoLike {
+  const fns = gemmFor(backend).x;
+  const out = backend.makeOutput([...x.shape], 'float32');
+  const off = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  elementwise(backend, [off(dy), off(x), off(cdf), off(out)], [3], size(x.shape), ([a, b, c, d], nvec) =>
+    fns.geluGrad(a as number, b as number, c as number, d as number, nvec),
+  );
   return out;
 }

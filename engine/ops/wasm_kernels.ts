@@ -16,7 +16,7 @@
 //   per-element gather.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { gemmAdamW, gemmMatMul, gemmReduce, type AdamWScalars } from './wasm_gemm.js';
+import { gemmAdamW, gemmGelu, gemmGeluGrad, gemmMatMul, gemmReduce, type AdamWScalars } from './wasm_gemm.js';
 
 type Heap = Float32Array | Int32Array | Uint8Array;
 
@@ -275,6 +275,29 @@ function adamW(args: KernelArgs): tf.TensorInfo[] {
   return out as tf.TensorInfo[];
 }
 
+/** The engine's GELU kernels (wasm only): GELU_KERNEL x -> [y, cdf]; GELU_GRAD_KERNEL (dy, x, cdf) -> dx. */
+export const GELU_KERNEL = 'DigptGelu';
+export const GELU_GRAD_KERNEL = 'DigptGeluGrad';
+
+function floats(...ts: (tf.TensorInfo | undefined)[]): tf.TensorInfo[] {
+  for (const t of ts) if (!t || t.dtype !== 'float32') throw new Error('GELU kernels take float32 tensors');
+  return ts as tf.TensorInfo[];
+}
+
+const ENGINE_KERNELS: Record<string, tf.KernelFunc> = {
+  [ADAMW_KERNEL]: adamW as tf.KernelFunc,
+  [GELU_KERNEL]: ((args: KernelArgs) =>
+    gemmGelu(args.backend as never, ...(floats(args.inputs['x']) as [tf.TensorInfo]))) as tf.KernelFunc,
+  [GELU_GRAD_KERNEL]: ((args: KernelArgs) => {
+    const [dy, x, cdf] = floats(args.inputs['dy'], args.inputs['x'], args.inputs['cdf']) as [
+      tf.TensorInfo,
+      tf.TensorInfo,
+      tf.TensorInfo,
+    ];
+    return gemmGeluGrad(args.backend as never, dy, x, cdf);
+  }) as tf.KernelFunc,
+};
+
 /** Registers the replacements on the wasm backend (once; a no-op when they are in place or wasm is not loaded). */
 export function useFastWasmKernels(): void {
   if (originals.size > 0) return;
@@ -285,8 +308,9 @@ export function useFastWasmKernels(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...k, kernelFunc });
   }
-  if (!tf.getKernel(ADAMW_KERNEL, 'wasm') && tf.findBackend('wasm'))
-    tf.registerKernel({ kernelName: ADAMW_KERNEL, backendName: 'wasm', kernelFunc: adamW as tf.KernelFunc });
+  if (!tf.findBackend('wasm')) return;
+  for (const [kernelName, kernelFunc] of Object.entries(ENGINE_KERNELS))
+    if (!tf.getKernel(kernelName, 'wasm')) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
 }
 
 /** Puts tfjs's own kernels back (for comparisons). */

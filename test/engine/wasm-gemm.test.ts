@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { initBackend } from '../../engine/backend.js';
+import { gelu } from '../../engine/ops/nn.js';
 import { enableRelaxedSimd, gemmModuleBytes, WasmGemm } from '../../engine/ops/wasm_gemm.js';
 import { matMulStats, useFastWasmKernels } from '../../engine/ops/wasm_kernels.js';
 import { Rng } from '../../engine/rng.js';
@@ -246,6 +247,48 @@ describe('BatchMatMul and _FusedMatMul on wasm', () => {
         close(w, c);
       }
     });
+
+  it('GELU forward and backward (one pass each) match float64 to float32 precision, tails included', () => {
+    // erf and the Gaussian in float64: erf by its Taylor series (|z| < 3) or continued fraction, to ~1e-15
+    const erf64 = (z: number): number => {
+      const a = Math.abs(z);
+      if (a < 3) {
+        let term = a;
+        let sum = a;
+        for (let k = 1; k < 200; k++) {
+          term *= (-a * a) / k;
+          sum += term / (2 * k + 1);
+        }
+        return Math.sign(z) * sum * (2 / Math.sqrt(Math.PI));
+      }
+      let f = 0;
+      for (let k = 60; k >= 1; k--) f = k / 2 / (a + f);
+      return Math.sign(z) * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f));
+    };
+    const n = 2003; // not a multiple of 4: the tail goes through the scratch area
+    const xs = Float32Array.from({ length: n }, (_, i) => -12 + (24 * i) / (n - 1));
+    const dys = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+    tf.setBackend('wasm');
+    const [y, dx] = tf.tidy(() => {
+      const x = tf.tensor1d(xs);
+      const dy = tf.tensor1d(dys);
+      const g = tf.valueAndGrad((t: tf.Tensor) => tf.sum(tf.mul(gelu(t), dy)));
+      const { value, grad } = g(x);
+      void value;
+      return [gelu(x).dataSync(), grad.dataSync()];
+    });
+    let worstY = 0;
+    let worstDx = 0;
+    for (let i = 0; i < n; i++) {
+      const x = xs[i] as number;
+      const cdf = 0.5 * (1 + erf64(x / Math.SQRT2));
+      const pdf = Math.exp((-x * x) / 2) / Math.sqrt(2 * Math.PI);
+      worstY = Math.max(worstY, Math.abs((y[i] as number) - x * cdf) / (1e-6 + Math.abs(x)));
+      worstDx = Math.max(worstDx, Math.abs((dx[i] as number) - (dys[i] as number) * (cdf + x * pdf)));
+    }
+    assert.ok(worstY < 3e-7, `forward error ${worstY} (relative to |x|)`);
+    assert.ok(worstDx < 1e-6, `backward error ${worstDx}`);
+  });
 
   it('gradients of a batched, transposed product equal the cpu backend', () => {
     const [w, c] = both(
