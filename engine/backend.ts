@@ -17,12 +17,15 @@ export interface BackendReport {
   readonly skipped: readonly { readonly name: BackendName; readonly reason: string }[];
   /** True when DIGPT_BACKEND chose it. */
   readonly forced: boolean;
+  /** On wasm: how the engine's GEMM multiplies ('fma': relaxed-SIMD fused multiply-add, or 'mul+add') and why. */
+  readonly gemm?: { readonly kind: 'fma' | 'mul+add'; readonly why: string };
 }
 
 const ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
 const require = createRequire(import.meta.url);
 
 let current: BackendReport | undefined;
+let wasmGemm: { fma: boolean; why: string } | undefined;
 
 function errorText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
@@ -52,7 +55,7 @@ async function register(name: BackendName): Promise<string> {
     case 'wasm': {
       await import('@tensorflow/tfjs-backend-wasm');
       // before any product is built: the GEMM uses fused multiply-add when relaxed SIMD is available
-      await enableRelaxedSimd();
+      wasmGemm = await enableRelaxedSimd();
       return 'wasm';
     }
     case 'cpu': {
@@ -124,7 +127,15 @@ export async function initBackend(
       if (!(await tf.setBackend(tfName))) throw new Error(`tf.setBackend('${tfName}') failed`);
       await tf.ready();
       selfCheck();
-      current = { name, tfName, skipped, forced: forcedList !== undefined };
+      current = {
+        name,
+        tfName,
+        skipped,
+        forced: forcedList !== undefined,
+        ...(tfName === 'wasm' && wasmGemm
+          ? { gemm: { kind: wasmGemm.fma ? 'fma' : 'mul+add', why: wasmGemm.why } }
+          : {}),
+      };
       return current;
     } catch (e) {
       skipped.push({ name, reason: errorText(e) });
@@ -143,7 +154,10 @@ export function backendReport(): BackendReport {
 /** One human line: "backend: wasm (tensorflow-gpu: not installed; tensorflow: not installed)". */
 export function describeBackend(r: BackendReport): string {
   const why = r.skipped.map((s) => s.reason).join('; ');
-  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${why ? ` — not used: ${why}` : ''}`;
+  const gemm = r.gemm
+    ? ` — products: the engine's wasm GEMM, ${r.gemm.kind === 'fma' ? 'fused multiply-add' : 'multiply + add'} (${r.gemm.why})`
+    : '';
+  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${why ? ` — not used: ${why}` : ''}${gemm}`;
 }
 
 /** True when matMuls must avoid transpose flags and batch dimensions to stay on XNNPACK. */

@@ -174,6 +174,7 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig, why: strin
     preset: a.preset,
     backend: b.name,
     backend_line: describeBackend(b),
+    gemm: b.gemm?.kind ?? null,
     img_per_s: round2(r.img_per_s),
     step_ms_median: round1(r.step_ms_median),
     step_ms: r.step_ms.map(round1),

@@ -149,13 +149,11 @@ export function gelu(x: tf.Tensor): tf.Tensor {
       return {
         value: y as tf.Tensor,
         gradFunc: (dy, saved) => [
-          tf
-            .engine()
-            .runKernel(GELU_GRAD_KERNEL, {
-              dy,
-              x: saved[0] as tf.Tensor,
-              cdf: saved[1] as tf.Tensor,
-            }) as tf.Tensor,
+          tf.engine().runKernel(GELU_GRAD_KERNEL, {
+            dy,
+            x: saved[0] as tf.Tensor,
+            cdf: saved[1] as tf.Tensor,
+          }) as tf.Tensor,
         ],
       };
     });

@@ -715,6 +715,9 @@ export function gemmModuleBytes(fma: boolean, mr: number): Uint8Array {
   return new Uint8Array(bytes);
 }
 
+/** enableRelaxedSimd's decision (undefined before it runs: then whatever validates). */
+let relaxedSimd: boolean | undefined;
+
 type Exports = {
   adamw: (...args: number[]) => void;
   gelu: (x: number, y: number, cdf: number, nvec: number) => void;
@@ -827,19 +830,40 @@ export class WasmGemm {
   }
 }
 
-/** Whether this WebAssembly validates relaxed SIMD's fused multiply-add (after trying to switch it on in Node). */
-export async function enableRelaxedSimd(): Promise<boolean> {
+/**
+ * Decides whether the GEMM uses relaxed SIMD's fused multiply-add: yes when this WebAssembly validates it, after
+ * switching it on in Node 20 (`--experimental-wasm-relaxed-simd`; Node 22+, Chromium and Electron have it by
+ * default); no when DIGPT_RELAXED_SIMD=0 (for comparisons). Call before the first product; the answer says why.
+ */
+export function enableRelaxedSimd(): Promise<{ fma: boolean; why: string }> {
+  decision ??= decideRelaxedSimd();
+  return decision;
+}
+let decision: Promise<{ fma: boolean; why: string }> | undefined;
+
+async function decideRelaxedSimd(): Promise<{ fma: boolean; why: string }> {
+  const proc = (
+    globalThis as { process?: { versions?: { node?: string }; env?: Record<string, string | undefined> } }
+  ).process;
+  const decide = (fma: boolean, why: string) => {
+    relaxedSimd = fma;
+    return { fma, why };
+  };
+  if (proc?.env?.['DIGPT_RELAXED_SIMD'] === '0')
+    return decide(false, 'relaxed SIMD off by DIGPT_RELAXED_SIMD=0');
   const probe = gemmModuleBytes(true, 1);
-  if (WA.validate(probe)) return true;
-  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  if (!proc?.versions?.node) return false;
-  try {
-    const v8 = await import('node:v8');
-    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-  } catch {
-    return false;
+  if (WA.validate(probe)) return decide(true, 'relaxed SIMD available');
+  if (proc?.versions?.node) {
+    try {
+      const v8 = await import('node:v8');
+      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    } catch {
+      // not settable here: fall through
+    }
+    if (WA.validate(probe))
+      return decide(true, 'relaxed SIMD switched on with --experimental-wasm-relaxed-simd');
   }
-  return WA.validate(probe);
+  return decide(false, 'this WebAssembly engine has no relaxed SIMD');
 }
 
 // ---- tfjs-backend-wasm kernels: BatchMatMul and _FusedMatMul (bias, no activation) on the GEMM above ----
@@ -861,7 +885,6 @@ interface TensorInfoLike {
 }
 
 const gemms = new WeakMap<object, WasmGemm>();
-let relaxedSimd: boolean | undefined;
 
 /** The GEMM of a wasm backend (built on first use; fused multiply-add when relaxed SIMD validates). */
 export function gemmFor(backend: BackendLike): WasmGemm {

@@ -26,6 +26,15 @@ describe('initBackend', () => {
       );
       for (const s of r.skipped) assert.match(s.reason, /@tensorflow\/tfjs-node(-gpu)?: /);
       assert.match(describeBackend(r), /^backend: wasm — not used: @tensorflow\/tfjs-node-gpu: /);
+      // Node 20 has relaxed SIMD behind a flag, which start-up sets: the GEMM multiplies with fused multiply-add
+      assert.deepEqual(r.gemm, {
+        kind: 'fma',
+        why: 'relaxed SIMD switched on with --experimental-wasm-relaxed-simd',
+      });
+      assert.match(
+        describeBackend(r),
+        /products: the engine's wasm GEMM, fused multiply-add \(relaxed SIMD switched on/,
+      );
     }
     assert.equal(tf.getBackend(), r.tfName);
   });

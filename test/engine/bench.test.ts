@@ -69,6 +69,7 @@ describe('bench CLI', () => {
     const two = j['backend'] === 'wasm' && os.availableParallelism() >= 2;
     assert.equal(j['workers'], two ? 2 : 1);
     assert.match(String(j['workers_why']), /^auto: /);
+    assert.equal(j['gemm'], j['backend'] === 'wasm' ? 'fma' : null);
     if (two) {
       const phases = j['phases_ms'] as Record<string, number>;
       for (const k of [

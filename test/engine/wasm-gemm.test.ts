@@ -88,7 +88,7 @@ function runCase(fma: boolean, c: Case, seed: number): number {
 describe('WasmGemm', () => {
   let relaxed = false;
   before(async () => {
-    relaxed = await enableRelaxedSimd();
+    relaxed = (await enableRelaxedSimd()).fma;
   });
 
   it('generates a module that validates without relaxed SIMD (multiply + add)', () => {
