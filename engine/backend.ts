@@ -1,6 +1,7 @@
 // Picks the tfjs backend at start-up: tensorflow (GPU, then CPU), wasm, cpu; the first that loads and passes a numeric self-check.
 import * as tf from '@tensorflow/tfjs-core';
 import { enableRelaxedSimd } from './ops/wasm_gemm.js';
+import { useFastWasmKernels } from './ops/wasm_kernels.js';
 // tfjs-core's Node bundle has no gradient functions; the union package's bundle registers them all
 import '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
@@ -126,6 +127,9 @@ export async function initBackend(
       const tfName = await register(name);
       if (!(await tf.setBackend(tfName))) throw new Error(`tf.setBackend('${tfName}') failed`);
       await tf.ready();
+      // the engine's wasm kernels from the first operation on: a computation must not change kernels (and rounding)
+      // depending on whether a model op has run yet in this process (resumed runs must repeat losses exactly)
+      if (tfName === 'wasm') useFastWasmKernels();
       selfCheck();
       current = {
         name,

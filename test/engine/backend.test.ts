@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { describeBackend, initBackend } from '../../engine/backend.js';
+import { ADAMW_KERNEL } from '../../engine/ops/wasm_kernels.js';
 
 function installed(pkg: string): boolean {
   try {
