@@ -36,6 +36,8 @@ describe('initBackend', () => {
         describeBackend(r),
         /products: the engine's wasm GEMM, fused multiply-add \(relaxed SIMD switched on/,
       );
+      // the engine's kernels are in place from start-up, before any model op (so no computation changes kernels later)
+      assert.ok(tf.getKernel(ADAMW_KERNEL, 'wasm'));
     }
     assert.equal(tf.getBackend(), r.tfName);
   });
