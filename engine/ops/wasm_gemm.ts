@@ -946,6 +946,20 @@ export function gemmMatMul(
   const out = backend.makeOutput([...outer, m, n], 'float32');
   if (batch === 0 || m === 0 || n === 0) return out;
   const offset = (t: TensorInfoLike) => backend.dataIdMap.get(t.dataId).memoryOffset;
+  if (k === 0) {
+    // an empty sum: zeros, plus the bias if there is one
+    const view = new Float32Array(backend.wasm.asm.memory.buffer, offset(out), batch * m * n);
+    if (bias)
+      fillRows(
+        view,
+        new Float32Array(backend.wasm.asm.memory.buffer, offset(bias), bias.shape[0]).slice(),
+        n,
+        n,
+        batch * m,
+      );
+    else view.fill(0);
+    return out;
+  }
   const outPtr = offset(out);
   const ldc = n % 8 === 0 ? n : Math.ceil(n / 8) * 8;
   // C: the output itself when its rows are whole panels, else a padded scratch matrix per product

@@ -220,6 +220,26 @@ describe('BatchMatMul and _FusedMatMul on wasm', () => {
     close(w, c);
   });
 
+  it('an empty inner dimension gives zeros (or the bias), even on a reused heap', () => {
+    for (let i = 0; i < 3; i++)
+      tf.tidy(() => tf.matMul(tf.fill([40, 30], 7), tf.fill([30, 20], 3)).dataSync());
+    const [w, c, shape] = both(
+      [
+        [4, 0],
+        [0, 5],
+      ],
+      ([a, b]) => tf.matMul(a as tf.Tensor, b as tf.Tensor),
+    );
+    assert.deepEqual(shape, [4, 5]);
+    assert.deepEqual([...w], new Array<number>(20).fill(0));
+    close(w, c);
+    const [wb] = both([[3, 0], [0, 2], [2]], ([a, b, bias]) =>
+      tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias }),
+    );
+    assert.equal(wb[0], wb[2]);
+    assert.equal(wb[1], wb[3]);
+  });
+
   it('falls back to tfjs for a fused activation, with the same result', () => {
     const before = matMulStats.fallback;
     const [w, c] = both([[6, 5], [5, 4], [4]], ([a, b, bias]) =>
