@@ -2,6 +2,7 @@
 // Both transports (Electron IPC and the `digpt serve` WebSocket) carry exactly these messages; the renderer sees
 // nothing else. Pure data and zod: no Node, no DOM, no engine imports.
 import { z } from 'zod';
+import { RunSetting as S } from './run-settings.js';
 
 // --- shared shapes ---
 
@@ -47,7 +48,6 @@ export type Preset = z.infer<typeof Preset>;
 
 export const Objective = z.enum(['digpt', 'gen-only', 'dis-only', 'kd', 'mae']);
 const posInt = z.number().int().positive();
-const posNum = z.number().positive();
 
 /** What a UI can launch. Paths are dataset ids and run ids, never raw paths (except a teacher file). */
 export const LaunchRequest = z.discriminatedUnion('kind', [
@@ -58,16 +58,16 @@ export const LaunchRequest = z.discriminatedUnion('kind', [
     /** 'pixels', 'builtin' (the built-in teacher), a run id (a fine-tuning run), or a teacher file path. */
     teacher: z.string(),
     objective: Objective,
-    steps: posInt.optional(),
-    epochs: posNum.optional(),
-    batch: posInt,
-    accum: posInt,
+    steps: S.steps.optional(),
+    epochs: S.epochs.optional(),
+    batch: S.batch,
+    accum: S.accum,
     /** Base lr per 256 images. */
-    blr: posNum,
-    seed: z.number().int().nonnegative(),
-    checkpointEvery: posInt.optional(),
+    blr: S.blr,
+    seed: S.seed,
+    checkpointEvery: S.checkpoint_every.optional(),
     /** Training threads: 2 splits each micro-batch over both cores (wasm); 'auto' decides by backend and cores. */
-    workers: z.union([z.literal(1), z.literal(2), z.literal('auto')]).optional(),
+    workers: z.union([S.workers, z.literal('auto')]).optional(),
   }),
   z.object({
     kind: z.literal('finetune'),
@@ -75,19 +75,19 @@ export const LaunchRequest = z.discriminatedUnion('kind', [
     /** A run id (pretraining or fine-tuning) or 'scratch'. */
     from: z.string(),
     preset: z.string().optional(),
-    steps: posInt.optional(),
-    epochs: posNum.optional(),
-    batch: posInt,
-    accum: posInt,
-    blr: posNum.optional(),
-    seed: z.number().int().nonnegative(),
+    steps: S.steps.optional(),
+    epochs: S.epochs.optional(),
+    batch: S.batch,
+    accum: S.accum,
+    blr: S.blr.optional(),
+    seed: S.seed,
   }),
   z.object({
     kind: z.enum(['probe', 'knn']),
     dataset: z.string(),
     /** A run id. */
     from: z.string(),
-    seed: z.number().int().nonnegative(),
+    seed: S.seed,
   }),
 ]);
 export type LaunchRequest = z.infer<typeof LaunchRequest>;
