@@ -1,4 +1,4 @@
-// Picks the tfjs backend at start-up: tensorflow (GPU, then CPU), wasm, cpu; the first that loads and passes a numeric self-check.
+// Picks the tfjs backend at start-up: tensorflow (GPU, then CPU), wasm, cpu; the first that loads and passes a numeric self-check (the GPU only when TensorFlow made a GPU device).
 import * as tf from '@tensorflow/tfjs-core';
 import { enableRelaxedSimd } from './ops/wasm_gemm.js';
 import { useFastWasmKernels } from './ops/wasm_kernels.js';
@@ -20,6 +20,8 @@ export interface BackendReport {
   readonly forced: boolean;
   /** On wasm: how the engine's GEMM multiplies ('fma': relaxed-SIMD fused multiply-add, or 'mul+add') and why. */
   readonly gemm?: { readonly kind: 'fma' | 'mul+add'; readonly why: string };
+  /** On tensorflow-gpu: whether the products run in TF32 (tf32Note). */
+  readonly tf32?: string;
 }
 
 const ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
@@ -33,24 +35,105 @@ function errorText(e: unknown): string {
   return msg.split('\n')[0] ?? msg;
 }
 
+const TF_PKG = {
+  'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
+  tensorflow: '@tensorflow/tfjs-node',
+} as const;
+
+/** The exact reason given when tfjs-node-gpu loads but TensorFlow made no GPU device (it then trains on the CPU). */
+export const NO_GPU_DEVICE = 'tensorflow-gpu: loaded, but no GPU device (needs CUDA 11.2 and cuDNN 8.1)';
+
+/** What the tensorflow candidates depend on; the real `require` and tfjs registry by default (tests pass fakes). */
+export interface TensorflowFacts {
+  /** require.resolve(pkg) succeeds. */
+  readonly installed: (pkg: string) => boolean;
+  /** require(pkg): the module; throws when its native library does not load. */
+  readonly load: (pkg: string) => unknown;
+  /** The tfjs backend the package registered as 'tensorflow' (tfjs-node's NodeJSKernelBackend). */
+  readonly backend: () => unknown;
+  /** The package that already registered 'tensorflow' in this process, if any. */
+  readonly loaded: string | undefined;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export type TensorflowProbe =
+  | { readonly ok: true; readonly pkg: string; readonly gpu: boolean }
+  | { readonly ok: false; readonly pkg?: string; readonly reason: string };
+
+/**
+ * Whether tfjs-node's backend runs on a GPU device. libtensorflow lists its devices when the binding starts:
+ * NodeJSKernelBackend keeps the answer as `isUsingGpuDevice` (a boolean; the binding has it as a function).
+ */
+export function usesGpuDevice(backend: unknown): boolean {
+  if (typeof backend !== 'object' || backend === null) return false;
+  const b = backend as { isUsingGpuDevice?: unknown; binding?: { isUsingGpuDevice?: unknown } };
+  if (typeof b.isUsingGpuDevice === 'boolean') return b.isUsingGpuDevice;
+  if (typeof b.isUsingGpuDevice === 'function') return (b.isUsingGpuDevice as () => unknown).call(b) === true;
+  const f = b.binding?.isUsingGpuDevice;
+  return typeof f === 'function' && (f as () => unknown).call(b.binding) === true;
+}
+
+/**
+ * Decides a tensorflow candidate from `f` alone. tensorflow-gpu counts only when a GPU device was created:
+ * tfjs-node-gpu (libtensorflow 2.9.1, CUDA 11.2 + cuDNN 8.1) also loads on a machine with other CUDA versions, or
+ * none, and then trains on the CPU. Once tfjs-node-gpu is loaded, 'tensorflow' is that same library on the CPU
+ * (loading tfjs-node beside it would put two TensorFlows in one process).
+ */
+export function probeTensorflow(name: 'tensorflow-gpu' | 'tensorflow', f: TensorflowFacts): TensorflowProbe {
+  if (name === 'tensorflow' && f.loaded) return { ok: true, pkg: f.loaded, gpu: false };
+  const pkg = TF_PKG[name];
+  const hidden = f.env['CUDA_VISIBLE_DEVICES'];
+  if (name === 'tensorflow-gpu' && (hidden === '' || hidden === '-1'))
+    return { ok: false, reason: `tensorflow-gpu: CUDA_VISIBLE_DEVICES='${hidden}' hides every GPU` };
+  if (!f.installed(pkg)) return { ok: false, reason: `${pkg}: not installed` };
+  try {
+    f.load(pkg);
+  } catch (e) {
+    return { ok: false, reason: `${pkg}: installed but does not load (${errorText(e)})` };
+  }
+  if (name === 'tensorflow-gpu' && !usesGpuDevice(f.backend()))
+    return { ok: false, pkg, reason: NO_GPU_DEVICE };
+  return { ok: true, pkg, gpu: name === 'tensorflow-gpu' };
+}
+
+/**
+ * On a GPU: TensorFlow multiplies float32 matrices in TF32 on Ampere and newer (10-bit mantissas in the products)
+ * unless NVIDIA_TF32_OVERRIDE=0; the backend line says which.
+ */
+export function tf32Note(env: Readonly<Record<string, string | undefined>> = process.env): string {
+  return env['NVIDIA_TF32_OVERRIDE'] === '0'
+    ? 'TF32 off (NVIDIA_TF32_OVERRIDE=0): products in fp32'
+    : 'TF32 is on by default on Ampere and newer GPUs (products with 10-bit mantissas); NVIDIA_TF32_OVERRIDE=0 keeps fp32 products';
+}
+
+/** The package that registered 'tensorflow' in this process. */
+let tensorflowPkg: string | undefined;
+
+const realFacts = (): TensorflowFacts => ({
+  installed: (pkg) => {
+    try {
+      require.resolve(pkg);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  load: (pkg) => require(pkg) as unknown,
+  // findBackend starts the registered factory (tfjs-node's binding) without making it the active backend
+  backend: () => tf.findBackend('tensorflow'),
+  loaded: tensorflowPkg,
+  env: process.env,
+});
+
 /** Loads the package for a candidate; throws with a short reason when it cannot. */
 async function register(name: BackendName): Promise<string> {
   switch (name) {
     case 'tensorflow-gpu':
     case 'tensorflow': {
-      const pkg = name === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
-      try {
-        require.resolve(pkg);
-      } catch {
-        throw new Error(`${pkg}: not installed`);
-      }
-      try {
-        require(pkg);
-      } catch (e) {
-        throw new Error(`${pkg}: installed but does not load (${errorText(e)})`);
-      }
-      if (name === 'tensorflow-gpu' && !hasCuda())
-        throw new Error(`${pkg}: loads, but no CUDA device is visible`);
+      const r = probeTensorflow(name, realFacts());
+      // a package that loaded has registered 'tensorflow', GPU device or not
+      if (r.pkg && (r.ok || r.reason === NO_GPU_DEVICE)) tensorflowPkg ??= r.pkg;
+      if (!r.ok) throw new Error(r.reason);
       return 'tensorflow';
     }
     case 'wasm': {
@@ -63,17 +146,6 @@ async function register(name: BackendName): Promise<string> {
       await import('@tensorflow/tfjs-backend-cpu');
       return 'cpu';
     }
-  }
-}
-
-function hasCuda(): boolean {
-  // tfjs-node-gpu loads without a GPU and silently runs on the CPU; only a visible device makes it the GPU backend.
-  const env = process.env['CUDA_VISIBLE_DEVICES'];
-  if (env !== undefined && (env === '' || env === '-1')) return false;
-  try {
-    return require('node:fs').existsSync('/dev/nvidia0') as boolean;
-  } catch {
-    return false;
   }
 }
 
@@ -139,6 +211,7 @@ export async function initBackend(
         ...(tfName === 'wasm' && wasmGemm
           ? { gemm: { kind: wasmGemm.fma ? 'fma' : 'mul+add', why: wasmGemm.why } }
           : {}),
+        ...(name === 'tensorflow-gpu' ? { tf32: tf32Note() } : {}),
       };
       return current;
     } catch (e) {
@@ -161,7 +234,8 @@ export function describeBackend(r: BackendReport): string {
   const gemm = r.gemm
     ? ` — products: the engine's wasm GEMM, ${r.gemm.kind === 'fma' ? 'fused multiply-add' : 'multiply + add'} (${r.gemm.why})`
     : '';
-  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${why ? ` — not used: ${why}` : ''}${gemm}`;
+  const tf32 = r.tf32 ? ` — ${r.tf32}` : '';
+  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${why ? ` — not used: ${why}` : ''}${gemm}${tf32}`;
 }
 
 /** True when matMuls must avoid transpose flags and batch dimensions to stay on XNNPACK. */
