@@ -1,12 +1,137 @@
-// Hosts engine jobs in worker threads for the CLI, `digpt serve` and the Electron main process alike.
+// Hosts engine jobs for the CLI, `digpt serve` and the Electron main process: in a worker thread, or in a child process on tensorflow.
+import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { HostMessage, JobSpec, WorkerEvent } from './protocol.js';
 
-/** Events of one job: every WorkerEvent, plus `exit` when the thread is gone (crashed threads report an error first). */
+/** Events of one job: every WorkerEvent, plus `exit` when its thread or process is gone (a crash reports an error first). */
 export interface JobEvents {
   event: [WorkerEvent];
   exit: [{ ok: boolean; error?: string }];
+}
+
+/** Where a job's engine runs. */
+export type TransportKind = 'thread' | 'process';
+
+/** What a transport reports to its JobHandle. */
+interface TransportEvents {
+  message: [WorkerEvent];
+  /** A crash with a message (a worker thread's uncaught exception). */
+  crash: [Error];
+  /** Gone: the exit code, or the signal that ended a process. */
+  exit: [{ code: number | null; signal: NodeJS.Signals | null }];
+}
+
+/** One job's engine, behind the same protocol (app/jobs/protocol.ts) whichever it is. */
+interface Transport extends EventEmitter<TransportEvents> {
+  readonly kind: TransportKind;
+  /** The child's process id (process transport). */
+  readonly pid: number | undefined;
+  post(m: HostMessage): void;
+  /** Ends it at once; resolves when it is gone. */
+  terminate(): Promise<void>;
+}
+
+const BOOT = new URL('./worker-boot.mjs', import.meta.url);
+
+class ThreadTransport extends EventEmitter<TransportEvents> implements Transport {
+  readonly kind = 'thread';
+  readonly pid = undefined;
+  private readonly worker: Worker;
+
+  constructor(env: Record<string, string | undefined>) {
+    super();
+    this.worker = new Worker(BOOT, { execArgv: [], env });
+    this.worker.on('message', (e: WorkerEvent) => this.emit('message', e));
+    this.worker.on('error', (err) => this.emit('crash', err));
+    this.worker.on('exit', (code) => this.emit('exit', { code, signal: null }));
+  }
+
+  post(m: HostMessage): void {
+    this.worker.postMessage(m);
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+/** Heap limits of the host carry over to the child (the rest of execArgv, e.g. a test runner's, must not). */
+function childExecArgv(): string[] {
+  return process.execArgv.filter((a) => /^--(max-old-space-size|max-semi-space-size|stack-size)=/.test(a));
+}
+
+class ProcessTransport extends EventEmitter<TransportEvents> implements Transport {
+  readonly kind = 'process';
+  private readonly child: ChildProcess;
+  private gone = false;
+
+  constructor(env: Record<string, string | undefined>) {
+    super();
+    this.child = fork(fileURLToPath(BOOT), [], {
+      // the Electron main process forks itself, run as plain Node
+      env: process.versions['electron'] ? { ...env, ELECTRON_RUN_AS_NODE: '1' } : env,
+      execArgv: childExecArgv(),
+      // typed arrays (cluster orders, sample pixels) survive as typed arrays
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.child.on('message', (e) => this.emit('message', e as WorkerEvent));
+    // a failed send to a child that has just exited; its exit is reported below
+    this.child.on('error', () => undefined);
+    this.child.on('exit', (code, signal) => {
+      this.gone = true;
+      this.emit('exit', { code, signal });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  post(m: HostMessage): void {
+    if (this.child.connected) this.child.send(m);
+  }
+
+  async terminate(): Promise<void> {
+    if (this.gone) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+const require = createRequire(import.meta.url);
+
+function resolves(pkg: string): boolean {
+  try {
+    require.resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Thread or process, decided without loading tfjs. tfjs-node keeps one process-wide TensorFlow backend and a second
+ * thread that loads it fails (tfjs#2079, #8388), so a job that would get tensorflow or tensorflow-gpu runs in its own
+ * process: DIGPT_BACKEND names one, or (unset) `@tensorflow/tfjs-node(-gpu)` is installed. DIGPT_JOB_PROCESS=1 forces
+ * a process.
+ */
+export function jobTransport(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  isInstalled: (pkg: string) => boolean = resolves,
+): { kind: TransportKind; why: string } {
+  if (env['DIGPT_JOB_PROCESS'] === '1') return { kind: 'process', why: 'DIGPT_JOB_PROCESS=1' };
+  const forced = env['DIGPT_BACKEND'];
+  if (forced === 'tensorflow' || forced === 'tensorflow-gpu')
+    return { kind: 'process', why: `DIGPT_BACKEND=${forced}: one TensorFlow per process` };
+  if (forced) return { kind: 'thread', why: `DIGPT_BACKEND=${forced}` };
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'])
+    if (isInstalled(pkg)) return { kind: 'process', why: `${pkg} is installed: one TensorFlow per process` };
+  return { kind: 'thread', why: 'wasm or cpu: an engine per thread' };
 }
 
 /** A running job: its events and its controls. */
@@ -14,31 +139,49 @@ export class JobHandle extends EventEmitter<JobEvents> {
   private seq = 0;
   private finished = false;
   private failure: string | undefined;
+  private killing = false;
 
-  constructor(private readonly worker: Worker) {
+  constructor(private readonly transport: Transport) {
     super();
-    worker.on('message', (e: WorkerEvent) => {
+    transport.on('message', (e) => {
       if (e.type === 'error') this.failure = e.message;
       this.emit('event', e);
     });
-    // a crashed worker (uncaught exception, out of memory) fails its job; the host keeps running
-    worker.on('error', (err) => {
+    // a crashed engine (uncaught exception, out of memory) fails its job; the host keeps running
+    transport.on('crash', (err) => {
       this.failure = `engine worker crashed: ${err.message}`;
       this.emit('event', { seq: -1, type: 'error', name: err.name, message: this.failure });
     });
-    worker.on('exit', (code) => {
+    transport.on('exit', ({ code, signal }) => {
       this.finished = true;
-      if (code !== 0 && !this.failure) {
-        this.failure = `engine worker exited with code ${code}`;
+      if (this.killing && !this.failure) this.failure = 'the job was killed (no checkpoint)';
+      if ((code !== 0 || signal) && !this.failure) {
+        const where = transport.kind === 'process' ? 'engine process' : 'engine worker';
+        this.failure = signal ? `${where} was killed by ${signal}` : `${where} exited with code ${code}`;
         this.emit('event', { seq: -1, type: 'error', name: 'WorkerExit', message: this.failure });
       }
       this.emit('exit', this.failure ? { ok: false, error: this.failure } : { ok: true });
     });
   }
 
+  /** 'thread' (worker thread of this process) or 'process' (a child process). */
+  get transportKind(): TransportKind {
+    return this.transport.kind;
+  }
+
+  /** The child's process id when the job runs in a child process. */
+  get pid(): number | undefined {
+    return this.transport.pid;
+  }
+
+  /** True once kill() was called. */
+  get killed(): boolean {
+    return this.killing;
+  }
+
   /** Sends a message, numbered. */
   send(m: HostMessage extends infer M ? (M extends { seq: number } ? Omit<M, 'seq'> : never) : never): void {
-    if (!this.finished) this.worker.postMessage({ ...m, seq: this.seq++ });
+    if (!this.finished) this.transport.post({ ...m, seq: this.seq++ } as HostMessage);
   }
 
   pause(): void {
@@ -54,12 +197,14 @@ export class JobHandle extends EventEmitter<JobEvents> {
     this.send({ type: 'stop' });
   }
 
-  /** Ends the thread at once (no checkpoint). */
+  /** Ends the job's thread or process at once (no checkpoint); only that one. */
   async kill(): Promise<void> {
-    await this.worker.terminate();
+    if (this.finished) return;
+    this.killing = true;
+    await this.transport.terminate();
   }
 
-  /** Resolves when the thread has exited. */
+  /** Resolves when the thread or process has exited. */
   done(): Promise<{ ok: boolean; error?: string }> {
     if (this.finished)
       return Promise.resolve(this.failure ? { ok: false, error: this.failure } : { ok: true });
@@ -67,16 +212,10 @@ export class JobHandle extends EventEmitter<JobEvents> {
   }
 }
 
-/** Where the worker's code is and how to load it: TypeScript through tsx in development and tests. */
-function workerUrl(): { url: URL; execArgv: string[] } {
-  return { url: new URL('./worker-boot.mjs', import.meta.url), execArgv: [] };
-}
-
-/** Starts `job` in a new worker thread. */
+/** Starts `job` in a worker thread, or in a child process where jobTransport says so. */
 export function startJob(job: JobSpec, env: Record<string, string | undefined> = process.env): JobHandle {
-  const { url, execArgv } = workerUrl();
-  const worker = new Worker(url, { execArgv, env });
-  const handle = new JobHandle(worker);
+  const kind = jobTransport(env).kind;
+  const handle = new JobHandle(kind === 'process' ? new ProcessTransport(env) : new ThreadTransport(env));
   handle.send({ type: 'start', job });
   return handle;
 }
