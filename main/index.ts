@@ -1,6 +1,7 @@
 // Electron main process: one sandboxed window over the workbench of app/workbench, wired by main/ipc.ts.
-// The workbench (datasets, folder watching, runs in worker threads) runs here, in the main process, from the
-// TypeScript sources through tsx, as bin/digpt.js does; this file is bundled to dist/main/index.js.
+// The workbench (datasets, folder watching, runs in worker threads or, on tensorflow, child processes run as Node)
+// runs here, in the main process, from the TypeScript sources through tsx, as bin/digpt.js does; this file is
+// bundled to dist/main/index.js.
 import { app, BrowserWindow, dialog, ipcMain, session, shell } from 'electron';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -19,23 +20,22 @@ const indexFile = join(here, '..', 'renderer', 'index.html');
 const appUrl = pathToFileURL(indexFile).href;
 const preloadPath = join(here, 'preload.cjs');
 const workbenchModule = pathToFileURL(join(here, '..', '..', 'app', 'workbench', 'index.ts')).href;
+const workspaceModule = pathToFileURL(join(here, '..', '..', 'app', 'workspace.ts')).href;
 
-/** Where runs and the dataset registry live: $DIGPT_WORKSPACE, or a folder in the user's documents. */
-function workspaceDir(): string {
-  return process.env.DIGPT_WORKSPACE || join(app.getPath('documents'), 'D-iGPT Workbench');
-}
-
-async function loadWorkbench(workspace: string): Promise<WorkbenchPort> {
+async function loadWorkbench(): Promise<{ workbench: WorkbenchPort; workspace: string }> {
   if (app.isPackaged && !process.env.ESBUILD_BINARY_PATH) {
     // Inherited by the job workers, which register tsx too.
     const binary = esbuildBinaryPath(createRequire(import.meta.url).resolve, process.platform, process.arch);
     if (binary) process.env.ESBUILD_BINARY_PATH = binary;
   }
   register();
+  // the same default as `digpt` and `digpt serve` ($DIGPT_WORKSPACE honoured), so each shows the others' runs
+  const { defaultWorkspace } = (await import(workspaceModule)) as { defaultWorkspace: () => string };
   const { Workbench } = (await import(workbenchModule)) as {
     Workbench: new (options: { workspace: string }) => WorkbenchPort;
   };
-  return new Workbench({ workspace });
+  const workspace = defaultWorkspace();
+  return { workbench: new Workbench({ workspace }), workspace };
 }
 
 function fatal(title: string, error: unknown): void {
@@ -48,8 +48,7 @@ async function main(): Promise<void> {
   await app.whenReady();
   secureSession(session.defaultSession);
 
-  const workspace = workspaceDir();
-  const workbench = await loadWorkbench(workspace);
+  const { workbench, workspace } = await loadWorkbench();
   let window: BrowserWindow | null = null;
   const current = (): BrowserWindow | null => (window && !window.isDestroyed() ? window : null);
 
