@@ -154,7 +154,6 @@ export class JobHandle extends EventEmitter<JobEvents> {
     });
     transport.on('exit', ({ code, signal }) => {
       this.finished = true;
-      if (this.killing && !this.failure) this.failure = 'the job was killed (no checkpoint)';
       if ((code !== 0 || signal) && !this.failure) {
         const where = transport.kind === 'process' ? 'engine process' : 'engine worker';
         this.failure = signal ? `${where} was killed by ${signal}` : `${where} exited with code ${code}`;
@@ -174,7 +173,7 @@ export class JobHandle extends EventEmitter<JobEvents> {
     return this.transport.pid;
   }
 
-  /** True once kill() was called. */
+  /** True once kill() was called (the job then fails as a crashed one does: its exit is not asked for). */
   get killed(): boolean {
     return this.killing;
   }
