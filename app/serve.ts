@@ -13,6 +13,8 @@ export interface ServeOptions {
   /** 0 picks a free port. */
   readonly port?: number;
   readonly workspace: string;
+  /** The folder of run folders to list and launch into (`digpt serve --logdir`); default WORKSPACE/runs. */
+  readonly runsDir?: string;
   /** The built renderer (index.html and assets). */
   readonly staticDir?: string;
   /** Fixed token (tests); random otherwise. */
@@ -67,7 +69,11 @@ export async function serve(o: ServeOptions): Promise<Server> {
   const host = o.host ?? '127.0.0.1';
   const token = o.token ?? randomBytes(24).toString('hex');
   const staticDir = o.staticDir ?? DEFAULT_STATIC_DIR;
-  const workbench = new Workbench({ workspace: o.workspace, restrictPaths: true });
+  const workbench = new Workbench({
+    workspace: o.workspace,
+    ...(o.runsDir !== undefined ? { runsDir: o.runsDir } : {}),
+    restrictPaths: true,
+  });
   const ok = (req: http.IncomingMessage): boolean => {
     const t = presented(req);
     return t !== undefined && same(t, token);

@@ -1,145 +1,208 @@
 // Entry point of the `digpt` command line: the headless workbench, calling the same job host as the desktop app.
-import * as os from 'node:os';
+// tfjs loads in the jobs, not here; the experiments load when asked for (help and flag errors answer at once).
+import * as fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import * as nodePath from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { initBackend } from '../../engine/backend.js';
+import { parseArgs } from 'node:util';
+import { ExportFormat } from '../api/contract.js';
 import { PRESETS } from '../../engine/config.js';
-import { PRETRAIN_OBJECTIVES } from '../../engine/models/factory.js';
-import { BUILTIN_SAMPLE_DIR, formatScan, scanDataset } from '../datasets/index.js';
+import { BUILTIN_SAMPLE_DIR } from '../datasets/index.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
-import type { JobSpec } from '../jobs/protocol.js';
-import { BUDGET_NAMES, isBudgetName, runAblations } from '../experiments/ablations.js';
-import { rewriteReport } from '../experiments/report.js';
-import { EXPORT_FORMATS, exportRun, type ExportFormat } from '../runs/export.js';
+import type { ExportJob, JobSpec } from '../jobs/protocol.js';
+import { defaultWorkspace, newRunDir, runsDir, runStamp } from '../workspace.js';
+import { commandUsage, COMMANDS, findCommand, groupOf, topUsage, type CommandSpec } from './commands.js';
+import { parseNumber, joinNegativeValues, UsageError } from './flags.js';
 import { outputMode, Progress } from './progress.js';
 
-const USAGE = `usage: digpt <command> [options]
+const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 
-commands:
-  datasets scan DIR [--json] [--validate]     images per class and split, sizes, skipped files
-  pretrain --data DIR --preset NAME --teacher SPEC [--objective ${PRETRAIN_OBJECTIVES.join('|')}]
-           [--epochs N | --steps N] [--batch N] [--accum N] [--seed S] [--blr X]
-           [--out RUN_DIR] [--checkpoint-every STEPS] [--img-size PX] [--workers 1|2|auto] [--json]
-           --workers 2 splits each micro-batch with a second thread (both cores on wasm); auto
-           (the default): 2 on the wasm backend with 2+ cores, else 1
-           SPEC: 'pixels', a CLIP safetensors file (OpenAI, OpenCLIP or HF names), or a
-           classifier exported by the workbench (e.g. a finetune run's export)
-  import FILE --data DIR --preset NAME --teacher SPEC [pretrain options]
-                                              start a pretraining run from official D-iGPT weights
-  finetune --data DIR --from RUN|FILE|scratch [--preset NAME] [--epochs N | --steps N]
-           [--batch N] [--accum N] [--seed S] [--blr X] [--warmup-epochs N] [--out RUN_DIR]
-           [--checkpoint-every STEPS] [--export PATH] [--json]
-           [--layer-decay 0.65] [--drop-path 0.1] [--smoothing 0.1] [--mixup 0.8] [--cutmix 1.0]
-           [--erase 0.25]                      the recipe's defaults; 0 switches a piece off
-  probe --data DIR --from RUN|FILE [--epochs N] [--seed S] [--json]    linear probe, val top-1
-  knn --data DIR --from RUN|FILE [--k N] [--json]                      weighted k-NN, val top-1
-  resume RUN_DIR [--json]                     continue a run from its newest good checkpoint
-  export RUN_DIR --format timm|digpt|tfjs [--out PATH]
-  demo [--steps N] [--out RUN_DIR] [--json]   pretrain digpt-micro-32 on the built-in sample with the
-                                              built-in teacher, then linear-probe it (a few minutes)
-  serve [--host 127.0.0.1] [--port N] [--workspace DIR]
-                                              the workbench UI in a browser (token-protected)
-  experiment ablations [--budget ${BUDGET_NAMES.join('|')}] [--data DIR] [--out DIR] [--seeds N]
-                                              the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md + plots
-  experiment report DIR                       write an experiment's report.md and plots again from its results.json
-  bench [--preset NAME] [--batch N] [--steps N] [--json] [--peer] [--workers 1|2]
-                                              timed training steps (see npm run bench -- --help)
-  bench --clip-b16 | --pipeline [DIR]         the teacher's forward at 224 px; the data pipeline from JPEGs
-  presets                                     the named model presets
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(nodePath.join(ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
 
-presets: ${PRESETS.map((p) => p.name).join(', ')}`;
+/** 128 + the signal's number, as a shell reports a process ended by it: 130 for SIGINT, 143 for SIGTERM. */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + osConstants.signals[sig];
+}
 
-/** An error the user made (bad flag, missing argument): printed with the usage, exit code 2. */
-class UsageError extends Error {}
+/** The flags of one command, read against its table entry (commands.ts). */
+class Flags {
+  constructor(
+    readonly spec: CommandSpec,
+    private readonly values: Readonly<Record<string, string | boolean | undefined>>,
+    readonly positionals: readonly string[],
+  ) {}
 
-function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, positionals = 0) {
+  has(name: string): boolean {
+    return this.values[name] !== undefined;
+  }
+
+  bool(name: string): boolean {
+    return this.values[name] === true;
+  }
+
+  /** The given text, else the table's default. */
+  str(name: string): string | undefined {
+    const v = this.values[name];
+    return typeof v === 'string' ? v : this.spec.flags[name]?.default;
+  }
+
+  req(name: string): string {
+    const v = this.str(name);
+    if (v === undefined || v === '') throw new UsageError(`--${name} is required`, this.spec.name);
+    return v;
+  }
+
+  /** A numeric flag (given or its default), read and bounded as the table says. */
+  num(name: string): number | undefined {
+    const v = this.numOrAuto(name);
+    if (v === 'auto') throw new UsageError(`--${name} does not take 'auto'`, this.spec.name);
+    return v;
+  }
+
+  numOrAuto(name: string): number | 'auto' | undefined {
+    const f = this.spec.flags[name];
+    if (!f?.number) throw new Error(`--${name} is not a numeric flag of ${this.spec.name}`);
+    const raw = this.str(name);
+    if (raw === undefined) return undefined;
+    try {
+      return parseNumber(raw, `--${name}`, f.number);
+    } catch (e) {
+      throw e instanceof UsageError ? new UsageError(e.message, this.spec.name) : e;
+    }
+  }
+
+  /** The positional argument at `i`, required, named in the error as `what`. */
+  arg(i: number, what: string): string {
+    const v = this.positionals[i];
+    if (v === undefined || v === '') throw new UsageError(`${what} is required`, this.spec.name);
+    return v;
+  }
+}
+
+/** Parses `args` strictly against `spec` (node:util parseArgs: unknown flags and stray arguments are errors). */
+function parse(spec: CommandSpec, args: string[]): Flags {
+  const options = Object.fromEntries(Object.entries(spec.flags).map(([n, f]) => [n, { type: f.type }]));
+  const valueFlags = new Set(
+    Object.entries(spec.flags)
+      .filter(([, f]) => f.type === 'string')
+      .map(([n]) => n),
+  );
   try {
-    const r = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
-    if (r.positionals.length > positionals)
-      throw new UsageError(`unexpected argument '${r.positionals[positionals] as string}'`);
-    return r;
+    const r = parseArgs({
+      args: joinNegativeValues(args, valueFlags),
+      options,
+      allowPositionals: spec.positionals > 0,
+      strict: true,
+    });
+    if (r.positionals.length > spec.positionals)
+      throw new UsageError(`unexpected argument '${r.positionals[spec.positionals] as string}'`, spec.name);
+    return new Flags(spec, r.values as Record<string, string | boolean | undefined>, r.positionals);
   } catch (e) {
     if (e instanceof UsageError) throw e;
     // node's messages already name the flag ("Unknown option '--epoch'")
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(e instanceof Error ? e.message : String(e), spec.name);
   }
 }
 
-function int(v: string | undefined, flag: string, dflt?: number): number {
-  if (v === undefined) {
-    if (dflt === undefined) throw new UsageError(`${flag} is required`);
-    return dflt;
-  }
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, got '${v}'`);
-  return n;
+/** `--help` or `-h` among a command's arguments (before a `--`). */
+function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
 }
 
-function num(v: string | undefined, flag: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got '${v}'`);
-  return n;
+function stepsOrEpochs(f: Flags): { steps?: number; epochs?: number } {
+  const steps = f.num('steps');
+  const epochs = f.num('epochs');
+  if (steps !== undefined && epochs !== undefined)
+    throw new UsageError('give --steps or --epochs, not both', f.spec.name);
+  return { ...(steps !== undefined ? { steps } : {}), ...(epochs !== undefined ? { epochs } : {}) };
 }
 
-function workersFlag(v: string | undefined): number | 'auto' {
-  if (v === 'auto') return 'auto';
-  const n = Number(v);
-  if (n !== 1 && n !== 2) throw new UsageError(`--workers takes 1, 2 or auto, got '${v ?? ''}'`);
-  return n;
+/** A run folder: --out, else a new folder in the workspace's runs (where `digpt serve` and the app list runs). */
+function outDir(f: Flags, kind: string): string {
+  const out = f.str('out');
+  return nodePath.resolve(out ?? newRunDir(runsDir(defaultWorkspace()), kind));
 }
 
-function req(v: string | undefined, flag: string): string {
-  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
-  return v;
-}
-
-const PRETRAIN_OPTIONS = {
-  data: { type: 'string' },
-  preset: { type: 'string' },
-  'img-size': { type: 'string' },
-  teacher: { type: 'string' },
-  objective: { type: 'string' },
-  epochs: { type: 'string' },
-  steps: { type: 'string' },
-  batch: { type: 'string' },
-  accum: { type: 'string' },
-  seed: { type: 'string' },
-  blr: { type: 'string' },
-  out: { type: 'string' },
-  'checkpoint-every': { type: 'string' },
-  workers: { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
-
-function pretrainJob(v: Record<string, string | boolean | undefined>, init?: string): JobSpec {
-  const s = (k: string): string | undefined => v[k] as string | undefined;
-  const steps = s('steps') !== undefined ? int(s('steps'), '--steps') : undefined;
-  const epochs = s('epochs') !== undefined ? num(s('epochs'), '--epochs', 1) : undefined;
-  if (steps !== undefined && epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+function pretrainJob(f: Flags, init?: string): JobSpec {
+  const imgSize = f.num('img-size');
   return {
     kind: 'pretrain',
-    data: req(s('data'), '--data'),
-    preset: req(s('preset'), '--preset'),
-    ...(s('img-size') !== undefined ? { imgSize: int(s('img-size'), '--img-size') } : {}),
-    teacher: req(s('teacher'), '--teacher'),
-    objective: s('objective') ?? 'digpt',
-    ...(steps !== undefined ? { steps } : {}),
-    ...(epochs !== undefined ? { epochs } : {}),
-    batch: Math.max(1, int(s('batch'), '--batch', 32)),
-    accum: Math.max(1, int(s('accum'), '--accum', 1)),
-    seed: int(s('seed'), '--seed', 0),
-    blr: num(s('blr'), '--blr', 1.5e-4),
-    out: s('out') ?? nodePath.join('runs', `pretrain-${stamp}`),
-    checkpointEvery: Math.max(1, int(s('checkpoint-every'), '--checkpoint-every', 100)),
-    workers: s('workers') !== undefined ? workersFlag(s('workers')) : 'auto',
+    data: f.req('data'),
+    preset: f.req('preset'),
+    ...(imgSize !== undefined ? { imgSize } : {}),
+    teacher: f.req('teacher'),
+    objective: f.req('objective'),
+    ...stepsOrEpochs(f),
+    batch: f.num('batch') as number,
+    accum: f.num('accum') as number,
+    seed: f.num('seed') as number,
+    blr: f.num('blr') as number,
+    checkpointEvery: f.num('checkpoint-every') as number,
+    workers: f.numOrAuto('workers') ?? 'auto',
     ...(init ? { init } : {}),
+    out: outDir(f, init ? 'import' : 'pretrain'),
   };
 }
 
-/** Runs a job in the engine worker, showing progress; resolves to the exit code. */
+function finetuneJob(f: Flags): JobSpec {
+  /** Flags the job has defaults for: only the given ones are passed. */
+  const given = (flag: string, key: string): Record<string, number> => {
+    const v = f.num(flag);
+    return v !== undefined ? { [key]: v } : {};
+  };
+  return {
+    kind: 'finetune',
+    data: f.req('data'),
+    from: f.req('from'),
+    ...(f.str('preset') ? { preset: f.str('preset') as string } : {}),
+    ...stepsOrEpochs(f),
+    batch: f.num('batch') as number,
+    accum: f.num('accum') as number,
+    seed: f.num('seed') as number,
+    ...given('blr', 'blr'),
+    ...given('warmup-epochs', 'warmupEpochs'),
+    ...given('checkpoint-every', 'checkpointEvery'),
+    ...given('layer-decay', 'layerDecay'),
+    ...given('drop-path', 'dropPath'),
+    ...given('smoothing', 'smoothing'),
+    ...given('mixup', 'mixup'),
+    ...given('cutmix', 'cutmix'),
+    ...given('erase', 'erase'),
+    out: outDir(f, 'finetune'),
+  };
+}
+
+/**
+ * SIGINT and SIGTERM while a job runs: the first asks it to stop at the next step boundary with a checkpoint, the
+ * second ends it at once. Returns the first signal seen (undefined when none) and a function that removes the handlers.
+ */
+function stopOnSignals(
+  onFirst: (sig: NodeJS.Signals) => void,
+  onSecond: (sig: NodeJS.Signals) => void,
+): { signal: () => NodeJS.Signals | undefined; off: () => void } {
+  let first: NodeJS.Signals | undefined;
+  const handler = (sig: NodeJS.Signals): void => {
+    if (first === undefined) {
+      first = sig;
+      onFirst(sig);
+    } else onSecond(sig);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: () => first,
+    off: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+/** Runs a job in the engine, showing progress; resolves to the exit code (0, 1 failed, 130/143 interrupted). */
 async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
   const mode = outputMode(json);
   // machines read one JSON object per line on stdout; people read the bar on stderr
@@ -149,15 +212,22 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
   let total = 0;
   let runDir = '';
   let label = '';
+  let lastStep: number | undefined;
+  let checkpoint: string | undefined;
   let failed: string | undefined;
   let result: Readonly<Record<string, number | string>> | undefined;
-  const onSignal = (): void => {
-    progress.note('stopping after this step (a checkpoint will be written); press Ctrl-C again to abort');
-    process.off('SIGINT', onSignal);
-    process.once('SIGINT', () => void handle.kill());
-    handle.stop();
-  };
-  process.once('SIGINT', onSignal);
+  const signals = stopOnSignals(
+    (sig) => {
+      progress.note(
+        `${sig}: stopping after this step (a checkpoint will be written); send it again to end at once`,
+      );
+      handle.stop();
+    },
+    (sig) => {
+      progress.note(`${sig} again: ending the job now, without a checkpoint`);
+      void handle.kill();
+    },
+  );
   handle.on('event', (e) => {
     switch (e.type) {
       case 'backend':
@@ -201,10 +271,12 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
         result = e.result;
         break;
       case 'checkpoint':
+        checkpoint = e.folder;
         if (mode === 'json')
           out.write(`${JSON.stringify({ event: 'checkpoint', step: e.step, folder: e.folder })}\n`);
         break;
       case 'done':
+        lastStep = e.step;
         if (result) {
           if (mode === 'json') out.write(`${JSON.stringify({ event: 'result', ...result })}\n`);
           else
@@ -223,35 +295,151 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
     }
   });
   const res = await handle.done();
-  process.off('SIGINT', onSignal);
-  if (failed ?? !res.ok) {
-    const msg = failed ?? res.error ?? 'the engine worker failed';
+  signals.off();
+  const sig = signals.signal();
+  // after kill() the failure is ours, not the job's
+  const failure = handle.killed
+    ? undefined
+    : (failed ?? (res.ok ? undefined : (res.error ?? 'the engine worker failed')));
+  if (failure !== undefined) {
     if (mode === 'json')
-      out.write(`${JSON.stringify({ event: 'error', message: msg, run: runDir || undefined })}\n`);
-    else process.stderr.write(`digpt: ${msg}\n`);
-    return 1;
+      out.write(`${JSON.stringify({ event: 'error', message: failure, run: runDir || undefined })}\n`);
+    else process.stderr.write(`digpt: ${failure}\n`);
   }
+  if (sig !== undefined) {
+    const code = signalExitCode(sig);
+    const saved = handle.killed ? null : (checkpoint ?? null);
+    if (mode === 'json')
+      out.write(
+        `${JSON.stringify({ event: 'interrupted', signal: sig, run: runDir || undefined, step: lastStep ?? null, checkpoint: saved, exit: code })}\n`,
+      );
+    else
+      process.stderr.write(
+        `digpt: interrupted by ${sig}${handle.killed ? ', ended without a checkpoint' : lastStep !== undefined ? ` at step ${lastStep}` : ''}` +
+          `${runDir ? `; \`digpt resume ${runDir}\` continues from its newest checkpoint` : ''}\n`,
+      );
+    return code;
+  }
+  return failure !== undefined ? 1 : 0;
+}
+
+/** Writes an export in the engine (the host loads no tfjs); resolves to what was written. */
+async function runExport(job: ExportJob): Promise<{ path: string; tensors: number; step: number }> {
+  const handle = startJob(job);
+  let result: Record<string, number | string> | undefined;
+  let error: string | undefined;
+  handle.on('event', (e) => {
+    if (e.type === 'result') result = { ...e.result };
+    else if (e.type === 'error') error = e.message;
+    else if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${e.text}\n`);
+  });
+  const r = await handle.done();
+  if (error ?? !r.ok) throw new Error(error ?? r.error ?? 'export failed');
+  if (!result) throw new Error('export finished without a result');
+  return { path: String(result['path']), tensors: Number(result['tensors']), step: Number(result['step']) };
+}
+
+async function benchUsage(): Promise<string> {
+  const { USAGE } = await import('../../engine/bench/main.js');
+  return [
+    USAGE.replace('npm run bench --', 'digpt bench'),
+    '',
+    'digpt bench takes the flags of npm run bench; also:',
+    '  digpt bench --pipeline [DIR] [--json]   the data pipeline (scan, decode + cache, augmentation) on JPEGs',
+  ].join('\n');
+}
+
+/** `digpt help WORDS`: a command's usage, a group's commands, or everything. */
+async function help(words: string[]): Promise<string> {
+  if (words.length === 0) return topUsage();
+  if (words[0] === 'bench') return benchUsage();
+  const found = findCommand(words);
+  if (found && found.rest.length === 0) return commandUsage(found.spec);
+  const group = groupOf(words[0] as string);
+  if (group.length && words.length === 1) return group.map((c) => commandUsage(c)).join('\n\n');
+  throw new UsageError(`no command '${words.join(' ')}'; digpt help lists them`);
+}
+
+async function serveCommand(f: Flags): Promise<number> {
+  const { serve } = await import('../serve.js');
+  const workspace = f.has('workspace') ? nodePath.resolve(f.req('workspace')) : defaultWorkspace();
+  const logdir = f.has('logdir') ? nodePath.resolve(f.req('logdir')) : undefined;
+  if (logdir !== undefined && !fs.existsSync(logdir))
+    throw new UsageError(`--logdir: ${logdir} does not exist`, f.spec.name);
+  const host = f.req('host');
+  const s = await serve({
+    host,
+    port: f.num('port') as number,
+    workspace,
+    ...(logdir !== undefined ? { runsDir: logdir } : {}),
+  });
+  process.stdout.write(
+    `digpt serve: workspace ${workspace}, runs in ${logdir ?? runsDir(workspace)}\n  open ${s.url}\n`,
+  );
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
+    process.stderr.write(
+      'warning: serving beyond loopback; anyone who gets the token can run jobs and read your datasets\n',
+    );
+  }
+  // the first signal stops running jobs with a checkpoint (Workbench.close), a second ends the server at once
+  const sig = await new Promise<NodeJS.Signals>((resolve) => {
+    stopOnSignals(resolve, (again) => {
+      process.stderr.write(`digpt serve: ${again} again: exiting without waiting for the jobs\n`);
+      process.exit(signalExitCode(again));
+    });
+  });
+  process.stderr.write(`digpt serve: ${sig}: stopping running jobs (each writes a checkpoint)\n`);
+  await s.close();
   return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return cmd === undefined ? 2 : 0;
+  const [cmd] = argv;
+  if (cmd === undefined) {
+    process.stderr.write(`${topUsage()}\n`);
+    return 2;
+  }
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    process.stdout.write(`digpt ${packageVersion()}\n`);
+    return 0;
+  }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    process.stdout.write(`${await help(argv.slice(1))}\n`);
+    return 0;
+  }
+  if (cmd === 'bench') {
+    const rest = argv.slice(1);
+    if (wantsHelp(rest)) {
+      process.stdout.write(`${await benchUsage()}\n`);
+      return 0;
+    }
+    return bench(rest);
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    const group = groupOf(cmd);
+    if (group.length) {
+      if (wantsHelp(argv.slice(1))) {
+        process.stdout.write(`${group.map((c) => commandUsage(c)).join('\n\n')}\n`);
+        return 0;
+      }
+      throw new UsageError(
+        `unknown ${cmd} command '${argv[1] ?? ''}'; use ${group.map((c) => `'digpt ${c.name}'`).join(' or ')}`,
+      );
+    }
+    throw new UsageError(`unknown command '${cmd}'`);
+  }
+  const { spec, rest } = found;
+  if (wantsHelp(rest)) {
+    process.stdout.write(`${commandUsage(spec)}\n`);
+    return 0;
+  }
+  const f = parse(spec, rest);
+  switch (spec.name) {
     case 'demo': {
-      const { values } = parse(rest, {
-        steps: { type: 'string' },
-        out: { type: 'string' },
-        json: { type: 'boolean' },
-      });
-      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-      const out = nodePath.resolve(values.out ?? nodePath.join('runs', `demo-${stamp}`));
-      const json = values.json === true;
+      const out = outDir(f, 'demo');
+      const steps = f.num('steps') as number;
+      const json = f.bool('json');
       const t0 = performance.now();
       const code = await runJobCli(
         {
@@ -260,7 +448,7 @@ async function main(argv: string[]): Promise<number> {
           preset: 'digpt-micro-32',
           teacher: BUILTIN_TEACHER,
           objective: 'digpt',
-          steps: int(values.steps, '--steps', 120),
+          steps,
           batch: 32,
           accum: 1,
           seed: 0,
@@ -283,240 +471,135 @@ async function main(argv: string[]): Promise<number> {
       }
       return probeCode;
     }
-    case 'serve': {
-      const { values } = parse(rest, {
-        host: { type: 'string' },
-        port: { type: 'string' },
-        workspace: { type: 'string' },
-      });
-      const { serve } = await import('../serve.js');
-      const workspace = nodePath.resolve(values.workspace ?? nodePath.join(os.homedir(), 'digpt-workbench'));
-      const s = await serve({
-        host: values.host ?? '127.0.0.1',
-        port: int(values.port, '--port', 8765),
-        workspace,
-      });
-      process.stdout.write(`digpt serve: workspace ${workspace}\n  open ${s.url}\n`);
-      if (!['127.0.0.1', 'localhost', '::1'].includes(values.host ?? '127.0.0.1')) {
-        process.stderr.write(
-          'warning: serving beyond loopback; anyone who gets the token can run jobs and read your datasets\n',
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const stop = (): void => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await s.close();
+    case 'serve':
+      return serveCommand(f);
+    case 'experiment report': {
+      const { rewriteReport } = await import('../experiments/report.js');
+      const res = await rewriteReport(f.arg(0, 'DIR'));
+      process.stdout.write(`${res.report}\n`);
       return 0;
     }
-    case 'experiment': {
-      const [sub, ...r] = rest;
-      if (sub === 'report') {
-        const dir = r[0];
-        if (!dir || r.length > 1) throw new UsageError('usage: digpt experiment report DIR');
-        const res = await rewriteReport(dir);
-        process.stdout.write(`${res.report}\n`);
-        return 0;
-      }
-      if (sub !== 'ablations')
-        throw new UsageError(
-          `unknown experiment '${sub ?? ''}'; use 'digpt experiment ablations' or 'digpt experiment report DIR'`,
-        );
-      const { values } = parse(r, {
-        budget: { type: 'string' },
-        data: { type: 'string' },
-        out: { type: 'string' },
-        seeds: { type: 'string' },
-      });
-      const budget = values.budget ?? 'smoke';
+    case 'experiment ablations': {
+      const { BUDGET_NAMES, isBudgetName, runAblations } = await import('../experiments/ablations.js');
+      const budget = f.req('budget');
       if (!isBudgetName(budget))
-        throw new UsageError(`unknown --budget '${budget}'; use one of ${BUDGET_NAMES.join(', ')}`);
+        throw new UsageError(
+          `unknown --budget '${budget}'; use one of ${BUDGET_NAMES.join(', ')}`,
+          spec.name,
+        );
+      const seeds = f.num('seeds');
       const res = await runAblations({
         budget,
-        ...(values.data !== undefined ? { data: values.data } : {}),
-        ...(values.out !== undefined ? { out: values.out } : {}),
-        ...(values.seeds !== undefined ? { seeds: Math.max(1, int(values.seeds, '--seeds')) } : {}),
+        ...(f.has('data') ? { data: f.req('data') } : {}),
+        out: f.has('out')
+          ? f.req('out')
+          : nodePath.join(defaultWorkspace(), 'experiments', `ablations-${budget}-${runStamp()}`),
+        ...(seeds !== undefined ? { seeds } : {}),
         command: ['digpt', ...argv].join(' '),
       });
       process.stdout.write(`${res.report}\n`);
       return 0;
     }
-    case 'bench': {
-      // the data pipeline is the app's; the training step and the teacher are the engine's bench
-      const i = rest.indexOf('--pipeline');
-      if (i >= 0) {
-        const dir = rest[i + 1] && !rest[i + 1]?.startsWith('--') ? rest[i + 1] : undefined;
-        const json = rest.includes('--json');
-        const { benchPipeline } = await import('../bench/pipeline.js');
-        const r = await benchPipeline(dir);
-        process.stdout.write(
-          json
-            ? `${JSON.stringify({ kind: 'pipeline', ...r })}\n`
-            : `data pipeline (${r.images} JPEGs${dir ? ` in ${dir}` : ', generated'}, ${r.resolution} px): scan ${r.scan_img_per_s} img/s, ` +
-                `first load (decode + cache) ${r.first_load_img_per_s} img/s, cached load ${r.cached_load_img_per_s} img/s, ` +
-                `augmentation (student + teacher views) ${r.augment_img_per_s} img/s\n`,
-        );
-        return 0;
-      }
-      const { benchMain } = await import('../../engine/bench/main.js');
-      return benchMain(rest);
-    }
     case 'presets':
       for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);
       return 0;
-    case 'datasets': {
-      const [sub, ...r] = rest;
-      if (sub !== 'scan')
-        throw new UsageError(`unknown datasets command '${sub ?? ''}'; use 'digpt datasets scan DIR'`);
-      const { values, positionals } = parse(
-        r,
-        { json: { type: 'boolean' }, validate: { type: 'boolean' } },
-        1,
-      );
-      const dir = req(positionals[0], 'DIR');
-      const scan = await scanDataset(dir, { validate: values.validate === true });
-      process.stdout.write(values.json ? `${JSON.stringify(scan)}\n` : `${formatScan(scan)}\n`);
+    case 'datasets scan': {
+      const { formatScan, scanDataset } = await import('../datasets/index.js');
+      const scan = await scanDataset(f.arg(0, 'DIR'), { validate: f.bool('validate') });
+      process.stdout.write(f.bool('json') ? `${JSON.stringify(scan)}\n` : `${formatScan(scan)}\n`);
       return 0;
     }
-    case 'pretrain': {
-      const { values } = parse(rest, PRETRAIN_OPTIONS);
-      return runJobCli(pretrainJob(values), values.json === true);
-    }
-    case 'import': {
-      const { values, positionals } = parse(rest, PRETRAIN_OPTIONS, 1);
-      return runJobCli(
-        pretrainJob(values, nodePath.resolve(req(positionals[0], 'FILE'))),
-        values.json === true,
-      );
-    }
+    case 'pretrain':
+      return runJobCli(pretrainJob(f), f.bool('json'));
+    case 'import':
+      return runJobCli(pretrainJob(f, nodePath.resolve(f.arg(0, 'FILE'))), f.bool('json'));
     case 'finetune': {
-      const { values } = parse(rest, {
-        data: { type: 'string' },
-        from: { type: 'string' },
-        preset: { type: 'string' },
-        epochs: { type: 'string' },
-        steps: { type: 'string' },
-        batch: { type: 'string' },
-        accum: { type: 'string' },
-        seed: { type: 'string' },
-        blr: { type: 'string' },
-        'warmup-epochs': { type: 'string' },
-        out: { type: 'string' },
-        'checkpoint-every': { type: 'string' },
-        export: { type: 'string' },
-        'layer-decay': { type: 'string' },
-        'drop-path': { type: 'string' },
-        smoothing: { type: 'string' },
-        mixup: { type: 'string' },
-        cutmix: { type: 'string' },
-        erase: { type: 'string' },
-        json: { type: 'boolean' },
-      });
-      const steps = values.steps !== undefined ? int(values.steps, '--steps') : undefined;
-      const epochs = values.epochs !== undefined ? num(values.epochs, '--epochs', 1) : undefined;
-      if (steps !== undefined && epochs !== undefined)
-        throw new UsageError('give --steps or --epochs, not both');
-      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-      const out = values.out ?? nodePath.join('runs', `finetune-${stamp}`);
-      /** A recipe number that may be 0 (switches the piece off). */
-      const opt = (flag: string, v: string | undefined): number | undefined => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number >= 0, got '${v}'`);
-        return n;
-      };
-      const recipe = {
-        layerDecay: opt('--layer-decay', values['layer-decay']),
-        dropPath: opt('--drop-path', values['drop-path']),
-        smoothing: opt('--smoothing', values.smoothing),
-        mixup: opt('--mixup', values.mixup),
-        cutmix: opt('--cutmix', values.cutmix),
-        erase: opt('--erase', values.erase),
-      };
-      const code = await runJobCli(
-        {
-          kind: 'finetune',
-          data: req(values.data, '--data'),
-          from: req(values.from, '--from'),
-          ...(values.preset ? { preset: values.preset } : {}),
-          ...(steps !== undefined ? { steps } : {}),
-          ...(epochs !== undefined ? { epochs } : {}),
-          batch: Math.max(1, int(values.batch, '--batch', 32)),
-          accum: Math.max(1, int(values.accum, '--accum', 1)),
-          seed: int(values.seed, '--seed', 0),
-          ...(values.blr !== undefined ? { blr: num(values.blr, '--blr', 1e-3) } : {}),
-          ...(values['warmup-epochs'] !== undefined
-            ? { warmupEpochs: num(values['warmup-epochs'], '--warmup-epochs', 5) }
-            : {}),
-          out,
-          ...Object.fromEntries(Object.entries(recipe).filter(([, v]) => v !== undefined)),
-          ...(values['checkpoint-every'] !== undefined
-            ? { checkpointEvery: Math.max(1, int(values['checkpoint-every'], '--checkpoint-every')) }
-            : {}),
-        },
-        values.json === true,
-      );
-      if (code === 0 && values.export) {
-        await initBackend();
-        const r = await exportRun(out, 'timm', values.export);
+      const job = finetuneJob(f);
+      const code = await runJobCli(job, f.bool('json'));
+      const target = f.str('export');
+      if (code === 0 && target && job.kind === 'finetune') {
+        const r = await runExport({ kind: 'export', run: job.out, format: 'timm', out: target });
         process.stderr.write(`wrote ${r.path} (the classifier, timm names; usable as --teacher)\n`);
       }
       return code;
     }
     case 'probe':
     case 'knn': {
-      const { values } = parse(rest, {
-        data: { type: 'string' },
-        from: { type: 'string' },
-        epochs: { type: 'string' },
-        k: { type: 'string' },
-        seed: { type: 'string' },
-        json: { type: 'boolean' },
-      });
+      const k = spec.name === 'knn' ? f.num('k') : undefined;
+      const epochs = spec.name === 'probe' ? f.num('epochs') : undefined;
       return runJobCli(
         {
-          kind: cmd,
-          data: req(values.data, '--data'),
-          source: req(values.from, '--from'),
-          seed: int(values.seed, '--seed', 0),
-          ...(values.k !== undefined ? { k: Math.max(1, int(values.k, '--k')) } : {}),
-          ...(values.epochs !== undefined ? { epochs: Math.max(1, int(values.epochs, '--epochs')) } : {}),
+          kind: spec.name,
+          data: f.req('data'),
+          source: f.req('from'),
+          seed: f.num('seed') as number,
+          ...(k !== undefined ? { k } : {}),
+          ...(epochs !== undefined ? { epochs } : {}),
         },
-        values.json === true,
+        f.bool('json'),
       );
     }
-    case 'resume': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, 1);
-      return runJobCli({ kind: 'resume', run: req(positionals[0], 'RUN_DIR') }, values.json === true);
-    }
+    case 'resume':
+      return runJobCli({ kind: 'resume', run: f.arg(0, 'RUN_DIR') }, f.bool('json'));
     case 'export': {
-      const { values, positionals } = parse(
-        rest,
-        { format: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' } },
-        1,
-      );
-      const format = req(values.format, '--format');
-      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
-        throw new UsageError(`unknown --format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
+      const format = f.req('format');
+      if (!(ExportFormat.options as readonly string[]).includes(format)) {
+        throw new UsageError(
+          `unknown --format '${format}'; use one of ${ExportFormat.options.join(', ')}`,
+          spec.name,
+        );
       }
-      await initBackend();
-      const r = await exportRun(req(positionals[0], 'RUN_DIR'), format as ExportFormat, values.out);
+      const run = f.arg(0, 'RUN_DIR');
+      const r = await runExport({
+        kind: 'export',
+        run,
+        format: format as ExportJob['format'],
+        ...(f.has('out') ? { out: f.req('out') } : {}),
+      });
       process.stdout.write(
-        values.json ? `${JSON.stringify(r)}\n` : `wrote ${r.path} (${r.tensors} tensors, step ${r.step})\n`,
+        f.bool('json')
+          ? `${JSON.stringify(r)}\n`
+          : `wrote ${r.path} (${r.tensors} tensors, step ${r.step})\n`,
       );
       return 0;
     }
     default:
-      throw new UsageError(`unknown command '${cmd}'`);
+      throw new Error(`command ${spec.name} is in the table but has no handler`);
   }
+}
+
+/** `digpt bench`: the data pipeline is the app's; the training step and the teacher are the engine's bench. */
+async function bench(rest: string[]): Promise<number> {
+  const i = rest.indexOf('--pipeline');
+  if (i >= 0) {
+    const dir = rest[i + 1] && !rest[i + 1]?.startsWith('--') ? rest[i + 1] : undefined;
+    const json = rest.includes('--json');
+    const { benchPipeline } = await import('../bench/pipeline.js');
+    const r = await benchPipeline(dir);
+    process.stdout.write(
+      json
+        ? `${JSON.stringify({ kind: 'pipeline', ...r })}\n`
+        : `data pipeline (${r.images} JPEGs${dir ? ` in ${dir}` : ', generated'}, ${r.resolution} px): scan ${r.scan_img_per_s} img/s, ` +
+            `first load (decode + cache) ${r.first_load_img_per_s} img/s, cached load ${r.cached_load_img_per_s} img/s, ` +
+            `augmentation (student + teacher views) ${r.augment_img_per_s} img/s\n`,
+    );
+    return 0;
+  }
+  const { benchMain } = await import('../../engine/bench/main.js');
+  return benchMain(rest);
+}
+
+/** The usage printed after a usage error: the command's when known, else the top-level one. */
+function usageFor(e: UsageError): string {
+  const spec = e.command ? COMMANDS.find((c) => c.name === e.command) : undefined;
+  return spec ? commandUsage(spec) : topUsage();
 }
 
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (e) {
   if (e instanceof UsageError) {
-    process.stderr.write(`digpt: ${e.message}\n\n${USAGE}\n`);
+    process.stderr.write(`digpt: ${e.message}\n\n${usageFor(e)}\n`);
     process.exitCode = 2;
   } else {
     process.stderr.write(`digpt: ${e instanceof Error ? e.message : String(e)}\n`);

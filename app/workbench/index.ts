@@ -20,6 +20,8 @@ import { Uploads } from './uploads.js';
 export interface WorkbenchOptions {
   /** Folder holding runs/ and datasets.json. */
   readonly workspace: string;
+  /** The folder of run folders (default WORKSPACE/runs); `digpt serve --logdir DIR` shows any such folder. */
+  readonly runsDir?: string;
   /**
    * Refuse file paths outside registered dataset folders and the runs folder (teacher files, export targets):
    * true for `digpt serve`; the desktop app passes paths the user picked in native dialogs.
@@ -60,7 +62,7 @@ export class Workbench {
     );
     if (o.watch ?? true) this.datasets.watchAll();
     this.runs = new RunManager(
-      nodePath.join(this.workspace, 'runs'),
+      nodePath.resolve(o.runsDir ?? nodePath.join(this.workspace, 'runs')),
       (id) => this.datasets.get(id).path,
       (p, what) => this.checkPath(p, what),
       {

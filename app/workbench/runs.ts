@@ -384,7 +384,16 @@ export class RunManager {
     return { path: String(result['path']), tensors: Number(result['tensors']), step: Number(result['step']) };
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.runs.values()].map((r) => r.handle?.kill()));
+  /** Stops running jobs at their next step boundary, each writing a checkpoint; kills any not gone after `graceMs`. */
+  async close(graceMs = 60_000): Promise<void> {
+    await Promise.all(
+      [...this.runs.values()].map(async ({ handle }) => {
+        if (!handle) return;
+        handle.stop();
+        const timer = setTimeout(() => void handle.kill(), graceMs);
+        await handle.done();
+        clearTimeout(timer);
+      }),
+    );
   }
 }

@@ -34,7 +34,7 @@ interface Args {
   clipB16: boolean;
 }
 
-const USAGE =
+export const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
   '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2|auto] [--clip-b16]';
 

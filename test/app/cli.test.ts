@@ -11,7 +11,12 @@ import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 const BIN = nodePath.join(ROOT, 'bin', 'digpt.js');
 const tmp = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-cli-'));
-const env = { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache') };
+// the workspace too: a run without --out goes to $DIGPT_WORKSPACE/runs, never to the home folder
+const env = {
+  ...process.env,
+  DIGPT_CACHE: nodePath.join(tmp, 'cache'),
+  DIGPT_WORKSPACE: nodePath.join(tmp, 'ws'),
+};
 
 function digpt(...args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env, encoding: 'utf8' });

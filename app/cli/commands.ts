@@ -1,0 +1,478 @@
+// The `digpt` commands as data: each command's flags with their help, defaults and number bounds; usage texts derive from it.
+// Kept light (no tfjs, no experiments): `digpt --help` and a refused flag answer before the engine would load.
+import { z } from 'zod';
+import { ExportFormat, Objective } from '../api/contract.js';
+import { PRESETS } from '../../engine/config.js';
+import type { NumberKind } from './flags.js';
+
+/** The budgets of app/experiments/ablations.ts (BUDGET_NAMES; test/app/cli-help.test.ts checks they agree). */
+export const BUDGETS_SHOWN = ['smoke', 'small', 'full'] as const;
+
+export interface FlagSpec {
+  readonly type: 'string' | 'boolean';
+  /** The value's placeholder in usage lines (N, DIR, X). */
+  readonly value?: string;
+  /** One line: what the flag does. */
+  readonly help: string;
+  /** Used when the flag is absent, read like a given value, and shown as the default. */
+  readonly default?: string;
+  /** A default decided elsewhere (the job, the recipe): shown, not applied here. */
+  readonly shown?: string;
+  /** Shown in the command's synopsis outside brackets. */
+  readonly required?: boolean;
+  /** A number: how it is read and bounded. */
+  readonly number?: NumberKind;
+}
+
+export interface CommandSpec {
+  /** One or two words: 'pretrain', 'datasets scan'. */
+  readonly name: string;
+  /** The positional arguments as the synopsis shows them ('DIR', 'RUN_DIR'). */
+  readonly args?: string;
+  /** How many positional arguments it takes at most. */
+  readonly positionals: number;
+  readonly summary: string;
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** Lines after the flags (values a flag accepts, exclusive flags). */
+  readonly notes?: readonly string[];
+}
+
+const int = (setting: NumberKind['setting']): NumberKind => ({ int: true, ...(setting ? { setting } : {}) });
+const real = (setting: NumberKind['setting']): NumberKind => ({
+  int: false,
+  ...(setting ? { setting } : {}),
+});
+
+const json: FlagSpec = { type: 'boolean', help: 'one JSON object per line on stdout (progress, result)' };
+const OUT_RUN = (kind: string): FlagSpec => ({
+  type: 'string',
+  value: 'RUN_DIR',
+  help: 'the run folder to create',
+  shown: `WORKSPACE/runs/${kind}-<time>`,
+});
+
+const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  data: { type: 'string', value: 'DIR', help: 'dataset folder or IDX files', required: true },
+  preset: { type: 'string', value: 'NAME', help: 'model preset (digpt presets lists them)', required: true },
+  teacher: {
+    type: 'string',
+    value: 'SPEC',
+    help: "targets: 'pixels', a CLIP safetensors file, or a classifier the workbench exported",
+    required: true,
+  },
+  objective: {
+    type: 'string',
+    value: 'NAME',
+    help: `training objective: ${Objective.options.join(', ')}`,
+    default: 'digpt',
+  },
+  epochs: {
+    type: 'string',
+    value: 'X',
+    help: 'passes over the train set',
+    number: real('epochs'),
+  },
+  steps: {
+    type: 'string',
+    value: 'N',
+    help: 'optimisation steps in all',
+    shown: '1 epoch',
+    number: int('steps'),
+  },
+  batch: { type: 'string', value: 'N', help: 'images per micro-batch', default: '32', number: int('batch') },
+  accum: { type: 'string', value: 'N', help: 'micro-batches per step', default: '1', number: int('accum') },
+  seed: { type: 'string', value: 'N', help: 'seed of every random draw', default: '0', number: int('seed') },
+  blr: {
+    type: 'string',
+    value: 'X',
+    help: 'base learning rate per 256 images',
+    default: '1.5e-4',
+    number: real('blr'),
+  },
+  out: OUT_RUN('pretrain'),
+  'checkpoint-every': {
+    type: 'string',
+    value: 'N',
+    help: 'steps between checkpoints',
+    default: '100',
+    number: int('checkpoint_every'),
+  },
+  'img-size': {
+    type: 'string',
+    value: 'PX',
+    help: "input side instead of the preset's",
+    shown: "the preset's",
+    number: int('img_size'),
+  },
+  workers: {
+    type: 'string',
+    value: '1|2|auto',
+    help: 'training threads sharing each micro-batch; auto: 2 on wasm with 2+ cores',
+    default: 'auto',
+    number: { int: true, setting: 'workers', auto: true, accepts: 'takes 1, 2 or auto' },
+  },
+  json,
+};
+
+const EVAL_SOURCE: Readonly<Record<string, FlagSpec>> = {
+  data: {
+    type: 'string',
+    value: 'DIR',
+    help: 'labelled dataset (class folders or IDX labels)',
+    required: true,
+  },
+  from: {
+    type: 'string',
+    value: 'RUN|FILE',
+    help: 'the encoder: a run folder or a weights file',
+    required: true,
+  },
+};
+
+const RECIPE = (help: string, shown: string, setting: NumberKind['setting']): FlagSpec => ({
+  type: 'string',
+  value: 'X',
+  help: `${help} (0 switches it off)`,
+  shown,
+  number: real(setting),
+});
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'datasets scan',
+    args: 'DIR',
+    positionals: 1,
+    summary: 'images per class and split, sizes, skipped files',
+    flags: {
+      json: { type: 'boolean', help: 'print the scan as one JSON object' },
+      validate: { type: 'boolean', help: 'decode every image to find unreadable ones (slow)' },
+    },
+  },
+  {
+    name: 'pretrain',
+    positionals: 0,
+    summary: 'pretrain a D-iGPT encoder (a run folder with checkpoints and metrics.jsonl)',
+    flags: PRETRAIN_FLAGS,
+    notes: ['give --steps or --epochs, not both'],
+  },
+  {
+    name: 'import',
+    args: 'FILE',
+    positionals: 1,
+    summary: 'start a pretraining run from official D-iGPT weights (FILE, safetensors)',
+    flags: { ...PRETRAIN_FLAGS, out: OUT_RUN('import') },
+  },
+  {
+    name: 'finetune',
+    positionals: 0,
+    summary: 'fine-tune a classifier on a labelled dataset, val top-1 per epoch',
+    flags: {
+      data: EVAL_SOURCE['data'] as FlagSpec,
+      from: {
+        type: 'string',
+        value: 'RUN|FILE|scratch',
+        help: 'the encoder: a run folder, a weights file, or scratch',
+        required: true,
+      },
+      preset: { type: 'string', value: 'NAME', help: 'the architecture for --from scratch' },
+      epochs: {
+        type: 'string',
+        value: 'X',
+        help: 'passes over the train set',
+        number: real('epochs'),
+      },
+      steps: {
+        type: 'string',
+        value: 'N',
+        help: 'optimisation steps in all',
+        shown: '1 epoch',
+        number: int('steps'),
+      },
+      batch: {
+        type: 'string',
+        value: 'N',
+        help: 'images per micro-batch',
+        default: '32',
+        number: int('batch'),
+      },
+      accum: {
+        type: 'string',
+        value: 'N',
+        help: 'micro-batches per step',
+        default: '1',
+        number: int('accum'),
+      },
+      seed: {
+        type: 'string',
+        value: 'N',
+        help: 'seed of every random draw',
+        default: '0',
+        number: int('seed'),
+      },
+      blr: {
+        type: 'string',
+        value: 'X',
+        help: 'base learning rate per 256 images',
+        shown: '1e-3',
+        number: real('blr'),
+      },
+      'warmup-epochs': {
+        type: 'string',
+        value: 'X',
+        help: 'linear warm-up of the learning rate',
+        shown: '5',
+        number: real('warmup_epochs'),
+      },
+      out: OUT_RUN('finetune'),
+      'checkpoint-every': {
+        type: 'string',
+        value: 'N',
+        help: 'steps between checkpoints',
+        shown: 'one epoch',
+        number: int('checkpoint_every'),
+      },
+      export: {
+        type: 'string',
+        value: 'PATH',
+        help: 'also write the classifier there (timm names; usable as --teacher)',
+      },
+      'layer-decay': {
+        type: 'string',
+        value: 'X',
+        help: 'layer-wise learning-rate decay (1: none)',
+        shown: '0.65',
+        number: real('layer_decay'),
+      },
+      'drop-path': RECIPE('stochastic depth rate', '0.1', 'drop_path'),
+      smoothing: RECIPE('label smoothing', '0.1', 'smoothing'),
+      mixup: RECIPE('mixup alpha', '0.8', 'mixup'),
+      cutmix: RECIPE('cutmix alpha', '1.0', 'cutmix'),
+      erase: RECIPE('random erasing probability', '0.25', 'erase'),
+      json,
+    },
+    notes: ['give --steps or --epochs, not both'],
+  },
+  {
+    name: 'probe',
+    positionals: 0,
+    summary: 'linear probe of a frozen encoder, top-1 on the validation split',
+    flags: {
+      ...EVAL_SOURCE,
+      epochs: { type: 'string', value: 'N', help: "the probe's epochs", shown: '90', number: int('epochs') },
+      seed: { type: 'string', value: 'N', help: 'seed of the probe', default: '0', number: int('seed') },
+      json,
+    },
+  },
+  {
+    name: 'knn',
+    positionals: 0,
+    summary: 'weighted k-NN of a frozen encoder, top-1 on the validation split',
+    flags: {
+      ...EVAL_SOURCE,
+      k: { type: 'string', value: 'N', help: 'neighbours', shown: '20', number: int('k') },
+      seed: { type: 'string', value: 'N', help: 'seed', default: '0', number: int('seed') },
+      json,
+    },
+  },
+  {
+    name: 'resume',
+    args: 'RUN_DIR',
+    positionals: 1,
+    summary: 'continue a run from its newest good checkpoint (after a crash, Ctrl-C or SIGTERM)',
+    flags: { json },
+  },
+  {
+    name: 'export',
+    args: 'RUN_DIR',
+    positionals: 1,
+    summary: "write a run's newest checkpoint for PyTorch/timm, with the paper's names, or for TF.js",
+    flags: {
+      format: {
+        type: 'string',
+        value: ExportFormat.options.join('|'),
+        help: 'names and file format',
+        required: true,
+      },
+      out: { type: 'string', value: 'PATH', help: 'where to write it', shown: 'RUN_DIR/export/' },
+      json: { type: 'boolean', help: 'print what was written as one JSON object' },
+    },
+  },
+  {
+    name: 'demo',
+    positionals: 0,
+    summary: 'pretrain digpt-micro-32 on the built-in sample with the built-in teacher, then linear-probe it',
+    flags: {
+      steps: { type: 'string', value: 'N', help: 'pretraining steps', default: '120', number: int('steps') },
+      out: OUT_RUN('demo'),
+      json,
+    },
+  },
+  {
+    name: 'serve',
+    positionals: 0,
+    summary: 'the workbench UI in a browser (token-protected)',
+    flags: {
+      host: {
+        type: 'string',
+        value: 'ADDR',
+        help: 'address to bind; beyond loopback, anyone with the token gets in',
+        default: '127.0.0.1',
+      },
+      port: {
+        type: 'string',
+        value: 'N',
+        help: 'port; 0 picks a free one',
+        default: '8765',
+        number: { int: true, bounds: z.number().int().min(0).max(65535) },
+      },
+      workspace: {
+        type: 'string',
+        value: 'DIR',
+        help: 'runs/ and the dataset registry',
+        shown: '$DIGPT_WORKSPACE or the default workspace',
+      },
+      logdir: {
+        type: 'string',
+        value: 'DIR',
+        help: 'list the run folders in DIR instead of WORKSPACE/runs (new runs are made there too)',
+      },
+    },
+  },
+  {
+    name: 'experiment ablations',
+    positionals: 0,
+    summary: "the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md and plots",
+    flags: {
+      budget: {
+        type: 'string',
+        value: 'NAME',
+        help: `how long: ${BUDGETS_SHOWN.join(', ')}`,
+        default: 'smoke',
+      },
+      data: {
+        type: 'string',
+        value: 'DIR',
+        help: 'Fashion-MNIST IDX files',
+        shown: '/usr/share/datasets/fashion-mnist or ../shared/datasets/fashion-mnist',
+      },
+      out: {
+        type: 'string',
+        value: 'DIR',
+        help: 'the experiment folder',
+        shown: 'WORKSPACE/experiments/ablations-<budget>-<time>',
+      },
+      seeds: {
+        type: 'string',
+        value: 'N',
+        help: 'seeds per row',
+        shown: "the budget's",
+        number: { int: true, bounds: z.number().int().positive() },
+      },
+    },
+  },
+  {
+    name: 'experiment report',
+    args: 'DIR',
+    positionals: 1,
+    summary: "write an experiment's report.md and plots again from its results.json",
+    flags: {},
+  },
+  {
+    name: 'presets',
+    positionals: 0,
+    summary: 'the named model presets',
+    flags: {},
+  },
+];
+
+/** bench parses its own flags (engine/bench); the CLI adds the data-pipeline bench. */
+export const BENCH_SUMMARY = [
+  '  bench [--preset NAME] [--batch N] [--steps N] [--json] [--peer] [--workers 1|2|auto]',
+  '      timed training steps (digpt bench --help)',
+  '  bench --clip-b16 | --pipeline [DIR]',
+  '      the teacher forward at 224 px; the data pipeline from JPEGs',
+];
+
+/** The command named by the first one or two words of `argv`, and the words after it. */
+export function findCommand(argv: readonly string[]): { spec: CommandSpec; rest: string[] } | undefined {
+  for (const words of [2, 1]) {
+    const name = argv.slice(0, words).join(' ');
+    const spec = COMMANDS.find((c) => c.name === name);
+    if (spec) return { spec, rest: argv.slice(words) };
+  }
+  return undefined;
+}
+
+/** First words of commands with sub-commands ('datasets', 'experiment'). */
+export function groupOf(word: string): CommandSpec[] {
+  return COMMANDS.filter((c) => c.name.startsWith(`${word} `));
+}
+
+function flagWord(name: string, f: FlagSpec): string {
+  return f.type === 'boolean' ? `--${name}` : `--${name} ${f.value ?? 'X'}`;
+}
+
+/** Words wrapped at `width` columns, continued lines indented by `indent` spaces. */
+function wrap(words: readonly string[], first: string, indent: number, width = 100): string[] {
+  const lines: string[] = [];
+  let line = first;
+  for (const w of words) {
+    if (line.length + 1 + w.length > width && line.trim() !== '') {
+      lines.push(line);
+      line = ' '.repeat(indent) + w;
+    } else line = line.trim() === '' ? line + w : `${line} ${w}`;
+  }
+  lines.push(line);
+  return lines;
+}
+
+/** `pretrain --data DIR --preset NAME --teacher SPEC [--objective NAME] ...`, wrapped. */
+export function synopsis(c: CommandSpec, lead = '  '): string[] {
+  const words = [
+    ...(c.args ? [c.args] : []),
+    ...Object.entries(c.flags)
+      .filter(([, f]) => f.required)
+      .map(([n, f]) => flagWord(n, f)),
+    ...Object.entries(c.flags)
+      .filter(([, f]) => !f.required)
+      .map(([n, f]) => `[${flagWord(n, f)}]`),
+  ];
+  return wrap(words, `${lead}${c.name}`, lead.length + c.name.length + 1);
+}
+
+/** One command's usage: synopsis, summary, every flag with its help and default. */
+export function commandUsage(c: CommandSpec): string {
+  const rows = Object.entries(c.flags).map(([n, f]) => {
+    const dflt = f.default ?? f.shown;
+    return { left: flagWord(n, f), right: `${f.help}${dflt !== undefined ? ` (default: ${dflt})` : ''}` };
+  });
+  rows.push({ left: '-h, --help', right: 'this text' });
+  const w = Math.max(...rows.map((r) => r.left.length));
+  return [
+    ...synopsis(c, 'usage: digpt '),
+    '',
+    c.summary,
+    '',
+    'options:',
+    ...rows.map((r) => `  ${r.left.padEnd(w)}  ${r.right}`),
+    ...(c.notes?.length ? ['', ...c.notes] : []),
+  ].join('\n');
+}
+
+/** The top-level usage: every command's synopsis and summary. */
+export function topUsage(): string {
+  const lines = ['usage: digpt <command> [options]', '', 'commands:'];
+  for (const c of COMMANDS) lines.push(...synopsis(c), `      ${c.summary}`);
+  lines.push(...BENCH_SUMMARY);
+  lines.push(
+    '  help [COMMAND]',
+    "      this text, or a command's flags (also: digpt COMMAND --help)",
+    '',
+    'digpt --version prints the version. Runs go to WORKSPACE/runs: $DIGPT_WORKSPACE, else the default workspace',
+    '(digpt serve prints it). Interrupted by SIGINT or SIGTERM, a job checkpoints at the next step and exits 130 or',
+    '143; a second signal ends it at once.',
+    '',
+    `presets: ${PRESETS.map((p) => p.name).join(', ')}`,
+  );
+  return lines.join('\n');
+}
