@@ -1,7 +1,8 @@
 // Runs the test suite: Node 20's `node --test` does not expand globs, so this finds the files itself.
 // Usage: node scripts/run-tests.mjs [PATH...] [--node-test-flag...]; PATHs (files or folders) default to test/.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -26,6 +27,10 @@ if (files.length === 0) {
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=1', ...flags, ...files],
-  { stdio: 'inherit' },
+  // a run made without --out goes to $DIGPT_WORKSPACE/runs: a temporary one, never the user's workspace
+  {
+    stdio: 'inherit',
+    env: { ...process.env, DIGPT_WORKSPACE: mkdtempSync(join(tmpdir(), 'digpt-tests-ws-')) },
+  },
 );
 process.exit(result.status ?? 1);
