@@ -8,6 +8,7 @@ import { PRETRAIN_OBJECTIVES, isPretrainObjective } from '../../engine/models/fa
 import { fileSource, loadDigptOfficial, mapSource } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { autoWorkers } from '../../engine/parallel/data-parallel.js';
+import { currentBackend } from '../../engine/train/memory.js';
 import { cacheSideFor, loadSplit, scanDataset, type DatasetScan, type SplitName } from '../datasets/index.js';
 import { featuresOf, knn, probe } from '../train/evaluate.js';
 import {
@@ -15,11 +16,13 @@ import {
   loadClassifierParts,
   sourceFile,
   vitConfigOfDigpt,
-  type FinetuneConfig,
   type LabelledImageSet,
 } from '../train/finetune-run.js';
-import { PretrainRun, type PretrainConfig } from '../train/pretrain-run.js';
+import { PretrainRun, type PretrainConfig, type RunOpenOptions } from '../train/pretrain-run.js';
+import { checkJobSpec, checkWorkersBackend, readRunConfig } from '../runs/config.js';
 import { exportRun } from '../runs/export.js';
+import { RunLock } from '../runs/lock.js';
+import { removeUnstartedRun } from '../runs/run-files.js';
 import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
 
 /** Event without its sequence number (the host numbers them). */
@@ -100,11 +103,7 @@ function sourceImgSize(from: string, preset?: string): number {
     return getPreset(preset).model.img_size;
   }
   const dir = fs.existsSync(from) && fs.statSync(from).isDirectory();
-  if (dir) {
-    const cpath = nodePath.join(from, 'config.json');
-    if (!fs.existsSync(cpath)) throw new Error(`${from}: no config.json; not a run folder`);
-    return (JSON.parse(fs.readFileSync(cpath, 'utf8')) as { model: { img_size: number } }).model.img_size;
-  }
+  if (dir) return readRunConfig(from).model.img_size;
   const f = SafetensorsFile.open(sourceFile(from));
   try {
     const raw = f.metadata['config'];
@@ -124,7 +123,7 @@ function jobModel(job: PretrainJob): DigptConfig {
     : resolveDigptConfig({ ...preset.model, img_size: job.imgSize });
 }
 
-function pretrainConfig(job: PretrainJob, count: number, workers: number): Omit<PretrainConfig, 'kind'> {
+function pretrainConfig(job: PretrainJob, count: number, workers: 1 | 2): Omit<PretrainConfig, 'kind'> {
   if (!isPretrainObjective(job.objective)) {
     throw new Error(`unknown objective '${job.objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
   }
@@ -322,6 +321,7 @@ async function startFinetune(job: FinetuneJob, emit: Emit): Promise<FinetuneRun>
     },
     train,
     val,
+    openOptions(job, emit),
   );
 }
 
@@ -349,24 +349,66 @@ async function runEval(job: EvalJob, emit: Emit): Promise<void> {
   emit({ type: 'done', dir: '', step: 0, stopped: false });
 }
 
+/** How a job opens a run folder: what its lock says it runs, and where warnings go. */
+function openOptions(job: JobSpec, emit: Emit): RunOpenOptions {
+  return {
+    command: `digpt ${job.kind} (${process.argv.slice(1).join(' ')})`,
+    onWarn: (text) => emit({ type: 'log', level: 'warn', text }),
+  };
+}
+
+/** The threads a pretraining job trains with: 'auto' decided by the backend, 2 refused off wasm. */
+function jobWorkers(job: PretrainJob, emit: Emit): 1 | 2 {
+  if (job.workers === 'auto') {
+    const auto = autoWorkers();
+    emit({ type: 'log', level: 'info', text: `training threads: ${auto.workers} (auto: ${auto.why})` });
+    return auto.workers;
+  }
+  const workers = job.workers === 2 ? 2 : 1;
+  checkWorkersBackend(workers, currentBackend(), '--workers');
+  return workers;
+}
+
+/**
+ * Runs `train` on a run this job created, removing the run's folder when the job fails before its first step
+ * (bad teacher, first-step error): a folder holding nothing but its config is no run. Anything more is kept.
+ */
+async function trainNewRun(
+  run: PretrainRun | FinetuneRun,
+  created: boolean,
+  emit: Emit,
+  train: () => Promise<void>,
+): Promise<void> {
+  let failed = true;
+  try {
+    await train();
+    failed = false;
+  } finally {
+    const unstarted = failed && run.step === 0;
+    run.dispose();
+    if (unstarted && created && removeUnstartedRun(run.dir))
+      emit({ type: 'log', level: 'info', text: `removed ${run.dir}: the run failed before its first step` });
+  }
+}
+
 /** Runs a job to its end (or a stop request); throws on failure with a message naming the cause. */
 export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Promise<void> {
+  // a UI or CLI bug must not start a run with batch 0: the same bounds as the flags and the form
+  checkJobSpec(job);
   switch (job.kind) {
     case 'pretrain': {
       const model = jobModel(job);
+      const workers = jobWorkers(job, emit);
       const { train, evalSets } = await pretrainData(job.data, cacheSideFor(model.img_size), emit);
-      let workers = typeof job.workers === 'number' ? job.workers : 1;
-      if (job.workers === 'auto') {
-        const auto = autoWorkers();
-        workers = auto.workers;
-        emit({ type: 'log', level: 'info', text: `training threads: ${workers} (auto: ${auto.why})` });
-      }
+      const dir = nodePath.resolve(job.out);
+      const created = !fs.existsSync(dir);
       const run = PretrainRun.create(
-        nodePath.resolve(job.out),
+        dir,
         pretrainConfig(job, train.count, workers),
         train,
+        openOptions(job, emit),
       );
-      try {
+      await trainNewRun(run, created, emit, async () => {
         if (job.init) {
           const f = SafetensorsFile.open(job.init);
           try {
@@ -379,45 +421,54 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
           emit({ type: 'log', level: 'info', text: `started from ${job.init} (official D-iGPT names)` });
         }
         await runPretrain(run, evalSets, emit, control);
-      } finally {
-        run.dispose();
-      }
+      });
       return;
     }
     case 'finetune': {
+      const created = !fs.existsSync(nodePath.resolve(job.out));
       const run = await startFinetune(job, emit);
-      try {
-        await runFinetune(run, emit, control);
-      } finally {
-        run.dispose();
-      }
+      await trainNewRun(run, created, emit, () => runFinetune(run, emit, control));
       return;
     }
     case 'resume': {
-      const cpath = nodePath.join(job.run, 'config.json');
-      if (!fs.existsSync(cpath)) throw new Error(`${job.run}: no config.json; not a run folder`);
-      const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig | FinetuneConfig;
-      if (config.kind === 'finetune') {
-        if (!config.data)
-          throw new Error(`${job.run}: the run's config.json does not say which dataset it used`);
-        const { train, val } = await labelledSplits(config.data, cacheSideFor(config.model.img_size), emit);
-        const run = FinetuneRun.resume(job.run, train, val);
+      // the lock first: a second writer is refused before anything is read or loaded
+      const opts = openOptions(job, emit);
+      const lock = RunLock.acquire(job.run, opts);
+      try {
+        const config = readRunConfig(job.run);
+        if (config.kind === 'finetune') {
+          if (!config.data)
+            throw new Error(`${job.run}: the run's config.json does not say which dataset it used`);
+          const { train, val } = await labelledSplits(config.data, cacheSideFor(config.model.img_size), emit);
+          const run = FinetuneRun.resume(job.run, train, val, { ...opts, lock });
+          try {
+            await runFinetune(run, emit, control);
+          } finally {
+            run.dispose();
+          }
+          return;
+        }
+        // refused before the data is loaded (PretrainRun.resume checks it again)
+        checkWorkersBackend(
+          config.workers ?? 1,
+          currentBackend(),
+          `${nodePath.join(job.run, 'config.json')}: workers`,
+        );
+        const { train, evalSets } = await pretrainData(
+          config.data,
+          cacheSideFor(config.model.img_size),
+          emit,
+        );
+        const run = PretrainRun.resume(job.run, train, { ...opts, lock });
         try {
-          await runFinetune(run, emit, control);
+          await runPretrain(run, evalSets, emit, control);
         } finally {
           run.dispose();
         }
         return;
-      }
-      const model = resolveDigptConfig({ ...config.model });
-      const { train, evalSets } = await pretrainData(config.data, cacheSideFor(model.img_size), emit);
-      const run = PretrainRun.resume(job.run, train);
-      try {
-        await runPretrain(run, evalSets, emit, control);
       } finally {
-        run.dispose();
+        lock.release();
       }
-      return;
     }
     case 'probe':
     case 'knn':

@@ -2,6 +2,8 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { SafetensorsFile } from '../../engine/io/safetensors.js';
+import { DiskFullError, fsyncFolder, writing } from './disk.js';
 
 /** What a checkpoint's manifest.json records. */
 export interface CheckpointManifest {
@@ -14,6 +16,7 @@ export interface CheckpointManifest {
 }
 
 const PREFIX = 'step-';
+const TMP_PREFIX = `.tmp-${PREFIX}`;
 
 export function checkpointName(step: number): string {
   return `${PREFIX}${String(step).padStart(8, '0')}`;
@@ -35,34 +38,34 @@ function sha256(path: string): string {
   return h.digest('hex');
 }
 
-function fsyncPath(path: string): void {
-  let fd: number | undefined;
+/** fsync of a written file: unlike a folder's, its failure (EIO, ENOSPC on a late write-back) is the write's failure. */
+function fsyncFile(path: string): void {
+  const fd = fs.openSync(path, 'r');
   try {
-    fd = fs.openSync(path, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // some filesystems refuse fsync on folders; the rename is still atomic
+    writing(path, () => fs.fsyncSync(fd));
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    fs.closeSync(fd);
   }
 }
 
 /**
  * Writes a checkpoint of `step` into `dir/step-XXXXXXXX/`: `write(tmpFolder)` puts the files in a temporary folder,
  * which gets a manifest and is renamed into place only when complete. A crash at any point leaves either the old
- * checkpoints alone or the new one whole.
+ * checkpoints alone or the new one whole; a failure (a full disk) removes the temporary folder.
  */
 export function writeCheckpoint(dir: string, step: number, write: (folder: string) => void): string {
-  fs.mkdirSync(dir, { recursive: true });
   const final = nodePath.join(dir, checkpointName(step));
   const tmp = nodePath.join(dir, `.tmp-${checkpointName(step)}-${process.pid}-${Date.now()}`);
-  fs.mkdirSync(tmp);
+  writing(tmp, () => {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(tmp);
+  });
   try {
     write(tmp);
     const files: Record<string, { bytes: number; sha256: string }> = {};
     for (const f of fs.readdirSync(tmp).sort()) {
       const p = nodePath.join(tmp, f);
-      fsyncPath(p);
+      fsyncFile(p);
       files[f] = { bytes: fs.statSync(p).size, sha256: sha256(p) };
     }
     const manifest: CheckpointManifest = {
@@ -73,21 +76,52 @@ export function writeCheckpoint(dir: string, step: number, write: (folder: strin
       files,
     };
     const mpath = nodePath.join(tmp, 'manifest.json');
-    fs.writeFileSync(mpath, JSON.stringify(manifest, null, 1));
-    fsyncPath(mpath);
-    fsyncPath(tmp);
+    writing(mpath, () => fs.writeFileSync(mpath, JSON.stringify(manifest, null, 1)));
+    fsyncFile(mpath);
+    fsyncFolder(tmp);
     if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
     fs.renameSync(tmp, final);
-    fsyncPath(dir);
+    fsyncFolder(dir);
     return final;
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    if (e instanceof DiskFullError) {
+      // name the file by the checkpoint it was for, not by the temporary folder that is now gone
+      const rel = nodePath.relative(tmp, e.path);
+      const path = rel.startsWith('..') ? e.path : nodePath.join(final, rel);
+      throw new DiskFullError(path, e.cause, `checkpoint ${checkpointName(step)} was not written; the older checkpoints are untouched`);
+    }
     throw e;
   }
 }
 
-/** Checks a checkpoint folder against its manifest; returns the manifest or a reason it is unusable. */
-export function verifyCheckpoint(folder: string): { ok: true; manifest: CheckpointManifest } | { ok: false; reason: string } {
+/** The first non-finite value of each float tensor of a safetensors file, as a reason; undefined when all are finite. */
+function nonFiniteIn(path: string): string | undefined {
+  const f = SafetensorsFile.open(path);
+  try {
+    for (const k of f.keys()) {
+      if (f.entry(k).dtype === 'I64' || f.entry(k).dtype === 'I32') continue;
+      const x = f.readFloat32(k);
+      for (let i = 0; i < x.length; i++) {
+        const v = x[i] as number;
+        if (!Number.isFinite(v)) return `${path}: ${k} holds non-finite values (${v} at index ${i})`;
+      }
+    }
+    return undefined;
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Checks a checkpoint folder against its manifest (every file present, of its size and checksum); with `values`,
+ * also that every float tensor of its safetensors files (weights, optimizer moments) is finite, which a checksum
+ * cannot tell: checkpoints written before the write-time guard may hold Inf moments. Returns the manifest or a reason.
+ */
+export function verifyCheckpoint(
+  folder: string,
+  o: { values?: boolean } = {},
+): { ok: true; manifest: CheckpointManifest } | { ok: false; reason: string } {
   const mpath = nodePath.join(folder, 'manifest.json');
   if (!fs.existsSync(mpath)) return { ok: false, reason: `${folder}: no manifest.json (incomplete write)` };
   let m: CheckpointManifest;
@@ -96,11 +130,24 @@ export function verifyCheckpoint(folder: string): { ok: true; manifest: Checkpoi
   } catch {
     return { ok: false, reason: `${mpath}: not valid JSON` };
   }
+  if (!m || typeof m.files !== 'object' || m.files === null || typeof m.step !== 'number')
+    return { ok: false, reason: `${mpath}: not a checkpoint manifest (no step or files)` };
   for (const [name, info] of Object.entries(m.files)) {
     const p = nodePath.join(folder, name);
     if (!fs.existsSync(p)) return { ok: false, reason: `${p}: missing` };
     if (fs.statSync(p).size !== info.bytes) return { ok: false, reason: `${p}: size differs from the manifest` };
     if (sha256(p) !== info.sha256) return { ok: false, reason: `${p}: checksum differs from the manifest` };
+  }
+  if (o.values) {
+    for (const name of Object.keys(m.files).filter((n) => n.endsWith('.safetensors'))) {
+      let why: string | undefined;
+      try {
+        why = nonFiniteIn(nodePath.join(folder, name));
+      } catch (e) {
+        why = e instanceof Error ? e.message : String(e);
+      }
+      if (why) return { ok: false, reason: why };
+    }
   }
   return { ok: true, manifest: m };
 }
@@ -116,13 +163,42 @@ export function listCheckpoints(dir: string): string[] {
     .map((f) => nodePath.join(dir, f));
 }
 
-/** The newest checkpoint that verifies, and the reasons the newer ones did not. */
-export function latestGoodCheckpoint(dir: string): { folder: string; manifest: CheckpointManifest; rejected: string[] } | undefined {
+export interface GoodCheckpoint {
+  readonly folder: string;
+  readonly manifest: CheckpointManifest;
+  /** Why each newer checkpoint was not taken (one reason each, naming the file). */
+  readonly rejected: string[];
+}
+
+/**
+ * The newest checkpoint that verifies, its values finite included (undefined when none does), and the reasons the
+ * newer ones did not. Only the ones tried are read: the newest good checkpoint and those newer than it.
+ */
+export function scanCheckpoints(dir: string): { good: GoodCheckpoint | undefined; rejected: string[] } {
   const rejected: string[] = [];
   for (const folder of listCheckpoints(dir)) {
-    const v = verifyCheckpoint(folder);
-    if (v.ok) return { folder, manifest: v.manifest, rejected };
+    const v = verifyCheckpoint(folder, { values: true });
+    if (v.ok) return { good: { folder, manifest: v.manifest, rejected }, rejected };
     rejected.push(v.reason);
   }
-  return undefined;
+  return { good: undefined, rejected };
+}
+
+/** The newest checkpoint that verifies (manifest, checksums, finite values), and the reasons the newer ones did not. */
+export function latestGoodCheckpoint(dir: string): GoodCheckpoint | undefined {
+  return scanCheckpoints(dir).good;
+}
+
+/**
+ * Removes the temporary folders of interrupted checkpoint writes (`.tmp-step-*`). Only the holder of the run's lock
+ * may call it: then no write is under way, so every such folder is a leftover. Returns what was removed.
+ */
+export function removeTmpCheckpoints(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const gone = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith(TMP_PREFIX))
+    .map((f) => nodePath.join(dir, f));
+  for (const p of gone) fs.rmSync(p, { recursive: true, force: true });
+  return gone;
 }

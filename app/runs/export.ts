@@ -9,6 +9,7 @@ import { createPretrainModel, isPretrainObjective, type PretrainModel } from '..
 import { exportDigptOfficial, fileSource, loadDigptCanonical, saveWeights } from '../../engine/models/naming.js';
 import { sincos2d } from '../../engine/models/geometry.js';
 import { latestGoodCheckpoint } from './checkpoint.js';
+import { readRunConfig } from './config.js';
 
 export type ExportFormat = 'timm' | 'digpt' | 'tfjs';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs'];
@@ -108,7 +109,7 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
   const dflt = nodePath.join(runDir, 'export', format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
   const target = nodePath.resolve(out ?? dflt);
   fs.mkdirSync(nodePath.dirname(target), { recursive: true });
-  if ((JSON.parse(fs.readFileSync(cpath, 'utf8')) as { kind?: string }).kind === 'finetune') {
+  if (readRunConfig(runDir).kind === 'finetune') {
     return exportClassifierRun(runDir, format, target);
   }
   const { model, step } = loadRunModel(runDir);

@@ -1,12 +1,15 @@
-// Files every training run keeps beside its weights: the optimizer state, the data stream's state, metrics.jsonl.
+// Files every training run keeps beside its weights (optimizer state, data stream state), the write-time guard
+// against non-finite values, where a resume starts, and the clean-up of a run folder whose first step never ran.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
-import type { AdamW } from '../../engine/optim/adamw.js';
+import type { AdamW, AdamWState } from '../../engine/optim/adamw.js';
+import { checkpointName, removeTmpCheckpoints, scanCheckpoints, type GoodCheckpoint } from './checkpoint.js';
+import { writeFileChecked, writing } from './disk.js';
+import { lastLoggedStep, metricsPath, readMetrics } from './metrics.js';
 
 /** Writes AdamW's moments (engine layout, flat) and step as `optimizer.safetensors` in a checkpoint folder. */
-export function saveOptimizer(folder: string, opt: AdamW): void {
-  const st = opt.exportState();
+export function saveOptimizer(folder: string, st: AdamWState): void {
   const moments = new Map<string, TensorToWrite>();
   for (const [label, m] of [
     ['m', st.m],
@@ -14,7 +17,8 @@ export function saveOptimizer(folder: string, opt: AdamW): void {
   ] as const) {
     for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
   }
-  writeSafetensors(nodePath.join(folder, 'optimizer.safetensors'), moments, { step: String(st.step) });
+  const path = nodePath.join(folder, 'optimizer.safetensors');
+  writing(path, () => writeSafetensors(path, moments, { step: String(st.step) }));
 }
 
 /** Restores what saveOptimizer wrote. */
@@ -32,32 +36,119 @@ export function loadOptimizer(folder: string, opt: AdamW): void {
 
 /** The data stream's state (`state.json`): step, epoch, cursor, the epoch's order, the Rng state. */
 export function saveStreamState(folder: string, state: object): void {
-  fs.writeFileSync(nodePath.join(folder, 'state.json'), JSON.stringify(state));
+  writeFileChecked(nodePath.join(folder, 'state.json'), JSON.stringify(state));
 }
 
 export function loadStreamState<T>(folder: string): T {
   return JSON.parse(fs.readFileSync(nodePath.join(folder, 'state.json'), 'utf8')) as T;
 }
 
-/** Appends one JSON line to RUN_DIR/metrics.jsonl. */
-export function appendMetrics(dir: string, rec: object): void {
-  fs.appendFileSync(nodePath.join(dir, 'metrics.jsonl'), `${JSON.stringify(rec)}\n`);
+// --- the write-time guard ---
+
+/** A checkpoint would have held Inf or NaN: the run stops instead, keeping its last good checkpoint. */
+export class NonFiniteStateError extends Error {
+  constructor(step: number, what: string, value: number, lastGood: string | undefined) {
+    super(
+      `step ${step}: ${what} holds non-finite values (${value}); no checkpoint of step ${step} was written and the ` +
+        `run stopped, keeping ${lastGood ? `its last good checkpoint ${lastGood}` : 'no checkpoint (none was written yet)'}` +
+        ' (a lower --blr, or a longer warm-up, usually avoids it)',
+    );
+    this.name = 'NonFiniteStateError';
+  }
 }
 
-/** Keeps only the metrics of steps <= `step` (those after a checkpoint are computed again on resume). */
-export function truncateMetrics(dir: string, step: number): void {
-  const p = nodePath.join(dir, 'metrics.jsonl');
-  if (!fs.existsSync(p)) return;
-  const kept = fs
-    .readFileSync(p, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .filter((l) => {
-      try {
-        return (JSON.parse(l) as { step: number }).step <= step;
-      } catch {
-        return false; // a line cut by the kill
-      }
-    });
-  fs.writeFileSync(p, kept.map((l) => `${l}\n`).join(''));
+/** The first non-finite entry among named float arrays, in order: its name and the value found. */
+export function firstNonFinite(
+  named: Iterable<readonly [string, Float32Array]>,
+): { name: string; value: number } | undefined {
+  for (const [name, x] of named) {
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as number;
+      if (!Number.isFinite(v)) return { name, value: v };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checks what a checkpoint is about to hold (weights, then both AdamW moments) and throws NonFiniteStateError naming
+ * the first tensor that is not finite. It reads the arrays the checkpoint writes, so it costs one pass over them
+ * once per checkpoint, not per step.
+ */
+export function checkFiniteState(
+  step: number,
+  weights: ReadonlyMap<string, { readonly data: Float32Array }>,
+  opt: AdamWState,
+  lastGood: () => string | undefined,
+): void {
+  const checks: [string, Iterable<readonly [string, Float32Array]>][] = [
+    ['weight', [...weights].map(([k, v]) => [k, v.data] as const)],
+    ['AdamW first moment (m) of', opt.m],
+    ['AdamW second moment (v) of', opt.v],
+  ];
+  for (const [what, named] of checks) {
+    const bad = firstNonFinite(named);
+    if (bad) throw new NonFiniteStateError(step, `${what} ${bad.name}`, bad.value, lastGood());
+  }
+}
+
+// --- resume ---
+
+/** Resume refused: no checkpoint can be trusted while the run has a history that restarting would throw away. */
+export class NothingToResumeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NothingToResumeError';
+  }
+}
+
+/**
+ * Where a resume of run `dir` starts (call with the run's lock held). Leftover `.tmp-step-*` folders are removed;
+ * every checkpoint rejected is reported through `warn` with its reason (checksum, missing manifest, non-finite values).
+ * With no valid checkpoint, a run that has history (checkpoints that all failed, or steps in metrics.jsonl) is
+ * refused and left untouched; one that never logged a step starts again from step 0 (returns undefined).
+ */
+export function resumePoint(dir: string, warn: (text: string) => void): GoodCheckpoint | undefined {
+  const ckDir = nodePath.join(dir, 'checkpoints');
+  for (const p of removeTmpCheckpoints(ckDir))
+    warn(`removed ${p}, the leftover of an interrupted checkpoint write`);
+  const { good, rejected } = scanCheckpoints(ckDir);
+  for (const r of rejected) warn(`checkpoint rejected: ${r}`);
+  if (good) return good;
+  const steps = lastLoggedStep(readMetrics(dir));
+  if (rejected.length === 0 && steps === 0) return undefined;
+  const why = rejected.length
+    ? `none of its ${rejected.length} checkpoint(s) is usable (${rejected.join('; ')})`
+    : `it has no checkpoint (it stopped before its first one)`;
+  const kept = steps > 0 ? `${metricsPath(dir)} (steps up to ${steps}) is kept as it was` : 'nothing was changed';
+  throw new NothingToResumeError(
+    `cannot resume ${dir}: ${why}; ${kept}. Start a new run (another --out), or remove ${metricsPath(dir)} ` +
+      `and ${ckDir} to train this one again from step 0`,
+  );
+}
+
+// --- a run folder whose first step never ran ---
+
+/**
+ * Removes the run folder a job created when it failed before its first step: only if it holds nothing but what
+ * creation wrote (config.json, an empty metrics.jsonl, an empty checkpoints/), and no lock (no one else took it up).
+ * Returns whether it was removed.
+ */
+export function removeUnstartedRun(dir: string): boolean {
+  if (!fs.existsSync(dir)) return false;
+  for (const name of fs.readdirSync(dir)) {
+    const p = nodePath.join(dir, name);
+    if (name === 'config.json') continue;
+    if (name === 'metrics.jsonl' && fs.statSync(p).size === 0) continue;
+    if (name === 'checkpoints' && fs.statSync(p).isDirectory() && fs.readdirSync(p).length === 0) continue;
+    // anything else (a lock, a checkpoint, a user's file) means the folder is not only ours to remove
+    return false;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  return true;
+}
+
+/** The folder the checkpoint of `step` is (or will be) written to. */
+export function checkpointFolder(dir: string, step: number): string {
+  return nodePath.join(dir, 'checkpoints', checkpointName(step));
 }

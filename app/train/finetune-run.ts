@@ -26,17 +26,23 @@ import {
   top1,
   type ClassifierBatch,
 } from '../../engine/train/classify.js';
+import { checkStepMemory, classifierFloatsPerSample, currentBackend } from '../../engine/train/memory.js';
 import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import { parseRunConfig, readRunConfig } from '../runs/config.js';
+import { writeFileChecked, writing } from '../runs/disk.js';
+import { RunLock } from '../runs/lock.js';
+import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
 import {
-  appendMetrics,
+  checkFiniteState,
   loadOptimizer,
   loadStreamState,
+  removeUnstartedRun,
+  resumePoint,
   saveOptimizer,
   saveStreamState,
-  truncateMetrics,
 } from '../runs/run-files.js';
-import { NonFiniteLossError, type ImageSet } from './pretrain-run.js';
+import { NonFiniteLossError, trainableCount, type ImageSet, type RunOpenOptions } from './pretrain-run.js';
 
 /** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
 export interface LabelledImageSet extends ImageSet {
@@ -311,9 +317,17 @@ export function openClassifier(
   return { vit, file, loadedHead };
 }
 
-/** Writes a classifier as timm-named safetensors with metadata kind 'vit_classifier', its config and class names. */
-export function exportClassifier(path: string, vit: VitClassifier, classes?: readonly string[]): void {
-  saveWeights(path, vit.params.exportTorch(), {
+/**
+ * Writes a classifier as timm-named safetensors with metadata kind 'vit_classifier', its config and class names
+ * (`tensors`: its weights when the caller has already read them out).
+ */
+export function exportClassifier(
+  path: string,
+  vit: VitClassifier,
+  classes?: readonly string[],
+  tensors: Map<string, { shape: number[]; data: Float32Array }> = vit.params.exportTorch(),
+): void {
+  saveWeights(path, tensors, {
     kind: 'vit_classifier',
     config: JSON.stringify(vit.config),
     ...(classes ? { classes: JSON.stringify(classes) } : {}),
@@ -367,6 +381,9 @@ export class FinetuneRun {
   private readonly val: LabelledImageSet;
   private state: StreamState;
   private rng: Rng;
+  /** The run folder's lock while this object writes it, and whether releasing it is ours to do. */
+  private lock: RunLock | undefined;
+  private ownsLock = false;
 
   private constructor(
     dir: string,
@@ -398,12 +415,13 @@ export class FinetuneRun {
     this.state = { step: 0, epoch: 0, cursor: 0, order: [], rng: this.rng.state };
   }
 
-  /** Starts a new run in `dir` (which must not hold one already). */
+  /** Starts a new run in `dir` (which must not hold one already); a batch too large is refused before the folder is made. */
   static create(
     dir: string,
     o: FinetuneOptions,
     train: LabelledImageSet,
     val: LabelledImageSet,
+    ro: RunOpenOptions = {},
   ): FinetuneRun {
     if (fs.existsSync(nodePath.join(dir, 'config.json')))
       throw new Error(`${dir} already holds a run; use resume, or another --out`);
@@ -416,6 +434,7 @@ export class FinetuneRun {
       ...(o.global_pool !== undefined ? { globalPool: o.global_pool } : {}),
       ...(fallback ? { fallback } : {}),
     });
+    let run: FinetuneRun;
     try {
       const batch = o.batch ?? 32;
       const accum = o.accum ?? 1;
@@ -446,43 +465,104 @@ export class FinetuneRun {
         checkpoint_every: o.checkpoint_every ?? spe,
         eval_batch: o.eval_batch ?? 64,
       };
-      fs.mkdirSync(dir, { recursive: true });
-      const run = new FinetuneRun(dir, config, opened.vit, train, val);
-      fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify(config, null, 2));
-      fs.writeFileSync(nodePath.join(dir, 'metrics.jsonl'), '');
-      return run;
+      // what is written must read back on resume: the same check, naming the field
+      parseRunConfig(JSON.parse(JSON.stringify(config)), nodePath.join(dir, 'config.json'));
+      run = new FinetuneRun(dir, config, opened.vit, train, val);
     } catch (e) {
       opened.vit.dispose();
       throw e;
     }
-  }
-
-  /** Reopens a run at its newest good checkpoint (or its start if none), dropping metrics logged after it. */
-  static resume(dir: string, train: LabelledImageSet, val: LabelledImageSet): FinetuneRun {
-    const cpath = nodePath.join(dir, 'config.json');
-    if (!fs.existsSync(cpath)) throw new Error(`${dir}: no config.json; not a run folder`);
-    const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as FinetuneConfig;
-    if (config.kind !== 'finetune')
-      throw new Error(`${dir}: a ${String(config.kind)} run, not a fine-tuning run`);
-    if (JSON.stringify([...train.classes]) !== JSON.stringify(config.classes))
-      throw new Error(`${dir}: the train set's classes differ from the run's (${config.classes.join(', ')})`);
-    const ck = latestGoodCheckpoint(nodePath.join(dir, 'checkpoints'));
-    const model = ck
-      ? new VitClassifier(config.model, config.seed)
-      : openClassifier(config.from, config.classes.length, {
-          seed: config.seed,
-          globalPool: config.model.global_pool,
-          fallback: config.model,
-        }).vit;
-    let run: FinetuneRun;
+    const existed = fs.existsSync(dir);
     try {
-      run = new FinetuneRun(dir, config, model, train, val);
+      run.checkMemory('--batch');
+      fs.mkdirSync(dir, { recursive: true });
+      run.takeLock(ro);
+      const cpath = nodePath.join(dir, 'config.json');
+      if (fs.existsSync(cpath)) throw new Error(`${dir} already holds a run; use resume, or another --out`);
+      writeFileChecked(cpath, JSON.stringify(run.config, null, 2));
+      const mpath = nodePath.join(dir, 'metrics.jsonl');
+      writing(mpath, () => fs.writeFileSync(mpath, ''));
+      return run;
     } catch (e) {
-      model.dispose();
+      run.dispose();
+      if (!existed) removeUnstartedRun(dir);
       throw e;
     }
-    if (ck) run.load(ck.folder);
-    truncateMetrics(run.dir, run.state.step);
+  }
+
+  private takeLock(o: RunOpenOptions): void {
+    if (o.lock) {
+      this.lock = o.lock;
+      return;
+    }
+    this.lock = RunLock.acquire(this.dir, {
+      ...(o.command ? { command: o.command } : {}),
+      ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+    });
+    this.ownsLock = true;
+  }
+
+  /** Refuses a micro-batch too large for this backend's memory, before a step allocates it. */
+  private checkMemory(setting: string): void {
+    checkStepMemory(
+      {
+        batch: this.config.batch,
+        studentFloats: classifierFloatsPerSample(this.config.model),
+        params: trainableCount(this.model),
+      },
+      currentBackend(),
+      setting,
+    );
+  }
+
+  /**
+   * Reopens a run at its newest good checkpoint (or its source if it never logged a step), dropping metrics logged
+   * after it. The lock is taken first and config.json checked; see PretrainRun.resume for what is refused.
+   */
+  static resume(
+    dir: string,
+    train: LabelledImageSet,
+    val: LabelledImageSet,
+    o: RunOpenOptions = {},
+  ): FinetuneRun {
+    const lock =
+      o.lock ??
+      RunLock.acquire(dir, {
+        ...(o.command ? { command: o.command } : {}),
+        ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+      });
+    let run: FinetuneRun | undefined;
+    try {
+      const config = readRunConfig(dir);
+      if (config.kind !== 'finetune') throw new Error(`${dir}: a ${config.kind} run, not a fine-tuning run`);
+      if (JSON.stringify([...train.classes]) !== JSON.stringify(config.classes))
+        throw new Error(
+          `${dir}: the train set's classes differ from the run's (${config.classes.join(', ')})`,
+        );
+      const ck = resumePoint(dir, o.onWarn ?? (() => undefined));
+      const model = ck
+        ? new VitClassifier(config.model, config.seed)
+        : openClassifier(config.from, config.classes.length, {
+            seed: config.seed,
+            globalPool: config.model.global_pool,
+            fallback: config.model,
+          }).vit;
+      try {
+        run = new FinetuneRun(dir, config, model, train, val);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      run.checkMemory(`${nodePath.join(dir, 'config.json')}: batch`);
+      if (ck) run.load(ck.folder);
+      truncateMetrics(run.dir, run.state.step);
+    } catch (e) {
+      run?.dispose();
+      if (!o.lock) lock.release();
+      throw e;
+    }
+    run.lock = lock;
+    run.ownsLock = !o.lock;
     return run;
   }
 
@@ -636,12 +716,19 @@ export class FinetuneRun {
     exportClassifier(path, this.model, this.config.classes);
   }
 
-  /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */
+  /**
+   * Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state; never one that
+   * holds Inf or NaN (checked first, NonFiniteStateError).
+   */
   save(): string {
     this.state.rng = this.rng.state;
+    const weights = this.model.params.exportTorch();
+    const opt = this.opt.exportState();
+    checkFiniteState(this.state.step, weights, opt, () => latestGoodCheckpoint(this.checkpointDir)?.folder);
     return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
-      exportClassifier(nodePath.join(folder, 'model.safetensors'), this.model, this.config.classes);
-      saveOptimizer(folder, this.opt);
+      const path = nodePath.join(folder, 'model.safetensors');
+      writing(path, () => exportClassifier(path, this.model, this.config.classes, weights));
+      saveOptimizer(folder, opt);
       saveStreamState(folder, this.state);
     });
   }
@@ -660,8 +747,11 @@ export class FinetuneRun {
     this.rng = new Rng(this.state.rng);
   }
 
+  /** Frees the model and the optimizer, and lets go of the run's lock if this run took it. */
   dispose(): void {
     this.opt.dispose();
     this.model.dispose();
+    if (this.ownsLock) this.lock?.release();
+    this.lock = undefined;
   }
 }

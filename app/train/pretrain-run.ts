@@ -19,17 +19,28 @@ import {
   pretrainStep,
   type PretrainStepMetrics,
 } from '../../engine/train/pretrain.js';
+import {
+  allFinite,
+  checkStepMemory,
+  currentBackend,
+  pretrainFloatsPerSample,
+} from '../../engine/train/memory.js';
 import { cropResizeNormalize, drawCrop } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
+import { checkWorkersBackend, parseRunConfig, readRunConfig } from '../runs/config.js';
+import { writeFileChecked, writing } from '../runs/disk.js';
+import { RunLock } from '../runs/lock.js';
+import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
 import {
-  appendMetrics,
+  checkFiniteState,
   loadOptimizer,
   loadStreamState,
+  removeUnstartedRun,
+  resumePoint,
   saveOptimizer,
   saveStreamState,
-  truncateMetrics,
 } from '../runs/run-files.js';
-import { openTeacher, withTeacher, type Teacher } from './teacher.js';
+import { NonFiniteTeacherError, openTeacher, withTeacher, type Teacher } from './teacher.js';
 
 /** Decoded training images, all of one side, RGB uint8 HWC, one after another. */
 export interface ImageSet {
@@ -68,7 +79,7 @@ export interface PretrainConfig {
    * Threads sharing each micro-batch (1, or 2: a replica thread, see engine/parallel). Part of the run: the
    * numerics differ by float rounding, so a resumed run keeps the same number.
    */
-  readonly workers?: number;
+  readonly workers?: 1 | 2;
 }
 
 /** Where the data stream stands: what a checkpoint must hold besides weights to continue exactly. */
@@ -119,6 +130,21 @@ export interface StudentSamples {
   readonly pixels: Uint8Array;
 }
 
+/** How a run folder is opened: the lock (taken here unless the caller holds it) and where warnings go. */
+export interface RunOpenOptions {
+  /** The run's lock, already held by the caller (a job takes it first); it stays the caller's to release. */
+  readonly lock?: RunLock;
+  /** What the lock says the holder runs. */
+  readonly command?: string;
+  /** Warnings: checkpoints rejected on resume, a stale lock taken over, leftovers removed. */
+  readonly onWarn?: (text: string) => void;
+}
+
+/** Trainable parameters of a model (weights, gradients and both AdamW moments are this many floats each). */
+export function trainableCount(model: { params: { trainable(): { variable: { size: number } }[] } }): number {
+  return model.params.trainable().reduce((n, p) => n + p.variable.size, 0);
+}
+
 export class NonFiniteLossError extends Error {
   constructor(step: number, loss: number, lastGood: string | undefined) {
     super(
@@ -138,6 +164,9 @@ export class PretrainRun {
   private state: StreamState;
   private rng: Rng;
   private parallel: DataParallel | undefined;
+  /** The run folder's lock while this object writes it, and whether releasing it is ours to do. */
+  private lock: RunLock | undefined;
+  private ownsLock = false;
   /** The first images of the last micro-batch built (the one whose cluster order a step reports). */
   samples: StudentSamples | undefined;
 
@@ -158,34 +187,116 @@ export class PretrainRun {
     this.newEpoch(0);
   }
 
-  /** Starts a new run in `dir` (which must not hold one already). */
+  /**
+   * Starts a new run in `dir` (which must not hold one already). Everything that can be checked is checked before
+   * the folder is made: the teacher opens, two workers only on wasm, the batch fits in memory.
+   */
   static create(
     dir: string,
     raw: Omit<PretrainConfig, 'model' | 'kind'> & { model: DigptConfig },
     data: ImageSet,
+    o: RunOpenOptions = {},
   ): PretrainRun {
     if (fs.existsSync(nodePath.join(dir, 'config.json')))
       throw new Error(`${dir} already holds a run; use resume, or another --out`);
+    const backend = currentBackend();
+    checkWorkersBackend(raw.workers ?? 1, backend, '--workers');
     const teacher = openTeacher(raw.teacher, raw.model);
-    const model = resolveDigptConfig({ ...withTeacher(raw.model, teacher) });
-    const config: PretrainConfig = { ...raw, kind: 'pretrain', model };
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify(config, null, 2));
-    fs.writeFileSync(nodePath.join(dir, 'metrics.jsonl'), '');
-    return new PretrainRun(dir, config, teacher, data);
+    let run: PretrainRun;
+    try {
+      const model = resolveDigptConfig({ ...withTeacher(raw.model, teacher) });
+      const config: PretrainConfig = { ...raw, kind: 'pretrain', model };
+      // what is written must read back on resume: the same check, naming the field
+      parseRunConfig(JSON.parse(JSON.stringify(config)), nodePath.join(dir, 'config.json'));
+      run = new PretrainRun(dir, config, teacher, data);
+    } catch (e) {
+      teacher.dispose();
+      throw e;
+    }
+    const existed = fs.existsSync(dir);
+    try {
+      run.checkMemory(backend, '--batch');
+      fs.mkdirSync(dir, { recursive: true });
+      run.takeLock(o);
+      // checked again under the lock: another process may have created the run meanwhile
+      const cpath = nodePath.join(dir, 'config.json');
+      if (fs.existsSync(cpath)) throw new Error(`${dir} already holds a run; use resume, or another --out`);
+      writeFileChecked(cpath, JSON.stringify(run.config, null, 2));
+      const mpath = nodePath.join(dir, 'metrics.jsonl');
+      writing(mpath, () => fs.writeFileSync(mpath, ''));
+      return run;
+    } catch (e) {
+      run.dispose();
+      if (!existed) removeUnstartedRun(dir);
+      throw e;
+    }
   }
 
-  /** Reopens a run at its newest good checkpoint (or its start if none), dropping metrics logged after it. */
-  static resume(dir: string, data: ImageSet): PretrainRun {
-    const cpath = nodePath.join(dir, 'config.json');
-    if (!fs.existsSync(cpath)) throw new Error(`${dir}: no config.json; not a run folder`);
-    const config = JSON.parse(fs.readFileSync(cpath, 'utf8')) as PretrainConfig;
-    const teacher = openTeacher(config.teacher, config.model);
-    const run = new PretrainRun(dir, config, teacher, data);
-    const ck = latestGoodCheckpoint(run.checkpointDir);
-    if (ck) run.load(ck.folder);
-    truncateMetrics(run.dir, run.state.step);
+  /**
+   * Reopens a run at its newest good checkpoint, dropping metrics logged after it. The lock is taken first, then
+   * config.json is checked; every checkpoint rejected is named through `onWarn`; with none usable while the run has
+   * history, it refuses and leaves metrics.jsonl alone (see resumePoint). A run with no step logged starts again.
+   */
+  static resume(dir: string, data: ImageSet, o: RunOpenOptions = {}): PretrainRun {
+    const lock =
+      o.lock ??
+      RunLock.acquire(dir, {
+        ...(o.command ? { command: o.command } : {}),
+        ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+      });
+    let run: PretrainRun | undefined;
+    try {
+      const config = readRunConfig(dir);
+      const file = nodePath.join(dir, 'config.json');
+      if (config.kind !== 'pretrain') throw new Error(`${dir}: a ${config.kind} run, not a pretraining run`);
+      const backend = currentBackend();
+      checkWorkersBackend(config.workers ?? 1, backend, `${file}: workers`);
+      const teacher = openTeacher(config.teacher, config.model);
+      try {
+        run = new PretrainRun(dir, config, teacher, data);
+      } catch (e) {
+        teacher.dispose();
+        throw e;
+      }
+      run.checkMemory(backend, `${file}: batch`);
+      const ck = resumePoint(dir, o.onWarn ?? (() => undefined));
+      if (ck) run.load(ck.folder);
+      truncateMetrics(run.dir, run.state.step);
+    } catch (e) {
+      run?.dispose();
+      if (!o.lock) lock.release();
+      throw e;
+    }
+    run.lock = lock;
+    run.ownsLock = !o.lock;
     return run;
+  }
+
+  private takeLock(o: RunOpenOptions): void {
+    if (o.lock) {
+      this.lock = o.lock;
+      return;
+    }
+    this.lock = RunLock.acquire(this.dir, {
+      ...(o.command ? { command: o.command } : {}),
+      ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+    });
+    this.ownsLock = true;
+  }
+
+  /** Refuses a micro-batch too large for this backend's memory, before a step allocates it. */
+  private checkMemory(backend: string, setting: string): void {
+    checkStepMemory(
+      {
+        batch: this.config.batch,
+        studentFloats: pretrainFloatsPerSample(this.config.model, this.config.objective),
+        teacherFloats: this.teacher.floatsPerSample,
+        params: trainableCount(this.model),
+        workers: this.config.workers ?? 1,
+      },
+      backend,
+      setting,
+    );
   }
 
   get checkpointDir(): string {
@@ -234,10 +345,16 @@ export class PretrainRun {
     // cluster order (D-iGPT), patch permutation (mae) or nothing (kd): the model says how many entries
     const order = drawOrders(this.rng, b, this.model.orderLength);
     this.samples = studentSamples(s, Math.min(b, SAMPLES), c.img_size);
+    const step = this.state.step + 1;
     return () => {
       const timgs = tf.tensor4d(tv, [b, t.resolution, t.resolution, 3]);
       const teacher = t.tokens(timgs);
       timgs.dispose();
+      // a broken teacher file would otherwise show up as a NaN loss that names nothing
+      if (!allFinite(teacher)) {
+        teacher.dispose();
+        throw new NonFiniteTeacherError(t.spec, step, latestGoodCheckpoint(this.checkpointDir)?.folder);
+      }
       return { images: tf.tensor4d(s, [b, c.img_size, c.img_size, 3]), teacher, order };
     };
   }
@@ -296,19 +413,27 @@ export class PretrainRun {
     appendMetrics(this.dir, rec);
   }
 
-  /** Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. */
+  /**
+   * Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. Weights and
+   * both moments are checked first: a checkpoint is never written holding Inf or NaN (NonFiniteStateError).
+   */
   save(): string {
     this.state.rng = this.rng.state;
-    const ps = this.model.params;
+    const weights = this.model.params.exportTorch();
+    const opt = this.opt.exportState();
+    checkFiniteState(this.state.step, weights, opt, () => latestGoodCheckpoint(this.checkpointDir)?.folder);
     return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
-      const weights = new Map<string, TensorToWrite>();
-      for (const [k, v] of ps.exportTorch()) weights.set(k, { dtype: 'F32', shape: v.shape, data: v.data });
-      writeSafetensors(nodePath.join(folder, 'model.safetensors'), weights, {
-        kind: 'digpt_workbench',
-        config: JSON.stringify(this.config.model),
-        objective: this.config.objective,
-      });
-      saveOptimizer(folder, this.opt);
+      const tensors = new Map<string, TensorToWrite>();
+      for (const [k, v] of weights) tensors.set(k, { dtype: 'F32', shape: v.shape, data: v.data });
+      const path = nodePath.join(folder, 'model.safetensors');
+      writing(path, () =>
+        writeSafetensors(path, tensors, {
+          kind: 'digpt_workbench',
+          config: JSON.stringify(this.config.model),
+          objective: this.config.objective,
+        }),
+      );
+      saveOptimizer(folder, opt);
       saveStreamState(folder, this.state);
     });
   }
@@ -337,9 +462,12 @@ export class PretrainRun {
     this.parallel = undefined;
   }
 
+  /** Frees the model, the optimizer and the teacher, and lets go of the run's lock if this run took it. */
   dispose(): void {
     this.opt.dispose();
     this.model.dispose();
     this.teacher.dispose();
+    if (this.ownsLock) this.lock?.release();
+    this.lock = undefined;
   }
 }

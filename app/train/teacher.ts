@@ -6,6 +6,7 @@ import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { CLIP_MEAN, CLIP_STD, type ClipVision } from '../../engine/models/clip.js';
 import { clipMetadata, fileSource, loadClip, loadVitTimm } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
+import { forwardFloatsPerSample } from '../../engine/train/memory.js';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
 import { sourceFile } from './finetune-run.js';
 
@@ -22,9 +23,22 @@ export interface Teacher {
   readonly dim: number;
   readonly mean: readonly number[];
   readonly std: readonly number[];
+  /** Floats its forward pass holds per image until tokens() returns (for the step's memory estimate). */
+  readonly floatsPerSample: number;
   /** images NHWC [B, R, R, 3], normalised with mean/std -> tokens [B, 1 + grid^2, dim]. */
   tokens(images: tf.Tensor4D): tf.Tensor3D;
   dispose(): void;
+}
+
+/** A teacher's output held Inf or NaN: the run stops naming the teacher, before the loss turns NaN. */
+export class NonFiniteTeacherError extends Error {
+  constructor(spec: string, step: number, lastGood: string | undefined) {
+    super(
+      `teacher ${spec} gave non-finite outputs (Inf or NaN) at step ${step}; check that file (its weights may ` +
+        `hold Inf or NaN); the run stopped and kept ${lastGood ? `its last good checkpoint ${lastGood}` : 'no checkpoint (none was written yet)'}`,
+    );
+    this.name = 'NonFiniteTeacherError';
+  }
 }
 
 /** Per-patch normalised pixels (MAE's norm_pix targets); the cls target is the mean of the patch vectors. */
@@ -39,6 +53,8 @@ function pixelTeacher(student: DigptConfig): Teacher {
     dim: p * p * 3,
     mean: IMAGENET_MEAN,
     std: IMAGENET_STD,
+    // the images, their patch rows and the normalised rows
+    floatsPerSample: 3 * student.img_size * student.img_size * 3,
     tokens: (images) =>
       tf.tidy(() => {
         const b = images.shape[0];
@@ -65,6 +81,14 @@ function clipTeacher(spec: string, model: ClipVision): Teacher {
     dim: model.config.output_dim,
     mean: CLIP_MEAN,
     std: CLIP_STD,
+    floatsPerSample: forwardFloatsPerSample({
+      resolution: model.config.resolution,
+      tokens: model.grid * model.grid + 1,
+      width: model.config.width,
+      depth: model.config.layers,
+      heads: model.config.heads,
+      mlpRatio: 4,
+    }),
     tokens: (images) => tf.tidy(() => model.forward(images)),
     dispose: () => model.dispose(),
   };
@@ -81,6 +105,14 @@ function vitTeacher(spec: string, model: VitClassifier): Teacher {
     dim: c.embed_dim,
     mean: IMAGENET_MEAN,
     std: IMAGENET_STD,
+    floatsPerSample: forwardFloatsPerSample({
+      resolution: c.img_size,
+      tokens: (c.img_size / c.patch_size) ** 2 + 1,
+      width: c.embed_dim,
+      depth: c.depth,
+      heads: c.num_heads,
+      mlpRatio: c.mlp_ratio,
+    }),
     tokens: (images) => tf.tidy(() => model.tokens(images)),
     dispose: () => model.dispose(),
   };

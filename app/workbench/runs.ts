@@ -5,6 +5,8 @@ import type { LaunchRequest, MetricRecord, PatchOrderFrame, RunSummary } from '.
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
 import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
+import { clearLockOfEndedJob } from '../runs/lock.js';
+import { lastLoggedStep, readMetrics } from '../runs/metrics.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { pngDataUrls } from './datasets.js';
 
@@ -32,22 +34,6 @@ function readJson(path: string): Record<string, unknown> | undefined {
   }
 }
 
-function lastStep(dir: string): number {
-  const p = nodePath.join(dir, 'metrics.jsonl');
-  if (!fs.existsSync(p)) return 0;
-  let step = 0;
-  for (const l of fs.readFileSync(p, 'utf8').split('\n')) {
-    if (!l.trim()) continue;
-    try {
-      const r = JSON.parse(l) as { step?: number; loss?: number };
-      if (typeof r.loss === 'number' && typeof r.step === 'number') step = Math.max(step, r.step);
-    } catch {
-      // a line cut by a crash
-    }
-  }
-  return step;
-}
-
 export class RunManager {
   private readonly runs = new Map<string, Live>();
 
@@ -64,7 +50,7 @@ export class RunManager {
       if (!cfg) continue;
       const kind = (cfg['kind'] as RunSummary['kind'] | undefined) ?? 'pretrain';
       const total = Number(cfg['steps'] ?? 0);
-      const step = lastStep(dir);
+      const step = lastLoggedStep(readMetrics(dir));
       const result = readJson(nodePath.join(dir, 'result.json')) as RunSummary['result'];
       this.runs.set(id, {
         summary: {
@@ -216,8 +202,10 @@ export class RunManager {
     handle.on('event', (e) => void this.onEvent(live, e));
     handle.on('exit', ({ ok, error }) => {
       live.handle = undefined;
-      // a crashed worker fails its run; the workbench goes on
-      if (!ok && live.summary.status !== 'failed')
+      // a job ended without its clean-up (killed, out of memory) leaves its lock: it is gone, so is its hold
+      clearLockOfEndedJob(live.summary.dir, handle.pid ?? process.pid);
+      // a crashed worker fails its run (one refused because another process writes it has not); the workbench goes on
+      if (!ok && live.summary.status !== 'failed' && live.summary.status !== 'idle')
         this.update(live, { status: 'failed', error: error ?? 'the engine worker failed' });
       else if (live.summary.status === 'running' || live.summary.status === 'stopping')
         this.update(live, { status: 'stopped' });
@@ -296,7 +284,8 @@ export class RunManager {
         this.update(live, { status: e.stopped ? 'stopped' : 'done', step: e.step || s.step, etaSeconds: 0 });
         break;
       case 'error':
-        this.update(live, { status: 'failed', error: e.message });
+        // RunLockedError: another process (a CLI resume, another serve) is writing the run; it has not failed
+        this.update(live, { status: e.name === 'RunLockedError' ? 'idle' : 'failed', error: e.message });
         this.events.log('error', `run ${s.id}: ${e.message}`);
         break;
       case 'log':
@@ -332,18 +321,8 @@ export class RunManager {
   }
 
   metrics(id: string): MetricRecord[] {
-    const p = nodePath.join(this.get(id).summary.dir, 'metrics.jsonl');
-    if (!fs.existsSync(p)) return [];
-    const out: MetricRecord[] = [];
-    for (const l of fs.readFileSync(p, 'utf8').split('\n')) {
-      if (!l.trim()) continue;
-      try {
-        out.push(JSON.parse(l) as MetricRecord);
-      } catch {
-        // a line cut by a crash
-      }
-    }
-    return out;
+    // the one reader of metrics.jsonl (a line cut by a crash is left out)
+    return readMetrics(this.get(id).summary.dir) as MetricRecord[];
   }
 
   config(id: string): Record<string, unknown> {

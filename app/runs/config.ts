@@ -1,0 +1,198 @@
+// A run's config.json, checked when read back (resume, fine-tune or probe from a run, export) with the same bounds as
+// the CLI and the launch form (app/api/run-settings.ts); job specs are checked with them at job start too.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { z } from 'zod';
+import { Objective } from '../api/contract.js';
+import { RunSetting as S, checkSetting, type RunSettingName } from '../api/run-settings.js';
+import {
+  ConfigError,
+  resolveDigptConfig,
+  resolveVitConfig,
+  type DigptConfig,
+  type VitConfig,
+} from '../../engine/config.js';
+import type { JobSpec } from '../jobs/protocol.js';
+import type { FinetuneConfig } from '../train/finetune-run.js';
+import type { PretrainConfig } from '../train/pretrain-run.js';
+
+/** A model block: an object whose numbers the engine's resolver checks (it names the field). */
+function modelBlock<T>(resolve: (raw: Record<string, unknown>) => T) {
+  return z.record(z.string(), z.unknown()).transform((raw, ctx): T => {
+    try {
+      return resolve(raw);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      ctx.addIssue({ code: 'custom', message: e.message, path: e.field ? [e.field] : [] });
+      return z.NEVER;
+    }
+  });
+}
+
+const path = z.string().min(1);
+
+/** config.json of a pretraining run (PretrainConfig). */
+export const PretrainConfigSchema = z.strictObject({
+  kind: z.literal('pretrain'),
+  data: path,
+  preset: z.string(),
+  model: modelBlock<DigptConfig>((raw) => resolveDigptConfig(raw)),
+  teacher: path,
+  objective: Objective,
+  steps: S.steps,
+  batch: S.batch,
+  accum: S.accum,
+  seed: S.seed,
+  blr: S.blr,
+  min_lr: S.min_lr,
+  warmup_steps: S.warmup_steps,
+  weight_decay: S.weight_decay,
+  checkpoint_every: S.checkpoint_every,
+  workers: S.workers.optional(),
+});
+
+/** config.json of a fine-tuning run (FinetuneConfig). */
+export const FinetuneConfigSchema = z
+  .strictObject({
+    kind: z.literal('finetune'),
+    from: path,
+    data: path.optional(),
+    model: modelBlock<VitConfig>((raw) => resolveVitConfig(raw)),
+    classes: z.array(z.string()).min(2).readonly(),
+    steps: S.steps,
+    steps_per_epoch: z.number().int().positive(),
+    epochs: S.epochs,
+    batch: S.batch,
+    accum: S.accum,
+    blr: S.blr,
+    min_lr: S.min_lr,
+    layer_decay: S.layer_decay,
+    weight_decay: S.weight_decay,
+    drop_path: S.drop_path,
+    smoothing: S.smoothing,
+    mixup: S.mixup,
+    cutmix: S.cutmix,
+    erase: S.erase,
+    warmup_epochs: S.warmup_epochs,
+    seed: S.seed,
+    checkpoint_every: S.checkpoint_every,
+    eval_batch: S.eval_batch,
+  })
+  .superRefine((c, ctx) => {
+    if (c.model.num_classes !== c.classes.length)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'num_classes'],
+        message: `${c.model.num_classes} classes, but classes lists ${c.classes.length}`,
+      });
+  });
+
+export type RunConfig = PretrainConfig | FinetuneConfig;
+
+// the schemas and the interfaces the runs use must agree (a compile-time check)
+type Agree<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _pretrainAgrees: Agree<z.infer<typeof PretrainConfigSchema>, PretrainConfig> = true;
+const _finetuneAgrees: Agree<z.infer<typeof FinetuneConfigSchema>, FinetuneConfig> = true;
+void [_pretrainAgrees, _finetuneAgrees];
+
+function issuesText(issues: readonly z.core.$ZodIssue[], value: unknown): string {
+  return issues
+    .map((i) => {
+      const field = i.path.map(String).join('.');
+      let got: unknown = value;
+      for (const k of i.path) got = got && typeof got === 'object' ? (got as Record<string, unknown>)[String(k)] : undefined;
+      const shown = i.code === 'unrecognized_keys' || got === undefined ? '' : ` (got ${JSON.stringify(got)})`;
+      return `${field ? `${field}: ` : ''}${i.message}${shown}`;
+    })
+    .join('; ');
+}
+
+/** Checks a parsed config.json; the error names the file and the field: "RUN/config.json: blr: Too small ...". */
+export function parseRunConfig(value: unknown, file: string): RunConfig {
+  const kind = value && typeof value === 'object' ? (value as { kind?: unknown }).kind : undefined;
+  if (kind !== 'pretrain' && kind !== 'finetune') {
+    const what = kind === undefined ? 'missing' : JSON.stringify(kind);
+    throw new ConfigError(
+      `${file}: kind: ${what}; a training run's config says "pretrain" or "finetune"` +
+        (kind === 'probe' || kind === 'knn' ? ` (a ${kind} is not a training run)` : ''),
+      'kind',
+    );
+  }
+  const schema = kind === 'pretrain' ? PretrainConfigSchema : FinetuneConfigSchema;
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ConfigError(`${file}: ${issuesText(r.error.issues, value)}`, String(r.error.issues[0]?.path[0] ?? ''));
+  return r.data as RunConfig;
+}
+
+/** The checked config.json of the run folder `dir`. */
+export function readRunConfig(dir: string): RunConfig {
+  const file = nodePath.join(dir, 'config.json');
+  if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json; not a run folder`);
+  let value: unknown;
+  try {
+    value = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  return parseRunConfig(value, file);
+}
+
+/** Threads sharing a micro-batch: two only where the replica gives a second core its work (wasm runs one thread). */
+export function checkWorkersBackend(workers: number, backend: string, label: string): void {
+  if (workers > 1 && backend !== 'wasm')
+    throw new ConfigError(
+      `${label} 2 runs on the wasm backend only; this process uses ${backend}` +
+        ' (a tfjs backend other than wasm already uses every core from one thread)',
+      'workers',
+    );
+}
+
+/** One setting of a job, when present, checked against its bounds; the error names the job and the setting. */
+function check(kind: string, name: RunSettingName, value: unknown): void {
+  if (value !== undefined) checkSetting(name, value, `${kind} job: ${name}`);
+}
+
+/**
+ * Checks a job spec's numbers with the run settings' bounds before anything starts: a UI or CLI bug must not
+ * start a run with batch 0 or a negative lr. Paths and names are checked where they are used.
+ */
+export function checkJobSpec(job: JobSpec): void {
+  switch (job.kind) {
+    case 'pretrain':
+      check(job.kind, 'steps', job.steps);
+      check(job.kind, 'epochs', job.epochs);
+      check(job.kind, 'batch', job.batch);
+      check(job.kind, 'accum', job.accum);
+      check(job.kind, 'seed', job.seed);
+      check(job.kind, 'blr', job.blr);
+      check(job.kind, 'checkpoint_every', job.checkpointEvery);
+      check(job.kind, 'img_size', job.imgSize);
+      if (job.workers !== 'auto') check(job.kind, 'workers', job.workers);
+      return;
+    case 'finetune':
+      check(job.kind, 'steps', job.steps);
+      check(job.kind, 'epochs', job.epochs);
+      check(job.kind, 'batch', job.batch);
+      check(job.kind, 'accum', job.accum);
+      check(job.kind, 'seed', job.seed);
+      check(job.kind, 'blr', job.blr);
+      check(job.kind, 'warmup_epochs', job.warmupEpochs);
+      check(job.kind, 'checkpoint_every', job.checkpointEvery);
+      check(job.kind, 'layer_decay', job.layerDecay);
+      check(job.kind, 'drop_path', job.dropPath);
+      check(job.kind, 'smoothing', job.smoothing);
+      check(job.kind, 'mixup', job.mixup);
+      check(job.kind, 'cutmix', job.cutmix);
+      check(job.kind, 'erase', job.erase);
+      return;
+    case 'probe':
+    case 'knn':
+      check(job.kind, 'seed', job.seed);
+      check(job.kind, 'k', job.k);
+      check(job.kind, 'epochs', job.epochs);
+      return;
+    case 'resume':
+    case 'export':
+      return;
+  }
+}

@@ -1,0 +1,74 @@
+// RUN_DIR/metrics.jsonl: the one reader (tolerant of a line cut by a crash), the appender and the atomic cut-back.
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { replaceFile, writing } from './disk.js';
+
+/** One line of metrics.jsonl: a training step (step, loss, ...) or an evaluation (step, knn_top1 / val_top1, ...). */
+export type MetricLine = Readonly<Record<string, unknown>> & { readonly step?: unknown };
+
+export function metricsPath(dir: string): string {
+  return nodePath.join(dir, 'metrics.jsonl');
+}
+
+/**
+ * The lines of a metrics.jsonl text: `records` are the lines that parse as JSON objects, in order, with their text
+ * (so a cut-back keeps them byte for byte); `dropped` counts the others (a last line cut by kill -9 or a crash).
+ */
+export function parseMetrics(text: string): { records: { line: string; record: MetricLine }[]; dropped: number } {
+  const records: { line: string; record: MetricLine }[] = [];
+  let dropped = 0;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const r = JSON.parse(line) as unknown;
+      if (r && typeof r === 'object' && !Array.isArray(r)) records.push({ line, record: r as MetricLine });
+      else dropped++;
+    } catch {
+      dropped++;
+    }
+  }
+  return { records, dropped };
+}
+
+/** Every readable line of a run's metrics.jsonl ([] when there is none). */
+export function readMetrics(dir: string): MetricLine[] {
+  const p = metricsPath(dir);
+  if (!fs.existsSync(p)) return [];
+  return parseMetrics(fs.readFileSync(p, 'utf8')).records.map((r) => r.record);
+}
+
+/** A training step's line (it has a loss), as opposed to an evaluation's. */
+export function isStepLine(r: MetricLine): boolean {
+  return typeof r.step === 'number' && typeof r['loss'] === 'number';
+}
+
+/** The last step trained according to metrics.jsonl (0 when none). */
+export function lastLoggedStep(records: readonly MetricLine[]): number {
+  let step = 0;
+  for (const r of records) if (isStepLine(r)) step = Math.max(step, r.step as number);
+  return step;
+}
+
+/** Appends one JSON line to RUN_DIR/metrics.jsonl; a full disk is reported naming the file. */
+export function appendMetrics(dir: string, rec: object): void {
+  const p = metricsPath(dir);
+  writing(p, () => fs.appendFileSync(p, `${JSON.stringify(rec)}\n`));
+}
+
+/**
+ * Keeps only the lines of steps <= `step` (those after a checkpoint are computed again on resume), and drops a line
+ * cut by a crash. The file is replaced whole (metrics.jsonl.tmp, fsync, rename), so a kill -9 at any moment leaves
+ * either the old lines or the kept ones, never an empty file. Nothing is written when nothing is to be dropped.
+ */
+export function truncateMetrics(dir: string, step: number): { kept: number; dropped: number } {
+  const p = metricsPath(dir);
+  if (!fs.existsSync(p)) return { kept: 0, dropped: 0 };
+  const text = fs.readFileSync(p, 'utf8');
+  const { records, dropped: unreadable } = parseMetrics(text);
+  const kept = records.filter((r) => typeof r.record.step === 'number' && r.record.step <= step);
+  const dropped = unreadable + records.length - kept.length;
+  // a file ending without a newline would glue the next appended line to its last one
+  if (dropped === 0 && (text === '' || text.endsWith('\n'))) return { kept: kept.length, dropped: 0 };
+  replaceFile(p, kept.map((r) => `${r.line}\n`).join(''));
+  return { kept: kept.length, dropped };
+}
