@@ -60,6 +60,34 @@ function requireLittleEndianHost(file: string): void {
   }
 }
 
+/** What a stat says a path is, for messages. */
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'a special file';
+}
+
+// A FIFO, socket or device is never read: its read would wait for a writer for good (a FIFO) or never end (a
+// device such as /dev/zero), hanging the thread that loads a teacher or a checkpoint.
+function requireRegularFile(file: string, st: fs.Stats): void {
+  if (!st.isFile()) throw new SafetensorsError(file, `not a regular file (${fileKind(st)})`);
+}
+
+// O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer, so the fstat after the open can refuse
+// it; on a regular file the flag changes nothing. A Unix socket cannot be opened at all (ENXIO).
+function openNonBlocking(file: string): number {
+  try {
+    return fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENXIO')
+      throw new SafetensorsError(file, 'not a regular file (a socket)', undefined, { cause: error });
+    throw error;
+  }
+}
+
 function isDType(value: unknown): value is SafetensorsDType {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, value);
 }
@@ -221,7 +249,60 @@ function parseHeader(
     }
     entries.set(name, parseEntry(file, name, value, dataStart, fileSize));
   }
+  checkLayout(file, [...entries.values()], dataStart, fileSize);
   return { metadata, entries };
+}
+
+/** data_offsets as the header writes them (relative to the data), for messages. */
+function offsetsText(e: SafetensorsEntry, dataStart: number): string {
+  return `[${e.begin - dataStart}, ${e.end - dataStart}]`;
+}
+
+/**
+ * The reference library's layout rule: sorted by data_offsets, the tensors tile the data exactly. Each begins where
+ * the previous one ends (no overlap: two names would share bytes, and a write to one would change the other; no
+ * hole: bytes that belong to no tensor), and the last one ends at the end of the file (no trailing bytes).
+ */
+function checkLayout(
+  file: string,
+  entries: readonly SafetensorsEntry[],
+  dataStart: number,
+  fileSize: number,
+): void {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let expected = dataStart;
+  let previous: SafetensorsEntry | undefined;
+  for (const e of sorted) {
+    if (e.begin < expected) {
+      // expected only moves past dataStart once a tensor was seen, so previous is set here
+      const p = previous as SafetensorsEntry;
+      throw new SafetensorsError(
+        file,
+        `data_offsets ${offsetsText(e, dataStart)} overlap those of "${p.name}" ${offsetsText(p, dataStart)}`,
+        e.name,
+      );
+    }
+    if (e.begin > expected) {
+      const where = previous === undefined ? 'before the first tensor' : `after "${previous.name}"`;
+      throw new SafetensorsError(
+        file,
+        `data_offsets ${offsetsText(e, dataStart)} leave a hole: data bytes [${expected - dataStart}, ${e.begin - dataStart}) belong to no tensor (${where})`,
+        e.name,
+      );
+    }
+    expected = e.end;
+    previous = e;
+  }
+  if (expected < fileSize) {
+    const last =
+      previous === undefined
+        ? 'the header (the file has no tensors)'
+        : `the last tensor, "${previous.name}" ${offsetsText(previous, dataStart)}`;
+    throw new SafetensorsError(
+      file,
+      `${fileSize - expected} trailing bytes after ${last}: the file is ${fileSize} bytes, its header and tensors account for ${expected}`,
+    );
+  }
 }
 
 function parseMetadata(file: string, value: unknown): Readonly<Record<string, string>> {
@@ -362,12 +443,16 @@ export class SafetensorsFile {
     this.#entries = entries;
   }
 
-  /** Reads and validates the header only; tensor bytes are read on demand. */
+  /** Reads and validates the header only; tensor bytes are read on demand. Refuses anything but a regular file. */
   static open(path: string): SafetensorsFile {
     requireLittleEndianHost(path);
-    const fd = fs.openSync(path, 'r');
+    requireRegularFile(path, fs.statSync(path));
+    const fd = openNonBlocking(path);
     try {
-      const { metadata, entries } = parseHeader(path, fd, fs.fstatSync(fd).size);
+      const st = fs.fstatSync(fd);
+      // checked again on the descriptor: the name may have been swapped for a FIFO since the stat
+      requireRegularFile(path, st);
+      const { metadata, entries } = parseHeader(path, fd, st.size);
       return new SafetensorsFile(path, fd, metadata, entries);
     } catch (error) {
       fs.closeSync(fd);

@@ -1,7 +1,9 @@
 // Tests the safetensors reader/writer against real files: round trips, decoding, validation, atomic writes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -477,6 +479,97 @@ describe('validation', () => {
     openFails(q, 'w', /truncated/);
   });
 
+  test('overlapping data_offsets are refused, naming both tensors', () => {
+    // b reuses a's last 4 bytes: a write through one name would change the other
+    const overlap = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+    };
+    openFails(rawFile('overlap', overlap, new Uint8Array(12)), 'b', /overlap/, /"a" \[0, 8\]/, /\[4, 12\]/);
+    // two names for the very same bytes
+    const alias = {
+      w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      v: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+    };
+    openFails(rawFile('alias', alias, new Uint8Array(4)), 'v', /overlap/, /"w" \[0, 4\]/);
+    // an empty tensor inside another one's range, as the reference library refuses it too
+    const inside = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      e: { dtype: 'F32', shape: [0], data_offsets: [4, 4] },
+    };
+    openFails(rawFile('empty-inside', inside, new Uint8Array(8)), 'e', /overlap/, /"a"/);
+  });
+
+  test('holes between tensors and before the first are refused', () => {
+    const hole = {
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+    };
+    openFails(rawFile('hole', hole, new Uint8Array(12)), 'b', /hole/, /\[4, 8\)/, /after "a"/);
+    const first = { a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } };
+    openFails(rawFile('hole-first', first, new Uint8Array(8)), 'a', /hole/, /\[0, 4\)/, /before the first/);
+  });
+
+  test('bytes after the last tensor are refused', () => {
+    const header = {
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+    };
+    const p = rawFile('trailing', header, new Uint8Array(11));
+    const size = fs.statSync(p).size;
+    openFails(p, undefined, /3 trailing bytes/, /"b" \[4, 8\]/, new RegExp(`file is ${size} bytes`));
+    // a header without tensors followed by data
+    openFails(
+      rawFile('trailing-none', { __metadata__: { k: 'v' } }, new Uint8Array(2)),
+      undefined,
+      /2 trailing bytes/,
+      /no tensors/,
+    );
+    // a whole written file with one byte appended
+    const q = freshPath('appended');
+    writeSafetensors(q, { w: { dtype: 'F32', shape: [2], data: new Float32Array(2) } });
+    fs.appendFileSync(q, Buffer.from([0]));
+    openFails(q, undefined, /1 trailing bytes/, /"w"/);
+  });
+
+  test('tensors that tile the data in any header order, empty ones included, open', () => {
+    // header order differs from data order; zero-size tensors sit at a boundary and at the end
+    const header = {
+      z: { dtype: 'F32', shape: [0], data_offsets: [12, 12] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+      e: { dtype: 'F32', shape: [0, 3], data_offsets: [4, 4] },
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+    };
+    const data = new Uint8Array(new Float32Array([1, 2, 3]).buffer);
+    const file = SafetensorsFile.open(rawFile('tiled', header, data));
+    try {
+      assert.deepEqual(file.keys(), ['z', 'b', 'e', 'a']);
+      assert.deepEqual([...file.readFloat32('b')], [2, 3]);
+      assert.equal(file.readFloat32('e').length, 0);
+    } finally {
+      file.close();
+    }
+  });
+
+  test('a FIFO, a socket and a device are refused without being read', async () => {
+    // each would hang or never end a read: the open must not wait for a writer, nor read /dev/zero forever
+    const fifo = freshPath('fifo');
+    execFileSync('mkfifo', [fifo]);
+    openFails(fifo, undefined, /not a regular file \(a FIFO\)/);
+    const sock = freshPath('sock');
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      openFails(sock, undefined, /not a regular file \(a socket\)/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const dev = freshPath('dev');
+    fs.symlinkSync('/dev/zero', dev);
+    openFails(dev, undefined, /not a regular file \(a character device\)/);
+    openFails(dir, undefined, /not a regular file \(a folder\)/);
+  });
+
   test('missing key and wrong read dtype name the key', () => {
     const p = freshPath('missing');
     writeSafetensors(p, { w: { dtype: 'F32', shape: [1], data: new Float32Array(1) } });
@@ -574,6 +667,21 @@ describe('atomic write', () => {
 describe('parity files from the Python reference writer', () => {
   const vit = path.join(PARITY_DIR, 'vit-gap-tiny.safetensors');
   const digpt = path.join(PARITY_DIR, 'digpt-2x2-tiny.safetensors');
+
+  test('every reference file, the built-in teacher and our own exports pass the layout checks', () => {
+    const teacher = fileURLToPath(
+      new URL('../../app/teachers/fashion-vit-micro.safetensors', import.meta.url),
+    );
+    const files = [
+      ...fs
+        .readdirSync(PARITY_DIR)
+        .filter((f) => f.endsWith('.safetensors'))
+        .map((f) => path.join(PARITY_DIR, f)),
+      teacher,
+    ];
+    assert.ok(files.length >= 7, files.join(', '));
+    for (const f of files) SafetensorsFile.open(f).close();
+  });
 
   test('vit-gap-tiny: shapes and metadata', () => {
     const file = SafetensorsFile.open(vit);
