@@ -17,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
+import { openRegular } from './files.js';
 import type { SkipCode } from './types.js';
 
 const MAGIC = 0x43504744; // 'DGPC' read as little-endian u32
@@ -77,7 +78,8 @@ export async function readEntry(
 ): Promise<'pixels' | CachedFailure | null> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    // a FIFO or device planted in the cache folder is a miss (never read), and the write renames over it
+    fh = await openRegular(path);
   } catch {
     return null;
   }
@@ -120,7 +122,8 @@ async function writeAtomic(path: string, parts: Uint8Array[]): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const fh = await open(tmp, 'w');
+    // 'wx': the random temp name is created fresh, never a link or FIFO someone left under that name
+    const fh = await open(tmp, 'wx');
     try {
       for (const p of parts) {
         for (let done = 0; done < p.length;) done += (await fh.write(p, done, p.length - done)).bytesWritten;
@@ -154,6 +157,6 @@ export async function writeFailure(path: string, side: number, failure: CachedFa
 export async function prepareCacheDir(cacheDir: string): Promise<void> {
   await mkdir(cacheDir, { recursive: true });
   const probe = join(cacheDir, `.write-test.${process.pid}.${randomBytes(4).toString('hex')}`);
-  await writeFile(probe, '');
+  await writeFile(probe, '', { flag: 'wx' });
   await unlink(probe);
 }

@@ -1,8 +1,8 @@
 // IDX files (MNIST's format): big-endian header, then uint8 data; optionally gzipped. Reading, checking, writing.
-import { createReadStream } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { createGunzip, gunzip, gzip } from 'node:zlib';
+
+import { openRegular, readRegular, readRegularPrefix } from './files.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -54,15 +54,17 @@ function dataBytes(h: IdxHeader): number {
   return h.dims.reduce((a, b) => a * b, 1);
 }
 
-/** Reads only the header; for `.gz` decompresses just the first bytes. */
+/** Reads only the header; for `.gz` decompresses just the first bytes. Refuses anything but a regular file. */
 export async function readIdxHeader(path: string): Promise<IdxHeader> {
   const name = path.split(/[\\/]/).pop() ?? path;
   let head: Uint8Array;
   if (path.toLowerCase().endsWith('.gz')) {
+    const fh = await openRegular(path);
     head = await new Promise<Uint8Array>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let got = 0;
-      const src = createReadStream(path);
+      // the stream closes the handle when it ends or is destroyed
+      const src = fh.createReadStream();
       const gz = createGunzip();
       const finish = (err?: Error): void => {
         src.destroy();
@@ -82,14 +84,7 @@ export async function readIdxHeader(path: string): Promise<IdxHeader> {
       src.pipe(gz);
     });
   } else {
-    const fh = await open(path, 'r');
-    try {
-      const buf = Buffer.alloc(20);
-      const { bytesRead } = await fh.read(buf, 0, 20, 0);
-      head = buf.subarray(0, bytesRead);
-    } finally {
-      await fh.close();
-    }
+    head = await readRegularPrefix(path, 20);
   }
   const h = parseHeader(head, name);
   if (!h) throw new IdxError(`${name}: file too short for an IDX header`);
@@ -103,11 +98,11 @@ export async function readIdxHeader(path: string): Promise<IdxHeader> {
  */
 export async function idxLengthLooksRight(path: string, header: IdxHeader): Promise<boolean> {
   const expected = header.headerBytes + dataBytes(header);
-  const st = await stat(path);
-  if (!path.toLowerCase().endsWith('.gz')) return st.size === expected;
-  if (st.size < 18) return false;
-  const fh = await open(path, 'r');
+  const fh = await openRegular(path);
   try {
+    const st = await fh.stat();
+    if (!path.toLowerCase().endsWith('.gz')) return st.size === expected;
+    if (st.size < 18) return false;
     const buf = Buffer.alloc(4);
     await fh.read(buf, 0, 4, st.size - 4);
     return buf.readUInt32LE(0) === expected % 2 ** 32;
@@ -116,10 +111,10 @@ export async function idxLengthLooksRight(path: string, header: IdxHeader): Prom
   }
 }
 
-/** Reads a whole IDX file (gunzipping `.gz`) and checks its length. */
+/** Reads a whole IDX file (gunzipping `.gz`) and checks its length. Refuses anything but a regular file. */
 export async function readIdx(path: string): Promise<{ header: IdxHeader; data: Uint8Array }> {
   const name = path.split(/[\\/]/).pop() ?? path;
-  let raw: Uint8Array = await readFile(path);
+  let raw: Uint8Array = await readRegular(path);
   if (path.toLowerCase().endsWith('.gz')) {
     try {
       raw = await gunzipAsync(raw);

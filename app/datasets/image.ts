@@ -1,6 +1,7 @@
 // Image files: which names count, reading a header with sharp's metadata, and decoding to square uint8 RGB.
-import { open, readFile } from 'node:fs/promises';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
+
+import { readRegular, readRegularPrefix } from './files.js';
 
 /** Extensions we decode (JPEG, PNG, WebP, GIF). */
 const IMAGE_EXTS = new Set(['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp', '.gif']);
@@ -69,26 +70,21 @@ async function metadataOf(buf: Buffer): Promise<Metadata> {
   return sharp(buf, { failOn: 'none' }).metadata();
 }
 
-/** Reads an image's header (fast, no pixel decode). Throws ImageError for non-images and unsupported formats. */
+/**
+ * Reads an image's header (fast, no pixel decode). Throws ImageError for non-images and unsupported formats, and
+ * UnsafeFileError for anything but a regular file (never opened).
+ */
 export async function probeImage(path: string, size: number): Promise<ImageInfo> {
   let meta: Metadata;
   if (size <= HEADER_PREFIX) {
-    meta = await metadataOf(await readFile(path)).catch((err: unknown) => {
+    meta = await metadataOf(await readRegular(path)).catch((err: unknown) => {
       throw new ImageError('decode-error', `decode error: ${firstLine(err)}`);
     });
   } else {
-    const fh = await open(path, 'r');
-    let head: Buffer;
-    try {
-      head = Buffer.alloc(HEADER_PREFIX);
-      const { bytesRead } = await fh.read(head, 0, HEADER_PREFIX, 0);
-      head = head.subarray(0, bytesRead);
-    } finally {
-      await fh.close();
-    }
+    const head = await readRegularPrefix(path, HEADER_PREFIX);
     // a header longer than the prefix (big EXIF/ICC blocks) needs the whole file
     meta = await metadataOf(head).catch(async () =>
-      metadataOf(await readFile(path)).catch((err: unknown) => {
+      metadataOf(await readRegular(path)).catch((err: unknown) => {
         throw new ImageError('decode-error', `decode error: ${firstLine(err)}`);
       }),
     );
@@ -108,7 +104,7 @@ function infoFromMetadata(meta: Metadata): ImageInfo {
 
 /** Decodes a whole image to check it (the `validate` scan); returns its info. */
 export async function validateImage(path: string): Promise<ImageInfo> {
-  const buf = await readFile(path);
+  const buf = await readRegular(path);
   let meta: Metadata;
   try {
     meta = await sharp(buf, { failOn: 'error' }).metadata();

@@ -1,9 +1,10 @@
 // loadSplit: a scanned split as one uint8 RGB array at the cache side, decoding only what the cache lacks.
-import { readFile, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTick } from 'node:timers/promises';
 
 import { entryPath, prepareCacheDir, readEntry, writeFailure, writePixels, type SourceId } from './cache.js';
+import { fileKind, readRegular, realInside, UnsafeFileError } from './files.js';
 import { readIdx } from './idx.js';
 import { checkFormat, decodeToRgb, ImageError } from './image.js';
 import { defaultConcurrency, forEachLimit } from './pool.js';
@@ -53,12 +54,14 @@ export async function loadSplit(
     cacheOk = false;
     warnings.push(`cache folder ${opts.cacheDir} is not writable (${errText(err)}): nothing is cached`);
   }
-  const ctx: Ctx = { scan, side, opts, cacheOk, warnings };
+  const ctx: Ctx = { scan, rootReal: await realpath(scan.root), side, opts, cacheOk, warnings };
   return s.source.kind === 'files' ? loadFiles(ctx, s.source.items) : loadIdx(ctx, s);
 }
 
 interface Ctx {
   scan: DatasetScan;
+  /** The dataset folder's real path: files are read only when their own real path lies inside it. */
+  rootReal: string;
   side: number;
   opts: LoadOptions;
   cacheOk: boolean;
@@ -70,9 +73,14 @@ function errText(err: unknown): string {
   return e.code ?? (err instanceof Error ? err.message : String(err));
 }
 
-async function sourceId(abs: string): Promise<SourceId & { isFile: boolean }> {
-  const st = await stat(abs, { bigint: true });
-  return { abs, size: st.size, mtimeNs: st.mtimeNs, isFile: st.isFile() };
+/**
+ * A file's cache identity (keyed by its path under the root, as before links were resolved) and its real path, which
+ * is what gets read. A link out of the dataset throws UnsafeFileError; a FIFO, socket or device gives `kind`.
+ */
+async function sourceId(ctx: Ctx, abs: string): Promise<SourceId & { real: string; kind: string }> {
+  const real = await realInside(ctx.rootReal, abs);
+  const st = await stat(real, { bigint: true });
+  return { abs, real, size: st.size, mtimeNs: st.mtimeNs, kind: fileKind(st) };
 }
 
 async function loadFiles(ctx: Ctx, items: FileItem[]): Promise<LoadedSplit> {
@@ -100,8 +108,8 @@ async function loadFiles(ctx: Ctx, items: FileItem[]): Promise<LoadedSplit> {
       failed[i] = { path: it.path, code, reason };
     };
     try {
-      const id = await sourceId(join(scan.root, it.path));
-      if (!id.isFile) return fail('unreadable', 'not a regular file');
+      const id = await sourceId(ctx, join(scan.root, it.path));
+      if (id.kind !== 'regular file') return fail('special-file', `not a regular file (${id.kind})`);
       if (id.size === 0n) return fail('empty-file', 'empty file (0 bytes)');
       const entry = entryPath(opts.cacheDir, side, id, 'image');
       const hit = ctx.cacheOk ? await readEntry(entry, side, 1, images, i * per) : null;
@@ -113,7 +121,7 @@ async function loadFiles(ctx: Ctx, items: FileItem[]): Promise<LoadedSplit> {
         cached++;
         return fail(hit.code, hit.reason);
       }
-      const buf = await readFile(id.abs);
+      const buf = await readRegular(id.real);
       try {
         await checkFormat(buf);
         const rgb = await decodeToRgb(buf, side);
@@ -127,7 +135,8 @@ async function loadFiles(ctx: Ctx, items: FileItem[]): Promise<LoadedSplit> {
         await cacheWrite(() => writeFailure(entry, side, { code: err.code, reason: err.message }));
       }
     } catch (err) {
-      fail('unreadable', `unreadable: ${errText(err)}`);
+      if (err instanceof UnsafeFileError) fail(err.code, err.message);
+      else fail('unreadable', `unreadable: ${errText(err)}`);
     } finally {
       opts.onProgress?.(++done, n);
     }
@@ -165,7 +174,10 @@ async function loadIdx(ctx: Ctx, s: SplitScan): Promise<LoadedSplit> {
   const changed = (what: string): Error =>
     new Error(`${src.images}: ${what} since the scan; scan ${scan.root} again`);
 
-  const id = await sourceId(imgAbs);
+  const id = await sourceId(ctx, imgAbs).catch((err: unknown) => {
+    throw err instanceof UnsafeFileError ? changed(err.message) : err;
+  });
+  if (id.kind !== 'regular file') throw changed(`not a regular file (${id.kind})`);
   const entry = entryPath(opts.cacheDir, side, id, 'idx');
   let all = new Uint8Array(src.count * per);
   let decoded = 0;
@@ -195,7 +207,14 @@ async function loadIdx(ctx: Ctx, s: SplitScan): Promise<LoadedSplit> {
     }
   }
 
-  const lab = await readIdx(join(scan.root, src.labels));
+  const labAbs = join(scan.root, src.labels);
+  // read by the listed name (a .gz is told by its name), once its real path is known to stay inside the dataset
+  await realInside(ctx.rootReal, labAbs).catch((err: unknown) => {
+    throw err instanceof UnsafeFileError
+      ? new Error(`${src.labels}: ${err.message}; scan ${scan.root} again`)
+      : err;
+  });
+  const lab = await readIdx(labAbs);
   if (lab.data.length !== src.count) throw changed(`${src.labels} changed`);
   const indices = src.indices;
   let labels: Int32Array;

@@ -1,7 +1,9 @@
 // scanDataset: finds a dataset's layout, classes, splits, image sizes and bad files, reading headers only.
 import type { Dirent } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+
+import { fileKind, readRegular, realInside, statRegular, UnsafeFileError } from './files.js';
 
 import {
   IDX_IMAGES_MAGIC,
@@ -90,7 +92,9 @@ class Findings {
  * - ImageFolder: class sub-folders (images anywhere below a class folder belong to it);
  * - flat: images only, unlabelled.
  * When there is no val split, `valFraction` of each train class is moved to a carved val split (seeded, stratified).
- * Throws only when `dir` is not a readable folder; bad files are skipped and listed.
+ * Throws only when `dir` is not a readable folder; bad files are skipped and listed. FIFOs, sockets and devices are
+ * never opened (skipped as `special-file`), and symbolic links are followed only when their target stays inside
+ * the dataset folder (else skipped as `outside-dataset`).
  */
 export async function scanDataset(dir: string, opts: ScanOptions = {}): Promise<DatasetScan> {
   const root = resolve(dir);
@@ -102,15 +106,22 @@ export async function scanDataset(dir: string, opts: ScanOptions = {}): Promise<
     throw new RangeError(`valFraction must be in [0, 1), got ${fraction}`);
   if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
 
-  const top = await listDir(root);
   const findings = new Findings();
+  const where: Where = { root, rootReal: await realpath(root) };
+  const top = await listDir(where, root, '', findings);
   const hasIdx = top.files.some((f) => IDX_IMAGES_RE.test(f));
   const scan = hasIdx
-    ? await scanIdx(root, top, fraction, seed, opts, findings)
-    : await scanFolder(root, top, fraction, seed, opts, findings);
+    ? await scanIdx(where, top, fraction, seed, opts, findings)
+    : await scanFolder(where, top, fraction, seed, opts, findings);
   findings.skipped.sort((a, b) => byCodeUnits(a.path, b.path));
   if (scan.images === 0) findings.warn({ code: 'no-images', message: 'no usable images found' });
   return scan;
+}
+
+/** The dataset folder as given (paths are reported relative to it) and its real path (links must stay inside). */
+interface Where {
+  root: string;
+  rootReal: string;
 }
 
 interface Listing {
@@ -118,19 +129,30 @@ interface Listing {
   files: string[];
 }
 
-/** Non-hidden entries of a folder, sorted, with symbolic links resolved (a dangling one counts as a file). */
-async function listDir(abs: string): Promise<Listing> {
+/**
+ * Non-hidden entries of the folder `abs` (`rel` from the root), sorted. Symbolic links are resolved: one whose
+ * target leaves the dataset is skipped here with its reason; a dangling one counts as a file (reported when probed).
+ */
+async function listDir(where: Where, abs: string, rel: string, findings: Findings): Promise<Listing> {
   const entries: Dirent[] = await readdir(abs, { withFileTypes: true });
   const dirs: string[] = [];
   const files: string[] = [];
   for (const e of entries) {
     if (isHidden(e.name)) continue;
     let isDir = e.isDirectory();
-    if (e.isSymbolicLink())
-      isDir = await stat(join(abs, e.name)).then(
-        (s) => s.isDirectory(),
-        () => false,
-      );
+    if (e.isSymbolicLink()) {
+      const target = await realInside(where.rootReal, join(abs, e.name)).catch((err: unknown) => err);
+      if (target instanceof UnsafeFileError) {
+        findings.skip(relJoin(rel, e.name), target.code, target.message);
+        continue;
+      }
+      isDir =
+        typeof target === 'string' &&
+        (await stat(target).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ));
+    }
     (isDir ? dirs : files).push(e.name);
   }
   return { dirs: dirs.sort(byCodeUnits), files: files.sort(byCodeUnits) };
@@ -161,7 +183,7 @@ interface Group {
 }
 
 async function scanFolder(
-  root: string,
+  where: Where,
   top: Listing,
   fraction: number,
   seed: number,
@@ -172,7 +194,8 @@ async function scanFolder(
     top.dirs.some((d) => d.toLowerCase() === 'train') && top.dirs.every((d) => d.toLowerCase() in SPLIT_DIRS);
   const candidates: Candidate[] = [];
   const groups: Group[] = [];
-  const seenDirs = new Set<string>([await realpath(root)]);
+  const { root } = where;
+  const seenDirs = new Set<string>([where.rootReal]);
 
   const addGroup = async (split: SplitName, rel: string, listing: Listing): Promise<void> => {
     const g = groups.length;
@@ -188,7 +211,7 @@ async function scanFolder(
     }
     for (const cls of listing.dirs) {
       const files: string[] = [];
-      await walk(join(root, rel, cls), relJoin(rel, cls), files, findings, seenDirs);
+      await walk(where, join(root, rel, cls), relJoin(rel, cls), files, findings, seenDirs);
       for (const f of files) candidates.push({ rel: f, group: g, cls });
     }
   };
@@ -206,7 +229,7 @@ async function scanFolder(
         });
         continue;
       }
-      const listing = await listDir(join(root, d)).catch((err: unknown) => {
+      const listing = await listDir(where, join(root, d), d, findings).catch((err: unknown) => {
         findings.skip(`${d}/`, 'unreadable', `unreadable folder: ${errText(err)}`);
         return null;
       });
@@ -221,7 +244,7 @@ async function scanFolder(
   let done = 0;
   await forEachLimit(candidates.length, opts.concurrency ?? defaultConcurrency(), async (i) => {
     const c = candidates[i] as Candidate;
-    infos[i] = await probeFile(root, c, opts.validate === true, findings);
+    infos[i] = await probeFile(where, c, opts.validate === true, findings);
     opts.onProgress?.(++done, candidates.length);
   });
 
@@ -327,6 +350,7 @@ async function scanFolder(
 
 /** Collects the files under a class folder, recursively; a folder reached twice through links is walked once. */
 async function walk(
+  where: Where,
   abs: string,
   rel: string,
   out: string[],
@@ -338,18 +362,18 @@ async function walk(
     const real = await realpath(abs);
     if (seen.has(real)) return;
     seen.add(real);
-    listing = await listDir(abs);
+    listing = await listDir(where, abs, rel, findings);
   } catch (err) {
     findings.skip(`${rel}/`, 'unreadable', `unreadable folder: ${errText(err)}`);
     return;
   }
   for (const f of listing.files) out.push(relJoin(rel, f));
-  for (const d of listing.dirs) await walk(join(abs, d), relJoin(rel, d), out, findings, seen);
+  for (const d of listing.dirs) await walk(where, join(abs, d), relJoin(rel, d), out, findings, seen);
 }
 
 /** A candidate's info, or null after recording why it is skipped. */
 async function probeFile(
-  root: string,
+  where: Where,
   c: Candidate,
   validate: boolean,
   findings: Findings,
@@ -368,20 +392,22 @@ async function probeFile(
     findings.skip(c.rel, 'misplaced', c.misplaced);
     return null;
   }
-  const abs = join(root, c.rel);
   try {
-    const st = await stat(abs);
+    // the link's target is read, so a file swapped for a link out of the dataset after the listing is refused too
+    const real = await realInside(where.rootReal, join(where.root, c.rel));
+    const st = await stat(real);
     if (!st.isFile()) {
-      findings.skip(c.rel, 'unreadable', 'not a regular file');
+      findings.skip(c.rel, 'special-file', `not a regular file (${fileKind(st)})`);
       return null;
     }
     if (st.size === 0) {
       findings.skip(c.rel, 'empty-file', 'empty file (0 bytes)');
       return null;
     }
-    return validate ? await validateImage(abs) : await probeImage(abs, st.size);
+    return validate ? await validateImage(real) : await probeImage(real, st.size);
   } catch (err) {
-    if (err instanceof ImageError) findings.skip(c.rel, err.code, err.message);
+    if (err instanceof ImageError || err instanceof UnsafeFileError)
+      findings.skip(c.rel, err.code, err.message);
     else findings.skip(c.rel, 'unreadable', `unreadable: ${errText(err)}`);
     return null;
   }
@@ -449,7 +475,7 @@ interface IdxPair {
 }
 
 async function scanIdx(
-  root: string,
+  where: Where,
   top: Listing,
   fraction: number,
   seed: number,
@@ -499,17 +525,31 @@ async function scanIdx(
       findings.skip(images, 'bad-idx', `no matching labels file (${prefix}-labels-idx1-ubyte[.gz])`);
       continue;
     }
+    const unsafe = await unsafeFileOf(where, [images, labels]);
+    if (unsafe) {
+      const [bad, err] = unsafe;
+      const [other, role] = bad === images ? [labels, 'images'] : [images, 'labels'];
+      findings.skip(bad, err.code, err.message);
+      findings.skip(other, 'bad-idx', `its ${role} file ${bad} is unusable: ${err.message}`);
+      continue;
+    }
     try {
-      pairs.push(await readIdxPair(root, split, images, labels, opts.validate === true));
+      pairs.push(await readIdxPair(where.root, split, images, labels, opts.validate === true));
     } catch (err) {
-      const msg = err instanceof IdxError ? err.message : `unreadable: ${errText(err)}`;
+      const msg =
+        err instanceof IdxError || err instanceof UnsafeFileError
+          ? err.message
+          : `unreadable: ${errText(err)}`;
       findings.skip(images, 'bad-idx', msg);
       findings.skip(labels, 'bad-idx', `its images file ${images} is unusable`);
     }
   }
 
   const maxLabel = pairs.reduce((m, p) => p.labelData.reduce((a, b) => Math.max(a, b), m), -1);
-  const classes = await idxClassNames(root, maxLabel + 1, findings);
+  // a classes.txt skipped where the folder was listed (a link out of the dataset) is not looked at again
+  const classes = top.files.includes('classes.txt')
+    ? await idxClassNames(where, maxLabel + 1, findings)
+    : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
   const splits: SplitScan[] = [];
   const hasVal = pairs.some((p) => p.split === 'val');
   const carve = !hasVal && fraction > 0 && pairs.some((p) => p.split === 'train');
@@ -554,7 +594,7 @@ async function scanIdx(
   return {
     format: 'digpt-dataset-scan',
     version: 1,
-    root,
+    root: where.root,
     kind: 'idx',
     layout: 'idx',
     classes,
@@ -617,13 +657,32 @@ async function readIdxPair(
   return { split, images, labels, count, rows, cols, labelData: lab.data };
 }
 
+/**
+ * The first of `files` (relative to the root) that is not a regular file inside the dataset, with why; null when
+ * all are (a missing or unreadable file is left for the reader to report).
+ */
+async function unsafeFileOf(where: Where, files: string[]): Promise<[string, UnsafeFileError] | null> {
+  for (const f of files) {
+    try {
+      await statRegular(await realInside(where.rootReal, join(where.root, f)));
+    } catch (err) {
+      if (err instanceof UnsafeFileError) return [f, err];
+    }
+  }
+  return null;
+}
+
 /** Class names of an IDX dataset: `classes.txt` (one per line) when it names them all, else "0", "1", ... */
-async function idxClassNames(root: string, n: number, findings: Findings): Promise<string[]> {
+async function idxClassNames(where: Where, n: number, findings: Findings): Promise<string[]> {
   const numbers = Array.from({ length: Math.max(0, n) }, (_, i) => String(i));
+  const abs = join(where.root, 'classes.txt');
   let text: string;
   try {
-    text = await readFile(join(root, 'classes.txt'), 'utf8');
-  } catch {
+    text = (await readRegular(await realInside(where.rootReal, abs))).toString('utf8');
+  } catch (err) {
+    // a missing classes.txt is the usual case; a FIFO or a link out of the dataset is never read, and said so
+    if (err instanceof UnsafeFileError)
+      findings.skip('classes.txt', err.code, `${err.message}: class names are numbers`);
     return numbers;
   }
   const names = text

@@ -25,6 +25,8 @@ export type SkipCode =
   | 'unsupported-format' // an image format we do not read (.bmp, .tiff, an SVG named .png)
   | 'empty-file' // zero bytes
   | 'unreadable' // stat or read failed (permissions, dangling link)
+  | 'special-file' // a FIFO, socket or device (or a folder where a file belongs): never opened
+  | 'outside-dataset' // a symbolic link whose target lies outside the dataset folder: not followed
   | 'decode-error' // sharp could not read it: corrupt, truncated, or not an image at all
   | 'misplaced' // an image outside any class folder of a labelled dataset, or outside the split folders
   | 'bad-idx'; // an IDX file with a wrong header, length, or without its partner

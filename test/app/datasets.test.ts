@@ -1,17 +1,20 @@
 // Tests the dataset layer on real files in a temp folder: layouts, the seeded split, IDX, messy input, decoding
-// to RGB, and the decode cache.
+// to RGB, the decode cache, and special files (FIFOs, sockets, devices) and symbolic links, which are never followed out.
 import assert from 'node:assert/strict';
 import {
   existsSync,
+  mkdirSync,
   readdirSync,
   readFileSync,
+  realpathSync,
+  rmSync,
   statSync,
   symlinkSync,
   truncateSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
@@ -26,9 +29,11 @@ import {
   type FileItem,
   type SplitName,
 } from '../../app/datasets/index.js';
+import { entryPath } from '../../app/datasets/cache.js';
 import { encodeIdx } from '../../app/datasets/idx.js';
 import { valCount } from '../../app/datasets/split.js';
 import { cleanup, gifFrames, greyPng, meanRgb, noisyPng, put, solid, tempDir } from './datasets-helpers.js';
+import { failIfHangs, mkfifo, unixSocket } from './paths-helpers.js';
 
 const FASHION_DIR = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'datasets', 'fashion-mnist');
 
@@ -508,5 +513,165 @@ describe('decoding and the cache', () => {
     assert.equal(cacheSideFor(224), 256);
     assert.equal(cacheSideFor(28), 32);
     assert.equal(cacheSideFor(50), 57);
+  });
+});
+
+describe('special files and symbolic links', () => {
+  const red = { r: 255, g: 0, b: 0 };
+  const blue = { r: 0, g: 0, b: 255 };
+  const outsideMsg = (target: string, kind = '') =>
+    `symbolic link to ${realpathSync(target)}${kind}, outside the dataset folder: not followed`;
+
+  test('FIFOs, sockets and devices named like images are skipped unopened; links followed only inside', async () => {
+    const dir = tempDir('special');
+    const outside = tempDir('special-outside');
+    put(join(dir, 'cat', 'good.png'), await solid(4, 4, red));
+    put(join(dir, 'dog', 'd.png'), await solid(4, 4, blue));
+    put(join(outside, 'secret.png'), await solid(4, 4, red));
+    put(join(outside, 'cls', 'x.png'), await solid(4, 4, red));
+    const pipe = join(dir, 'cat', 'pipe.png');
+    mkfifo(pipe);
+    const server = await unixSocket(join(dir, 'cat', 'sock.jpg'));
+    symlinkSync(pipe, join(dir, 'cat', 'pipe-link.png')); // a link inside the dataset, to a FIFO
+    symlinkSync('/dev/zero', join(dir, 'cat', 'zero.png'));
+    symlinkSync('/dev/urandom', join(dir, 'dog', 'random.webp'));
+    symlinkSync(join(outside, 'secret.png'), join(dir, 'dog', 'secret.png'));
+    symlinkSync(join(dir, 'dog', 'd.png'), join(dir, 'cat', 'alias.png')); // inside: followed
+    symlinkSync(join(outside, 'cls'), join(dir, 'linked')); // a class folder out of the dataset
+    try {
+      let scan: DatasetScan | undefined;
+      for (const validate of [false, true]) {
+        scan = await failIfHangs(scanDataset(dir, { valFraction: 0, validate }), [pipe], 'the scan');
+        assert.deepEqual(scan.classes, ['cat', 'dog']);
+        assert.deepEqual(
+          scan.skipped.map((s) => [s.path, s.code, s.reason]),
+          [
+            ['cat/pipe-link.png', 'special-file', 'not a regular file (FIFO)'],
+            ['cat/pipe.png', 'special-file', 'not a regular file (FIFO)'],
+            ['cat/sock.jpg', 'special-file', 'not a regular file (socket)'],
+            ['cat/zero.png', 'outside-dataset', outsideMsg('/dev/zero', ' (character device)')],
+            ['dog/random.webp', 'outside-dataset', outsideMsg('/dev/urandom', ' (character device)')],
+            ['dog/secret.png', 'outside-dataset', outsideMsg(join(outside, 'secret.png'))],
+            ['linked', 'outside-dataset', outsideMsg(join(outside, 'cls'))],
+          ],
+        );
+        assert.deepEqual(files(scan, 'train'), [
+          { path: 'cat/alias.png', label: 0 },
+          { path: 'cat/good.png', label: 0 },
+          { path: 'dog/d.png', label: 1 },
+        ]);
+      }
+      const text = formatScan(scan as DatasetScan);
+      assert.match(text, /cat\/pipe\.png\s+not a regular file \(FIFO\)/);
+      const loaded = await failIfHangs(
+        loadSplit(scan as DatasetScan, 'train', { side: 4, cacheDir: tempDir('special-cache') }),
+        [pipe],
+        'the load',
+      );
+      assert.deepEqual(loaded.files, ['cat/alias.png', 'cat/good.png', 'dog/d.png']);
+      assert.deepEqual(loaded.skipped, []);
+    } finally {
+      server.close();
+    }
+  });
+
+  test('a file that became a FIFO or a link out of the dataset after the scan is not read by the load', async () => {
+    const dir = tempDir('special-later');
+    const outside = tempDir('special-later-outside');
+    for (const n of ['a', 'b', 'c']) put(join(dir, `${n}.png`), await solid(4, 4, red));
+    put(join(outside, 'other.png'), await solid(4, 4, blue));
+    const scan = await scanDataset(dir, { valFraction: 0 });
+    assert.equal(split(scan, 'train').count, 3);
+    const pipe = join(dir, 'a.png');
+    rmSync(pipe);
+    mkfifo(pipe);
+    rmSync(join(dir, 'b.png'));
+    symlinkSync(join(outside, 'other.png'), join(dir, 'b.png'));
+    const loaded = await failIfHangs(
+      loadSplit(scan, 'train', { side: 4, cacheDir: tempDir('special-later-cache') }),
+      [pipe],
+      'the load',
+    );
+    assert.deepEqual(loaded.files, ['c.png']);
+    assert.deepEqual(
+      loaded.skipped.map((s) => [s.path, s.code, s.reason]),
+      [
+        ['a.png', 'special-file', 'not a regular file (FIFO)'],
+        ['b.png', 'outside-dataset', outsideMsg(join(outside, 'other.png'))],
+      ],
+    );
+  });
+
+  test('a FIFO where a cache entry belongs is a miss, and the entry is written over it', async () => {
+    const dir = tempDir('special-cache-entry');
+    put(join(dir, 'x.png'), await solid(4, 4, red));
+    const scan = await scanDataset(dir, { valFraction: 0 });
+    const abs = join(scan.root, 'x.png');
+    const st = statSync(abs, { bigint: true });
+    const cacheDir = tempDir('special-cache-dir');
+    const entry = entryPath(cacheDir, 4, { abs, size: st.size, mtimeNs: st.mtimeNs }, 'image');
+    mkdirSync(dirname(entry), { recursive: true });
+    mkfifo(entry);
+    const loaded = await failIfHangs(loadSplit(scan, 'train', { side: 4, cacheDir }), [entry], 'the load');
+    assert.deepEqual(loaded.stats, { decoded: 1, cached: 0 });
+    assert.deepEqual(loaded.files, ['x.png']);
+    assert.ok(statSync(entry).isFile(), 'the entry replaced the FIFO');
+    const again = await loadSplit(scan, 'train', { side: 4, cacheDir });
+    assert.deepEqual(again.stats, { decoded: 0, cached: 1 });
+  });
+
+  test('IDX files and classes.txt that are FIFOs or links to devices are skipped, never read', async () => {
+    const imgs = new Uint8Array(6 * 4 * 4).fill(7);
+    const labels = new Uint8Array([0, 1, 2, 0, 1, 2]);
+    // classes.txt a FIFO: the pair loads, the names are numbers, and the scan says why
+    const dir = tempDir('idx-fifo-classes');
+    put(join(dir, 'train-images-idx3-ubyte.gz'), await encodeIdx([6, 4, 4], imgs, true));
+    put(join(dir, 'train-labels-idx1-ubyte.gz'), await encodeIdx([6], labels, true));
+    const classes = join(dir, 'classes.txt');
+    mkfifo(classes);
+    for (const validate of [false, true]) {
+      const scan = await failIfHangs(
+        scanDataset(dir, { valFraction: 0, validate }),
+        [classes],
+        'the IDX scan',
+      );
+      assert.deepEqual(scan.classes, ['0', '1', '2']);
+      assert.equal(scan.images, 6);
+      assert.deepEqual(
+        scan.skipped.map((s) => [s.path, s.code, s.reason]),
+        [['classes.txt', 'special-file', 'not a regular file (FIFO): class names are numbers']],
+      );
+    }
+
+    // a labels file that is a FIFO, an images file and classes.txt that link to devices
+    const bad = tempDir('idx-special');
+    put(join(bad, 'train-images-idx3-ubyte.gz'), await encodeIdx([6, 4, 4], imgs, true));
+    const trainLabels = join(bad, 'train-labels-idx1-ubyte');
+    mkfifo(trainLabels);
+    symlinkSync('/dev/zero', join(bad, 't10k-images-idx3-ubyte'));
+    put(join(bad, 't10k-labels-idx1-ubyte.gz'), await encodeIdx([6], labels, true));
+    symlinkSync('/dev/urandom', join(bad, 'classes.txt'));
+    for (const validate of [false, true]) {
+      const scan = await failIfHangs(
+        scanDataset(bad, { valFraction: 0, validate }),
+        [trainLabels],
+        'the IDX scan',
+      );
+      assert.deepEqual(scan.splits, []);
+      assert.deepEqual(
+        scan.skipped.map((s) => [s.path, s.code, s.reason]),
+        [
+          ['classes.txt', 'outside-dataset', outsideMsg('/dev/urandom', ' (character device)')],
+          // skipped where the folder is listed, so its labels file has no partner (and is left alone, as before)
+          ['t10k-images-idx3-ubyte', 'outside-dataset', outsideMsg('/dev/zero', ' (character device)')],
+          [
+            'train-images-idx3-ubyte.gz',
+            'bad-idx',
+            'its labels file train-labels-idx1-ubyte is unusable: not a regular file (FIFO)',
+          ],
+          ['train-labels-idx1-ubyte', 'special-file', 'not a regular file (FIFO)'],
+        ],
+      );
+    }
   });
 });
