@@ -39,10 +39,12 @@ describe('Workbench', () => {
       accum: 1,
       blr: 1e-3,
       seed: 0,
+      checkpointEvery: 1,
     });
     assert.ok(r.ok);
     const id = (r.value as RunSummary).id;
-    await until(() => updates.some((u) => u.id === id && u.step >= 1));
+    // step 2 reported: the checkpoint of step 1 is written (a run with steps and no checkpoint refuses to resume)
+    await until(() => updates.some((u) => u.id === id && u.step >= 2));
     // the worker dies as an out-of-memory abort would take it: at once, without a word
     const runs = (wb as unknown as { runs: { get(id: string): { handle?: { kill(): Promise<void> } } } })
       .runs;
@@ -53,7 +55,7 @@ describe('Workbench', () => {
     const list = await wb.handle('runs.list', {});
     assert.ok(list.ok);
     assert.equal((list.value as RunSummary[]).find((x) => x.id === id)?.status, 'failed');
-    // the failed run resumes from its last checkpoint (none yet: from its start)
+    // the failed run resumes from its last checkpoint
     const resumed = await wb.handle('runs.control', { id, action: 'resume' });
     assert.ok(resumed.ok);
     await until(() => updates.some((u) => u.id === id && u.status === 'running' && u.step >= 1));
