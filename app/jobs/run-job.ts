@@ -431,6 +431,8 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
       return;
     }
     case 'resume': {
+      if (!fs.existsSync(nodePath.join(job.run, 'config.json')))
+        throw new Error(`${job.run}: no config.json; not a run folder`);
       // the lock first: a second writer is refused before anything is read or loaded
       const opts = openOptions(job, emit);
       const lock = RunLock.acquire(job.run, opts);

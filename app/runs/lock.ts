@@ -146,6 +146,7 @@ export class RunLock {
    */
   static acquire(dir: string, o: { command?: string; onWarn?: (text: string) => void } = {}): RunLock {
     const path = lockPath(dir);
+    if (!fs.existsSync(dir)) throw new Error(`${dir}: no such run folder`);
     const info: LockInfo = {
       pid: process.pid,
       host: os.hostname(),

@@ -1,6 +1,7 @@
 // One writer per run folder: RUN_DIR/.lock refuses a second writer (in this process, another CLI, a serve), takes
 // over a dead holder's lock and says so.
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
@@ -211,6 +212,73 @@ describe('one writer across processes', () => {
       );
       assert.ok((await wb.handle('runs.control', { id: s.id, action: 'stop' })).ok);
     } finally {
+      await wb.close();
+    }
+  });
+
+  it('the workbench refused a run another process writes: the run is idle with the reason, not failed', async () => {
+    const wb = new Workbench({ workspace: nodePath.join(box.dir, 'ws-idle'), watch: false });
+    // another process that holds the lock: alive for the length of the test
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 120000)']);
+    try {
+      const updates: RunSummary[] = [];
+      wb.on((name, payload) => {
+        if (name === 'run.update') updates.push(payload as RunSummary);
+      });
+      const r = await wb.handle('runs.launch', {
+        kind: 'pretrain',
+        dataset: 'builtin-sample',
+        preset: 'digpt-micro-32',
+        teacher: 'pixels',
+        objective: 'digpt',
+        steps: 2,
+        batch: 4,
+        accum: 1,
+        blr: 1e-3,
+        seed: 0,
+        workers: 1,
+      });
+      assert.ok(r.ok, JSON.stringify(r));
+      const s = r.value as RunSummary;
+      const settled = async (): Promise<RunSummary> => {
+        const t0 = Date.now();
+        for (;;) {
+          const last = updates.filter((u) => u.id === s.id).at(-1);
+          if (last && ['done', 'failed', 'idle', 'stopped'].includes(last.status)) return last;
+          assert.ok(Date.now() - t0 < 120_000, 'the run did not settle');
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      };
+      assert.equal((await settled()).status, 'done');
+      const info = {
+        pid: holder.pid,
+        host: os.hostname(),
+        started: new Date().toISOString(),
+        command: 'digpt resume (elsewhere)',
+        thread: 0,
+        token: 'x',
+      };
+      fs.writeFileSync(lockPath(s.dir), JSON.stringify(info));
+      updates.length = 0;
+      // 'done' comes before the job's thread is gone; the resume is taken once it is
+      const t0 = Date.now();
+      for (;;) {
+        const c = await wb.handle('runs.control', { id: s.id, action: 'resume' });
+        if (c.ok) break;
+        assert.match(JSON.stringify(c), /already running/);
+        assert.ok(Date.now() - t0 < 30_000, JSON.stringify(c));
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const last = await settled();
+      assert.equal(last.status, 'idle');
+      assert.match(
+        last.error ?? '',
+        new RegExp(`is being written by pid ${holder.pid} on .*\\(digpt resume \\(elsewhere\\)\\)`),
+      );
+      // the lock is the other process's: the workbench did not remove it
+      assert.equal((JSON.parse(fs.readFileSync(lockPath(s.dir), 'utf8')) as LockInfo).pid, holder.pid);
+    } finally {
+      holder.kill();
       await wb.close();
     }
   });
