@@ -349,10 +349,22 @@ async function runEval(job: EvalJob, emit: Emit): Promise<void> {
   emit({ type: 'done', dir: '', step: 0, stopped: false });
 }
 
+/**
+ * The command line of the process running this job, for the lock: a worker thread's own argv names only its boot
+ * script, so Linux's /proc/self/cmdline (the process's) is read where it exists.
+ */
+function processCommand(): string {
+  try {
+    return fs.readFileSync('/proc/self/cmdline', 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return [process.argv0, ...process.argv.slice(1)].join(' ');
+  }
+}
+
 /** How a job opens a run folder: what its lock says it runs, and where warnings go. */
 function openOptions(job: JobSpec, emit: Emit): RunOpenOptions {
   return {
-    command: `digpt ${job.kind} (${process.argv.slice(1).join(' ')})`,
+    command: `digpt ${job.kind} job in: ${processCommand()}`,
     onWarn: (text) => emit({ type: 'log', level: 'warn', text }),
   };
 }
@@ -477,7 +489,7 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
       await runEval(job, emit);
       return;
     case 'export': {
-      const r = await exportRun(job.run, job.format, job.out);
+      const r = await exportRun(job.run, job.format, job.out, job);
       emit({ type: 'result', result: { kind: 'export', path: r.path, tensors: r.tensors, step: r.step } });
       emit({ type: 'done', dir: job.run, step: r.step, stopped: false });
       return;
