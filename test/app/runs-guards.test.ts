@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { listCheckpoints, verifyCheckpoint, writeCheckpoint } from '../../app/runs/checkpoint.js';
 import { DiskFullError } from '../../app/runs/disk.js';
-import { saveStreamState } from '../../app/runs/run-files.js';
+import { removeUnstartedRun, saveStreamState } from '../../app/runs/run-files.js';
 import { BUILTIN_TEACHER } from '../../app/teachers/index.js';
 import { FinetuneRun, type LabelledImageSet } from '../../app/train/finetune-run.js';
 import { PretrainRun } from '../../app/train/pretrain-run.js';
@@ -179,6 +179,26 @@ describe('a full disk', () => {
 });
 
 describe('no half-made run folder', () => {
+  it('removes only a folder that holds nothing but what creation wrote', () => {
+    const bare = fresh();
+    PretrainRun.create(bare, MICRO, data).dispose();
+    fs.mkdirSync(nodePath.join(bare, 'checkpoints'));
+    assert.equal(removeUnstartedRun(bare), true);
+    assert.ok(!fs.existsSync(bare));
+    for (const extra of ['notes.txt', '.lock', 'checkpoints/step-00000000']) {
+      const dir = fresh();
+      PretrainRun.create(dir, MICRO, data).dispose();
+      fs.mkdirSync(nodePath.dirname(nodePath.join(dir, extra)), { recursive: true });
+      fs.writeFileSync(nodePath.join(dir, extra), '');
+      assert.equal(removeUnstartedRun(dir), false, extra);
+      assert.ok(fs.existsSync(nodePath.join(dir, 'config.json')), extra);
+    }
+    const logged = fresh();
+    PretrainRun.create(logged, MICRO, data).dispose();
+    fs.writeFileSync(nodePath.join(logged, 'metrics.jsonl'), '{"step":1,"loss":1}\n');
+    assert.equal(removeUnstartedRun(logged), false);
+  });
+
   it('digpt pretrain with a broken teacher fails naming it and leaves no run folder behind', () => {
     const teacher = brokenTeacher();
     const out = nodePath.join(box.dir, 'cli-broken-teacher');
