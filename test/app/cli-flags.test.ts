@@ -17,7 +17,8 @@ const env = { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache'), DIGPT_WO
 
 function digpt(args: string[]): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env });
+    // a flag that is not refused would start the command (serve runs until killed): at most a minute
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env, timeout: 60_000 });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);

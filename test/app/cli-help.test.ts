@@ -28,7 +28,8 @@ interface Out {
 
 function digpt(args: string[]): Promise<Out> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env });
+    // a flag that is not refused would start the command (serve runs until killed): at most a minute
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env, timeout: 60_000 });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
