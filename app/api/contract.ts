@@ -193,7 +193,13 @@ export const Requests = {
   'runs.patchOrder': [z.object({ id: z.string() }), PatchOrderFrame.nullable()],
   'runs.checkpoints': [z.object({ id: z.string() }), z.array(Checkpoint)],
   'runs.export': [
-    z.object({ id: z.string(), format: ExportFormat, out: z.string().optional() }),
+    z.object({
+      id: z.string(),
+      format: ExportFormat,
+      out: z.string().optional(),
+      /** Replace an existing file at `out` (the run's default export path is replaced without it). */
+      overwrite: z.boolean().optional(),
+    }),
     z.object({ path: z.string(), tensors: z.number().int(), step: z.number().int() }),
   ],
 } as const;

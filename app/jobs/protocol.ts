@@ -93,6 +93,12 @@ export interface ExportJob {
   readonly run: string;
   readonly format: 'timm' | 'digpt' | 'tfjs';
   readonly out?: string;
+  /** Replace existing export files (the run's default path is replaced without it). */
+  readonly overwrite?: boolean;
+  /** The target must lie inside one of these folders (digpt serve: the run's export/ and the workspace's exports/). */
+  readonly within?: readonly string[];
+  /** Folders never written (registered datasets), except inside a run's export/ folder or `within`. */
+  readonly notWithin?: readonly string[];
 }
 
 export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob;

@@ -1,5 +1,6 @@
 // Takes a run's newest good checkpoint out of the workbench: timm names (PyTorch/timm), official D-iGPT names, TF.js.
 import * as tf from '@tensorflow/tfjs-core';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { DigptConfig } from '../../engine/config.js';
@@ -9,9 +10,11 @@ import { createPretrainModel, isPretrainObjective, type PretrainModel } from '..
 import { exportDigptOfficial, fileSource, loadDigptCanonical, saveWeights } from '../../engine/models/naming.js';
 import { sincos2d } from '../../engine/models/geometry.js';
 import { latestGoodCheckpoint } from './checkpoint.js';
+import { ExportExistsError, resolveExportTarget, type ExportOptions } from './paths.js';
 import { readRunConfig } from './config.js';
 
 export type ExportFormat = 'timm' | 'digpt' | 'tfjs';
+export { defaultExportPath, resolveExportTarget, type ExportOptions } from './paths.js';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs'];
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
@@ -66,13 +69,63 @@ function official(model: PretrainModel): Tensors {
   return exportDigptOfficial(model as unknown as DigptModel);
 }
 
-/** A TF.js weights folder: model.json (config + weightsManifest) and one binary shard, readable by tf.io.loadWeights. */
-async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown): Promise<void> {
-  fs.mkdirSync(dir, { recursive: true });
+/** How an export puts its files in place: replacing what is there (asked, or the run's default path) or not. */
+interface Placement {
+  readonly replace: boolean;
+}
+
+/** Writes bytes to a new file (never through a name that exists) and fsyncs them. */
+function writeNewFile(path: string, data: Uint8Array): void {
+  const fd = fs.openSync(path, 'wx');
+  try {
+    for (let done = 0; done < data.byteLength; ) done += fs.writeSync(fd, data, done);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Puts one export file at `target`: `write(tmp)` writes a temporary file beside it, which is then renamed over the
+ * target (replace) or hard-linked to it (no replace: link() fails on an existing name, so a file that appeared since
+ * the check is not overwritten either). A crash or failure never leaves a half-written file at `target`, and a link
+ * planted at the name is replaced, never followed.
+ */
+function putFile(target: string, how: Placement, write: (tmp: string) => void): void {
+  const tmp = nodePath.join(
+    nodePath.dirname(target),
+    `.${nodePath.basename(target)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`,
+  );
+  try {
+    write(tmp);
+    if (how.replace) {
+      fs.renameSync(tmp, target);
+      return;
+    }
+    try {
+      fs.linkSync(tmp, target);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new ExportExistsError(target);
+      // a filesystem without hard links (FAT, some network mounts): the check before the write has to do
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+      if (fs.existsSync(target)) throw new ExportExistsError(target);
+      fs.renameSync(tmp, target);
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * A TF.js weights folder: model.json (config + weightsManifest) and one binary shard, readable by tf.io.loadWeights.
+ * weights.bin is put in place first, so a model.json is never there without the shard it lists.
+ */
+async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown, how: Placement): Promise<void> {
   const named = [...tensors].map(([name, v]) => ({ name, tensor: tf.tensor(v.data, v.shape) }));
   const { data, specs } = await tf.io.encodeWeights(named);
   tf.dispose(named.map((n) => n.tensor));
-  fs.writeFileSync(nodePath.join(dir, 'weights.bin'), Buffer.from(data));
+  putFile(nodePath.join(dir, 'weights.bin'), how, (tmp) => writeNewFile(tmp, new Uint8Array(data)));
   const manifest = {
     format: 'digpt-workbench',
     generatedBy: 'digpt export --format tfjs',
@@ -81,11 +134,12 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown): P
     userDefinedMetadata: { config: modelConfig, layouts: 'PyTorch layouts: Linear [out, in], conv [out, in, kh, kw]' },
     weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
   };
-  fs.writeFileSync(nodePath.join(dir, 'model.json'), JSON.stringify(manifest, null, 1));
+  const json = Buffer.from(JSON.stringify(manifest, null, 1), 'utf8');
+  putFile(nodePath.join(dir, 'model.json'), how, (tmp) => writeNewFile(tmp, json));
 }
 
 /** A fine-tuning run's classifier: timm names with head (as checkpointed), or TF.js. */
-async function exportClassifierRun(runDir: string, format: ExportFormat, path: string): Promise<{ path: string; tensors: number; step: number }> {
+async function exportClassifierRun(runDir: string, format: ExportFormat, path: string, how: Placement): Promise<{ path: string; tensors: number; step: number }> {
   const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   if (format === 'digpt') throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);
@@ -93,24 +147,32 @@ async function exportClassifierRun(runDir: string, format: ExportFormat, path: s
   const f = SafetensorsFile.open(src);
   try {
     const tensors: Tensors = new Map(f.keys().map((k) => [k, { shape: [...f.entry(k).shape], data: f.readFloat32(k) }]));
-    if (format === 'timm') saveWeights(path, tensors, { ...f.metadata, step: String(ck.manifest.step) });
-    else await writeTfjs(path, tensors, JSON.parse(f.metadata['config'] ?? 'null'));
+    if (format === 'timm') putFile(path, how, (tmp) => saveWeights(tmp, tensors, { ...f.metadata, step: String(ck.manifest.step) }));
+    else await writeTfjs(path, tensors, JSON.parse(f.metadata['config'] ?? 'null'), how);
     return { path, tensors: tensors.size, step: ck.manifest.step };
   } finally {
     f.close();
   }
 }
 
-/** Writes the export and returns what was written. `out` defaults to RUN_DIR/export/<format>[.safetensors]. */
-export async function exportRun(runDir: string, format: ExportFormat, out?: string): Promise<{ path: string; tensors: number; step: number }> {
+/**
+ * Writes the export and returns what was written. `out` defaults to RUN_DIR/export/<format>[.safetensors], which a
+ * re-export replaces; any other existing file is replaced only with `overwrite`.
+ */
+export async function exportRun(runDir: string, format: ExportFormat, out?: string, opts: ExportOptions = {}): Promise<{ path: string; tensors: number; step: number }> {
   if (!EXPORT_FORMATS.includes(format)) throw new Error(`unknown export format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
   const cpath = nodePath.join(runDir, 'config.json');
   if (!fs.existsSync(cpath)) throw new Error(`${runDir}: no config.json; not a run folder`);
-  const dflt = nodePath.join(runDir, 'export', format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
-  const target = nodePath.resolve(out ?? dflt);
-  fs.mkdirSync(nodePath.dirname(target), { recursive: true });
-  if (readRunConfig(runDir).kind === 'finetune') {
-    return exportClassifierRun(runDir, format, target);
+  const kind = readRunConfig(runDir).kind;
+  const { target, replace } = resolveExportTarget(runDir, format, out, opts);
+  fs.mkdirSync(format === 'tfjs' ? target : nodePath.dirname(target), { recursive: true });
+  // checked again now that its folders exist: a link made meanwhile along the path is seen
+  if (resolveExportTarget(runDir, format, out, opts).target !== target) {
+    throw new Error(`export path ${nodePath.resolve(out ?? target)} changed while the export was prepared; export again`);
+  }
+  const how: Placement = { replace };
+  if (kind === 'finetune') {
+    return exportClassifierRun(runDir, format, target, how);
   }
   const { model, step } = loadRunModel(runDir);
   try {
@@ -118,18 +180,22 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
     const path = target;
     let tensors: Tensors;
     if (format === 'timm') {
-      tensors = timmEncoder(model);
-      saveWeights(path, tensors, {
-        ...meta,
-        kind: 'timm_vit_encoder',
-        note: "timm VisionTransformer(global_pool='avg', num_classes=0); fc_norm is at its init",
-      });
+      const timm = timmEncoder(model);
+      tensors = timm;
+      putFile(path, how, (tmp) =>
+        saveWeights(tmp, timm, {
+          ...meta,
+          kind: 'timm_vit_encoder',
+          note: "timm VisionTransformer(global_pool='avg', num_classes=0); fc_norm is at its init",
+        }),
+      );
     } else if (format === 'digpt') {
-      tensors = official(model);
-      saveWeights(path, tensors, { ...meta, kind: 'digpt' });
+      const names = official(model);
+      tensors = names;
+      putFile(path, how, (tmp) => saveWeights(tmp, names, { ...meta, kind: 'digpt' }));
     } else {
       tensors = model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);
-      await writeTfjs(path, tensors, model.config);
+      await writeTfjs(path, tensors, model.config, how);
     }
     return { path, tensors: tensors.size, step };
   } finally {

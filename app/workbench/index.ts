@@ -13,6 +13,8 @@ import {
   type Result,
 } from '../api/contract.js';
 import { cacheDir } from '../jobs/run-job.js';
+import { checkReadPath, RUN_EXPORT_FOLDER } from '../runs/paths.js';
+import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { DatasetRegistry } from './datasets.js';
 import { RunManager } from './runs.js';
 import { Uploads } from './uploads.js';
@@ -23,8 +25,10 @@ export interface WorkbenchOptions {
   /** The folder of run folders (default WORKSPACE/runs); `digpt serve --logdir DIR` shows any such folder. */
   readonly runsDir?: string;
   /**
-   * Refuse file paths outside registered dataset folders and the runs folder (teacher files, export targets):
-   * true for `digpt serve`; the desktop app passes paths the user picked in native dialogs.
+   * Read teacher files only from registered dataset folders, the runs folder and the built-in teacher, and write
+   * exports only into a run's export/ folder or the workspace's exports/ (real paths, links resolved): true for
+   * `digpt serve`; the desktop app passes paths the user picked in native dialogs. Either way an export never
+   * writes into a dataset folder, the install, a run's own files or over a file unless asked (app/runs/paths.ts).
    */
   readonly restrictPaths?: boolean;
   /** Watch dataset folders for changes (default true). */
@@ -32,11 +36,6 @@ export interface WorkbenchOptions {
 }
 
 type Listener = (name: EventName, payload: unknown) => void;
-
-function within(path: string, root: string): boolean {
-  const rel = nodePath.relative(root, path);
-  return rel === '' || (!rel.startsWith('..') && !nodePath.isAbsolute(rel));
-}
 
 export class Workbench {
   readonly workspace: string;
@@ -64,7 +63,7 @@ export class Workbench {
     this.runs = new RunManager(
       nodePath.resolve(o.runsDir ?? nodePath.join(this.workspace, 'runs')),
       (id) => this.datasets.get(id).path,
-      (p, what) => this.checkPath(p, what),
+      { teacher: (p) => this.teacherPath(p), exportLimits: (runDir) => this.exportLimits(runDir) },
       {
         update: (s) => this.emit('run.update', s),
         metrics: (runId, records) => this.emit('run.metrics', { runId, records }),
@@ -78,13 +77,28 @@ export class Workbench {
     );
   }
 
-  /** Refuses a path outside the registered datasets and the runs folder (when restricted). */
-  checkPath(path: string, what: string): void {
-    if (!this.restrict) return;
-    const abs = nodePath.resolve(path);
-    const roots = [...this.datasets.roots(), ...this.runs.roots()];
-    if (!roots.some((r) => within(abs, r)))
-      throw new Error(`${what} ${abs} is outside the registered dataset and run folders`);
+  /**
+   * A teacher file's path as its job opens it. Restricted: its real path (links resolved) must lie in a registered
+   * dataset folder or the runs folder, or be the built-in teacher; the job then opens that real path.
+   */
+  teacherPath(path: string): string {
+    if (!this.restrict) return path;
+    return checkReadPath(
+      path,
+      [...this.datasets.roots(), ...this.runs.roots(), BUILTIN_TEACHER],
+      'teacher file',
+    );
+  }
+
+  /**
+   * Where an export of `runDir` may go, on top of the rule every export follows (app/runs/paths.ts): never into a
+   * registered dataset folder; restricted, only into the run's own export/ folder or the workspace's exports/.
+   */
+  exportLimits(runDir: string): { within?: string[]; notWithin: string[] } {
+    const notWithin = this.datasets.roots();
+    if (!this.restrict) return { notWithin };
+    const within = [nodePath.join(runDir, RUN_EXPORT_FOLDER), nodePath.join(this.workspace, 'exports')];
+    return { within, notWithin };
   }
 
   on(listener: Listener): () => void {
@@ -160,7 +174,7 @@ export class Workbench {
         return this.runs.checkpoints(parseRequest(name, raw).id);
       case 'runs.export': {
         const r = parseRequest(name, raw);
-        return this.runs.export(r.id, r.format, r.out);
+        return this.runs.export(r.id, r.format, r.out, r.overwrite === true);
       }
     }
   }

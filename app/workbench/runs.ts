@@ -5,10 +5,19 @@ import type { LaunchRequest, MetricRecord, PatchOrderFrame, RunSummary } from '.
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
 import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
+import { resolveExportTarget } from '../runs/paths.js';
 import { clearLockOfEndedJob } from '../runs/lock.js';
 import { lastLoggedStep, readMetrics } from '../runs/metrics.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { pngDataUrls } from './datasets.js';
+
+/** The workspace's path rules, as runs need them (Workbench.teacherPath, Workbench.exportLimits). */
+export interface RunPaths {
+  /** The path a job opens for a teacher file the user named; throws when it may not be read. */
+  teacher(path: string): string;
+  /** Folders an export of `runDir` must stay inside (when given) and those it never writes into. */
+  exportLimits(runDir: string): { within?: string[]; notWithin: string[] };
+}
 
 export interface RunEvents {
   update(s: RunSummary): void;
@@ -40,7 +49,7 @@ export class RunManager {
   constructor(
     private readonly root: string,
     private readonly resolveDataset: (id: string) => string,
-    private readonly checkPath: (path: string, what: string) => void,
+    private readonly paths: RunPaths,
     private readonly events: RunEvents,
   ) {
     fs.mkdirSync(root, { recursive: true });
@@ -109,8 +118,7 @@ export class RunManager {
     if (t === 'pixels') return 'pixels';
     if (t === 'builtin') return BUILTIN_TEACHER;
     if (this.runs.has(t)) return this.get(t).summary.dir;
-    this.checkPath(t, 'teacher file');
-    return t;
+    return this.paths.teacher(t);
   }
 
   private runDir(id: string, what: string): string {
@@ -347,10 +355,20 @@ export class RunManager {
     id: string,
     format: 'timm' | 'digpt' | 'tfjs',
     out?: string,
+    overwrite = false,
   ): Promise<{ path: string; tensors: number; step: number }> {
     const dir = this.get(id).summary.dir;
-    if (out !== undefined) this.checkPath(out, 'export path');
-    const handle = startJob({ kind: 'export', run: dir, format, ...(out !== undefined ? { out } : {}) });
+    const job = {
+      kind: 'export' as const,
+      run: dir,
+      format,
+      ...(out !== undefined ? { out } : {}),
+      ...(overwrite ? { overwrite } : {}),
+      ...this.paths.exportLimits(dir),
+    };
+    // refused here at once, with no worker started; the job checks again where it writes
+    resolveExportTarget(dir, format, out, job);
+    const handle = startJob(job);
     let result: Record<string, number | string> | undefined;
     let error: string | undefined;
     handle.on('event', (e) => {
