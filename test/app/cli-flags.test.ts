@@ -91,6 +91,22 @@ describe('digpt numeric flags', () => {
   });
 });
 
+describe("the job's own refusals", () => {
+  it('a batch too large for memory (checked in the job): its message on stderr, exit 1, no run folder', async () => {
+    const r = await digpt([...PRETRAIN, '--batch', '1000000']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^digpt: --batch 1000000 needs about [\d.]+ GiB of activations .*use --batch <= \d+/m,
+    );
+    assert.equal(
+      fs.existsSync(nodePath.join(workspace, 'runs')) &&
+        fs.readdirSync(nodePath.join(workspace, 'runs')).length > 0,
+      false,
+    );
+  });
+});
+
 describe('parseNumber', () => {
   it('takes plain decimals only: Number() would read 0x2 as 2, 1e3 as 1000 and blanks as 0', () => {
     const int = { int: true, setting: 'steps' } as const;
