@@ -86,7 +86,7 @@ describe('PretrainRun', () => {
   });
 
   it('with two workers (a replica thread) also resumes to exactly the same losses', async () => {
-    const cfg = { ...base, workers: 2, steps: 4, checkpoint_every: 2 };
+    const cfg = { ...base, workers: 2 as const, steps: 4, checkpoint_every: 2 };
     const full = nodePath.join(tmp(), 'full2');
     const a = PretrainRun.create(full, cfg, data);
     await a.startWorkers();
