@@ -25,6 +25,11 @@ const THUMB_SIDE = 48;
 /** Rescans wait this long after the last change in a folder. */
 const DEBOUNCE_MS = 400;
 
+/** A FIFO, socket or device: what the dataset layer never opens. */
+function isSpecialFile(st: fs.Stats): boolean {
+  return st.isFIFO() || st.isSocket() || st.isCharacterDevice() || st.isBlockDevice();
+}
+
 function idFor(path: string): string {
   return `ds-${createHash('sha256').update(path).digest('hex').slice(0, 10)}`;
 }
@@ -191,6 +196,10 @@ export class DatasetRegistry {
       ignoreInitial: true,
       depth: 4,
       awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 },
+      // links are not followed out of the folder (the scan does not follow them either), and FIFOs, sockets and
+      // devices are not watched at all: a file watch opens its file on macOS (kqueue), which a FIFO blocks for good
+      followSymlinks: false,
+      ignored: (_path, stats) => stats !== undefined && isSpecialFile(stats),
     });
     const kick = (): void => {
       clearTimeout(this.timers.get(id));

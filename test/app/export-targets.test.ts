@@ -9,48 +9,13 @@ import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
 import { exportRun } from '../../app/runs/export.js';
 import { INSTALL_DIR } from '../../app/runs/paths.js';
 import { BUILTIN_TEACHER } from '../../app/teachers/index.js';
-import { PretrainRun } from '../../app/train/pretrain-run.js';
 import { initBackend } from '../../engine/backend.js';
-import { getPreset } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
-import { Rng } from '../../engine/rng.js';
+import { oneStepRun } from './paths-helpers.js';
 
 const tmp = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-export-'));
 const runA = nodePath.join(tmp, 'runs', 'a');
 const runB = nodePath.join(tmp, 'runs', 'b');
-
-/** A one-step digpt-micro-32 run with its checkpoint, on random pixels (what is exported does not matter here). */
-function oneStepRun(dir: string): void {
-  const rng = new Rng(1);
-  const side = 36;
-  const pixels = new Uint8Array(6 * side * side * 3);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = rng.int(256);
-  const run = PretrainRun.create(
-    dir,
-    {
-      data: 'synthetic',
-      preset: 'digpt-micro-32',
-      model: getPreset('digpt-micro-32').model,
-      teacher: 'pixels',
-      objective: 'digpt',
-      steps: 1,
-      batch: 3,
-      accum: 1,
-      seed: 5,
-      blr: 1.5e-3,
-      min_lr: 0,
-      warmup_steps: 1,
-      weight_decay: 0.05,
-      checkpoint_every: 1,
-    },
-    { count: 6, side, pixels },
-  );
-  try {
-    run.runSteps(1);
-  } finally {
-    run.dispose();
-  }
-}
 
 before(async () => {
   await initBackend();

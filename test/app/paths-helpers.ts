@@ -1,7 +1,11 @@
-// Helpers of the special-file and path tests: real FIFOs and Unix sockets, and a guard that turns a hang into a failure.
+// Helpers of the special-file and path tests: real FIFOs and Unix sockets, a guard that turns a hang into a failure,
+// and a small real run folder to export.
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import * as net from 'node:net';
+import { PretrainRun } from '../../app/train/pretrain-run.js';
+import { getPreset } from '../../engine/config.js';
+import { Rng } from '../../engine/rng.js';
 
 /** A real FIFO at `path` (mkfifo). */
 export function mkfifo(path: string): void {
@@ -51,5 +55,41 @@ export async function failIfHangs<T>(
     return await Promise.race([work, hang]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * A one-step digpt-micro-32 run folder with its checkpoint, trained on random pixels (what an export holds does not
+ * matter to the path tests). Needs the tfjs backend (initBackend) in this process.
+ */
+export function oneStepRun(dir: string): void {
+  const rng = new Rng(1);
+  const side = 36;
+  const pixels = new Uint8Array(6 * side * side * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = rng.int(256);
+  const run = PretrainRun.create(
+    dir,
+    {
+      data: 'synthetic',
+      preset: 'digpt-micro-32',
+      model: getPreset('digpt-micro-32').model,
+      teacher: 'pixels',
+      objective: 'digpt',
+      steps: 1,
+      batch: 3,
+      accum: 1,
+      seed: 5,
+      blr: 1.5e-3,
+      min_lr: 0,
+      warmup_steps: 1,
+      weight_decay: 0.05,
+      checkpoint_every: 1,
+    },
+    { count: 6, side, pixels },
+  );
+  try {
+    run.runSteps(1);
+  } finally {
+    run.dispose();
   }
 }
