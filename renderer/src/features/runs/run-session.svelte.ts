@@ -106,12 +106,18 @@ export class RunSession {
     return this.config;
   }
 
-  /** Writes an export; returns the written path (the error message is thrown). */
+  /** Writes an export; returns the written path (the error message is thrown). `overwrite` replaces a file at `out`. */
   async export(
     format: 'timm' | 'digpt' | 'tfjs',
     out?: string,
+    overwrite = false,
   ): Promise<{ path: string; tensors: number; step: number }> {
-    return this.#bridge.request('runs.export', { id: this.id, format, ...(out ? { out } : {}) });
+    return this.#bridge.request('runs.export', {
+      id: this.id,
+      format,
+      ...(out ? { out } : {}),
+      ...(overwrite ? { overwrite } : {}),
+    });
   }
 
   /** The native save dialog's path for an export (Electron), or null (no dialog, or cancelled). */
