@@ -158,8 +158,10 @@ function socketBridge(url: string): Bridge {
 
   const connect = (): void => {
     const sock = new WebSocket(url);
+    let opened = false;
     ws = sock;
     sock.onopen = () => {
+      opened = true;
       attempt = 0;
       setStatus({ state: 'open' });
       const q = queue;
@@ -200,9 +202,19 @@ function socketBridge(url: string): Bridge {
         p.reject(new Error('the connection to the workbench was lost'));
         pending.delete(id);
       }
-      const refused = ev.code === CLOSE_REFUSED;
-      setStatus({ state: 'closed', message: closeMessage(ev.code, ev.reason), refused });
-      setTimeout(connect, backoffDelay(attempt++, refused));
+      const closed = (refused: boolean): void => {
+        const code = refused ? CLOSE_REFUSED : ev.code;
+        setStatus({ state: 'closed', message: closeMessage(code, ev.reason), refused });
+        setTimeout(connect, backoffDelay(attempt++, refused));
+      };
+      // The server answers an upgrade without the token with HTTP 401, which a page sees only as close code 1006;
+      // the same address over HTTP says whether that was the token.
+      if (!opened && ev.code === 1006)
+        void fetch(url.replace(/^ws/, 'http'), { credentials: 'same-origin', cache: 'no-store' }).then(
+          (r) => closed(r.status === 401),
+          () => closed(false),
+        );
+      else closed(ev.code === CLOSE_REFUSED);
     };
   };
   connect();
