@@ -89,7 +89,11 @@ export function writeCheckpoint(dir: string, step: number, write: (folder: strin
       // name the file by the checkpoint it was for, not by the temporary folder that is now gone
       const rel = nodePath.relative(tmp, e.path);
       const path = rel.startsWith('..') ? e.path : nodePath.join(final, rel);
-      throw new DiskFullError(path, e.cause, `checkpoint ${checkpointName(step)} was not written; the older checkpoints are untouched`);
+      throw new DiskFullError(
+        path,
+        e.cause,
+        `checkpoint ${checkpointName(step)} was not written; the older checkpoints are untouched`,
+      );
     }
     throw e;
   }
@@ -135,7 +139,8 @@ export function verifyCheckpoint(
   for (const [name, info] of Object.entries(m.files)) {
     const p = nodePath.join(folder, name);
     if (!fs.existsSync(p)) return { ok: false, reason: `${p}: missing` };
-    if (fs.statSync(p).size !== info.bytes) return { ok: false, reason: `${p}: size differs from the manifest` };
+    if (fs.statSync(p).size !== info.bytes)
+      return { ok: false, reason: `${p}: size differs from the manifest` };
     if (sha256(p) !== info.sha256) return { ok: false, reason: `${p}: checksum differs from the manifest` };
   }
   if (o.values) {

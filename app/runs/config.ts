@@ -100,8 +100,10 @@ function issuesText(issues: readonly z.core.$ZodIssue[], value: unknown): string
     .map((i) => {
       const field = i.path.map(String).join('.');
       let got: unknown = value;
-      for (const k of i.path) got = got && typeof got === 'object' ? (got as Record<string, unknown>)[String(k)] : undefined;
-      const shown = i.code === 'unrecognized_keys' || got === undefined ? '' : ` (got ${JSON.stringify(got)})`;
+      for (const k of i.path)
+        got = got && typeof got === 'object' ? (got as Record<string, unknown>)[String(k)] : undefined;
+      const shown =
+        i.code === 'unrecognized_keys' || got === undefined ? '' : ` (got ${JSON.stringify(got)})`;
       return `${field ? `${field}: ` : ''}${i.message}${shown}`;
     })
     .join('; ');
@@ -120,7 +122,11 @@ export function parseRunConfig(value: unknown, file: string): RunConfig {
   }
   const schema = kind === 'pretrain' ? PretrainConfigSchema : FinetuneConfigSchema;
   const r = schema.safeParse(value);
-  if (!r.success) throw new ConfigError(`${file}: ${issuesText(r.error.issues, value)}`, String(r.error.issues[0]?.path[0] ?? ''));
+  if (!r.success)
+    throw new ConfigError(
+      `${file}: ${issuesText(r.error.issues, value)}`,
+      String(r.error.issues[0]?.path[0] ?? ''),
+    );
   return r.data as RunConfig;
 }
 

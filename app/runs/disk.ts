@@ -59,7 +59,7 @@ export function replaceFile(path: string, text: string | Uint8Array): void {
     const fd = fs.openSync(tmp, 'w');
     try {
       const data = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
-      for (let done = 0; done < data.byteLength; ) done += fs.writeSync(fd, data, done);
+      for (let done = 0; done < data.byteLength;) done += fs.writeSync(fd, data, done);
       fs.fsyncSync(fd);
     } catch (e) {
       fs.closeSync(fd);

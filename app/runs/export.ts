@@ -7,7 +7,12 @@ import type { DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import type { DigptModel } from '../../engine/models/digpt.js';
 import { createPretrainModel, isPretrainObjective, type PretrainModel } from '../../engine/models/factory.js';
-import { exportDigptOfficial, fileSource, loadDigptCanonical, saveWeights } from '../../engine/models/naming.js';
+import {
+  exportDigptOfficial,
+  fileSource,
+  loadDigptCanonical,
+  saveWeights,
+} from '../../engine/models/naming.js';
 import { sincos2d } from '../../engine/models/geometry.js';
 import { latestGoodCheckpoint } from './checkpoint.js';
 import { ExportExistsError, resolveExportTarget, type ExportOptions } from './paths.js';
@@ -29,7 +34,8 @@ export function loadRunModel(runDir: string): { model: PretrainModel; step: numb
     const raw = f.metadata['config'];
     if (!raw) throw new Error(`${path}: __metadata__ has no config`);
     const objective = f.metadata['objective'] ?? 'digpt';
-    if (!isPretrainObjective(objective)) throw new Error(`${path}: unknown objective '${objective}' in its metadata`);
+    if (!isPretrainObjective(objective))
+      throw new Error(`${path}: unknown objective '${objective}' in its metadata`);
     const model = createPretrainModel(JSON.parse(raw) as DigptConfig, { objective });
     try {
       loadDigptCanonical(model, fileSource(f));
@@ -78,7 +84,7 @@ interface Placement {
 function writeNewFile(path: string, data: Uint8Array): void {
   const fd = fs.openSync(path, 'wx');
   try {
-    for (let done = 0; done < data.byteLength; ) done += fs.writeSync(fd, data, done);
+    for (let done = 0; done < data.byteLength;) done += fs.writeSync(fd, data, done);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -131,7 +137,10 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown, ho
     generatedBy: 'digpt export --format tfjs',
     convertedBy: null,
     modelTopology: null,
-    userDefinedMetadata: { config: modelConfig, layouts: 'PyTorch layouts: Linear [out, in], conv [out, in, kh, kw]' },
+    userDefinedMetadata: {
+      config: modelConfig,
+      layouts: 'PyTorch layouts: Linear [out, in], conv [out, in, kh, kw]',
+    },
     weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
   };
   const json = Buffer.from(JSON.stringify(manifest, null, 1), 'utf8');
@@ -139,15 +148,26 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown, ho
 }
 
 /** A fine-tuning run's classifier: timm names with head (as checkpointed), or TF.js. */
-async function exportClassifierRun(runDir: string, format: ExportFormat, path: string, how: Placement): Promise<{ path: string; tensors: number; step: number }> {
+async function exportClassifierRun(
+  runDir: string,
+  format: ExportFormat,
+  path: string,
+  how: Placement,
+): Promise<{ path: string; tensors: number; step: number }> {
   const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
-  if (format === 'digpt') throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);
+  if (format === 'digpt')
+    throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);
   const src = nodePath.join(ck.folder, 'model.safetensors');
   const f = SafetensorsFile.open(src);
   try {
-    const tensors: Tensors = new Map(f.keys().map((k) => [k, { shape: [...f.entry(k).shape], data: f.readFloat32(k) }]));
-    if (format === 'timm') putFile(path, how, (tmp) => saveWeights(tmp, tensors, { ...f.metadata, step: String(ck.manifest.step) }));
+    const tensors: Tensors = new Map(
+      f.keys().map((k) => [k, { shape: [...f.entry(k).shape], data: f.readFloat32(k) }]),
+    );
+    if (format === 'timm')
+      putFile(path, how, (tmp) =>
+        saveWeights(tmp, tensors, { ...f.metadata, step: String(ck.manifest.step) }),
+      );
     else await writeTfjs(path, tensors, JSON.parse(f.metadata['config'] ?? 'null'), how);
     return { path, tensors: tensors.size, step: ck.manifest.step };
   } finally {
@@ -159,8 +179,14 @@ async function exportClassifierRun(runDir: string, format: ExportFormat, path: s
  * Writes the export and returns what was written. `out` defaults to RUN_DIR/export/<format>[.safetensors], which a
  * re-export replaces; any other existing file is replaced only with `overwrite`.
  */
-export async function exportRun(runDir: string, format: ExportFormat, out?: string, opts: ExportOptions = {}): Promise<{ path: string; tensors: number; step: number }> {
-  if (!EXPORT_FORMATS.includes(format)) throw new Error(`unknown export format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
+export async function exportRun(
+  runDir: string,
+  format: ExportFormat,
+  out?: string,
+  opts: ExportOptions = {},
+): Promise<{ path: string; tensors: number; step: number }> {
+  if (!EXPORT_FORMATS.includes(format))
+    throw new Error(`unknown export format '${format}'; use one of ${EXPORT_FORMATS.join(', ')}`);
   const cpath = nodePath.join(runDir, 'config.json');
   if (!fs.existsSync(cpath)) throw new Error(`${runDir}: no config.json; not a run folder`);
   const kind = readRunConfig(runDir).kind;
@@ -168,7 +194,9 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
   fs.mkdirSync(format === 'tfjs' ? target : nodePath.dirname(target), { recursive: true });
   // checked again now that its folders exist: a link made meanwhile along the path is seen
   if (resolveExportTarget(runDir, format, out, opts).target !== target) {
-    throw new Error(`export path ${nodePath.resolve(out ?? target)} changed while the export was prepared; export again`);
+    throw new Error(
+      `export path ${nodePath.resolve(out ?? target)} changed while the export was prepared; export again`,
+    );
   }
   const how: Placement = { replace };
   if (kind === 'finetune') {
@@ -176,7 +204,11 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
   }
   const { model, step } = loadRunModel(runDir);
   try {
-    const meta = { config: JSON.stringify(model.config), step: String(step), source: nodePath.resolve(runDir) };
+    const meta = {
+      config: JSON.stringify(model.config),
+      step: String(step),
+      source: nodePath.resolve(runDir),
+    };
     const path = target;
     let tensors: Tensors;
     if (format === 'timm') {
@@ -194,7 +226,8 @@ export async function exportRun(runDir: string, format: ExportFormat, out?: stri
       tensors = names;
       putFile(path, how, (tmp) => saveWeights(tmp, names, { ...meta, kind: 'digpt' }));
     } else {
-      tensors = model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);
+      tensors =
+        model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);
       await writeTfjs(path, tensors, model.config, how);
     }
     return { path, tensors: tensors.size, step };

@@ -53,7 +53,7 @@ function readLock(path: string): { text: string; info: LockInfo | undefined } | 
       typeof j.token === 'string';
     return {
       text,
-      info: ok ? { command: '', thread: 0, ...j, pid: j.pid as number } as LockInfo : undefined,
+      info: ok ? ({ command: '', thread: 0, ...j, pid: j.pid as number } as LockInfo) : undefined,
     };
   } catch {
     return { text, info: undefined };
@@ -165,7 +165,9 @@ export class RunLock {
         const age = Date.now() - fs.statSync(path).mtimeMs;
         if (age < MALFORMED_GRACE_MS)
           throw new RunLockedError(`run ${dir} is being locked by another process right now (${path})`);
-        o.onWarn?.(`took over the lock of run ${dir}: ${path} was not a readable lock (${seen.text.length} bytes)`);
+        o.onWarn?.(
+          `took over the lock of run ${dir}: ${path} was not a readable lock (${seen.text.length} bytes)`,
+        );
         removeIfUnchanged(path, seen.text);
         continue;
       }

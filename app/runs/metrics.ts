@@ -14,7 +14,10 @@ export function metricsPath(dir: string): string {
  * The lines of a metrics.jsonl text: `records` are the lines that parse as JSON objects, in order, with their text
  * (so a cut-back keeps them byte for byte); `dropped` counts the others (a last line cut by kill -9 or a crash).
  */
-export function parseMetrics(text: string): { records: { line: string; record: MetricLine }[]; dropped: number } {
+export function parseMetrics(text: string): {
+  records: { line: string; record: MetricLine }[];
+  dropped: number;
+} {
   const records: { line: string; record: MetricLine }[] = [];
   let dropped = 0;
   for (const line of text.split('\n')) {

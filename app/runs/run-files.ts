@@ -120,7 +120,8 @@ export function resumePoint(dir: string, warn: (text: string) => void): GoodChec
   const why = rejected.length
     ? `none of its ${rejected.length} checkpoint(s) is usable (${rejected.join('; ')})`
     : `it has no checkpoint (it stopped before its first one)`;
-  const kept = steps > 0 ? `${metricsPath(dir)} (steps up to ${steps}) is kept as it was` : 'nothing was changed';
+  const kept =
+    steps > 0 ? `${metricsPath(dir)} (steps up to ${steps}) is kept as it was` : 'nothing was changed';
   throw new NothingToResumeError(
     `cannot resume ${dir}: ${why}; ${kept}. Start a new run (another --out), or remove ${metricsPath(dir)} ` +
       `and ${ckDir} to train this one again from step 0`,
