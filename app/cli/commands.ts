@@ -137,6 +137,12 @@ const RECIPE = (help: string, shown: string, setting: NumberKind['setting']): Fl
   number: real(setting),
 });
 
+/** Export targets: an existing file (other than the run's own export/) is replaced only when asked. */
+const OVERWRITE: FlagSpec = {
+  type: 'boolean',
+  help: "replace an existing file at the export path (never a run's own files or the app's)",
+};
+
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'datasets scan',
@@ -236,6 +242,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         value: 'PATH',
         help: 'also write the classifier there (timm names; usable as --teacher)',
       },
+      overwrite: OVERWRITE,
       'layer-decay': {
         type: 'string',
         value: 'X',
@@ -294,6 +301,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         required: true,
       },
       out: { type: 'string', value: 'PATH', help: 'where to write it', shown: 'RUN_DIR/export/' },
+      overwrite: OVERWRITE,
       json: { type: 'boolean', help: 'print what was written as one JSON object' },
     },
   },

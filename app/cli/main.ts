@@ -518,7 +518,13 @@ async function main(argv: string[]): Promise<number> {
       const code = await runJobCli(job, f.bool('json'));
       const target = f.str('export');
       if (code === 0 && target && job.kind === 'finetune') {
-        const r = await runExport({ kind: 'export', run: job.out, format: 'timm', out: target });
+        const r = await runExport({
+          kind: 'export',
+          run: job.out,
+          format: 'timm',
+          out: target,
+          overwrite: f.bool('overwrite'),
+        });
         process.stderr.write(`wrote ${r.path} (the classifier, timm names; usable as --teacher)\n`);
       }
       return code;
@@ -555,6 +561,7 @@ async function main(argv: string[]): Promise<number> {
         run,
         format: format as ExportJob['format'],
         ...(f.has('out') ? { out: f.req('out') } : {}),
+        overwrite: f.bool('overwrite'),
       });
       process.stdout.write(
         f.bool('json')

@@ -57,13 +57,17 @@ describe('digpt export', () => {
     assert.ok(!fs.existsSync(nodePath.join(BUILTIN_SAMPLE_DIR, 'x.safetensors')));
   });
 
-  it('refuses an existing --out file, and re-exports to the default path', () => {
+  it('refuses an existing --out file unless --overwrite, and re-exports to the default path', () => {
     const out = nodePath.join(tmp, 'model.safetensors');
     fs.writeFileSync(out, 'a file of mine');
     const r = digpt('export', runA, '--format', 'timm', '--out', out);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /model\.safetensors already exists; export with overwrite/);
     assert.equal(fs.readFileSync(out, 'utf8'), 'a file of mine');
+    const forced = digpt('export', runA, '--format', 'timm', '--out', out, '--overwrite');
+    assert.equal(forced.status, 0, forced.stderr);
+    assert.notEqual(fs.readFileSync(out, 'utf8'), 'a file of mine');
+    assert.match(forced.stdout, /^wrote .*model\.safetensors \(\d+ tensors, step 1\)/);
     for (let i = 0; i < 2; i++) {
       const d = digpt('export', runA, '--format', 'digpt', '--json');
       assert.equal(d.status, 0, d.stderr);
