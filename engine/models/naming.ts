@@ -357,6 +357,9 @@ export function clipMetadata(
     nodePath.join(nodePath.dirname(file), 'config.json'),
   ]) {
     if (side !== file && fs.existsSync(side)) {
+      // a FIFO or device named config.json would block the read (or never end): only regular files are sidecars
+      if (!fs.statSync(side).isFile())
+        throw new WeightsError(`${side}: not a regular file; a sidecar config must be a JSON file`);
       try {
         take(JSON.parse(fs.readFileSync(side, 'utf8')) as Record<string, unknown>);
       } catch (e) {

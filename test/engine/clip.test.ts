@@ -1,6 +1,7 @@
 // The CLIP teacher: OpenAI and Hugging Face names give identical outputs; activation never guessed; layouts detected.
 import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
@@ -74,6 +75,13 @@ describe('CLIP teacher loading', () => {
     const b = load(hf);
     assert.equal(b.model.config.activation, 'gelu');
     b.model.dispose();
+  });
+
+  it('refuses a sidecar config that is a FIFO instead of blocking on it', () => {
+    const path = extract('openai.', { heads: '4' });
+    spawnSync('mkfifo', [`${path}.json`]);
+    assert.ok(fs.statSync(`${path}.json`).isFIFO());
+    assert.throws(() => load(path), /\.json: not a regular file/);
   });
 
   it('reports an unknown key layout and missing keys by name', () => {
