@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import sharp from 'sharp';
+import { z } from 'zod';
 import type { DatasetEntry } from '../api/contract.js';
 import {
   BUILTIN_SAMPLE_DIR,
@@ -65,6 +66,31 @@ function toEntry(r: Registered, scan: DatasetScan): DatasetEntry {
   };
 }
 
+const RegistryFile = z.array(z.object({ id: z.string(), path: z.string(), builtin: z.boolean() }));
+
+/**
+ * The registered folders saved in the workspace (none when the file does not exist yet). Anything but a regular file
+ * of that shape is an error naming the file: a FIFO would block the read, and a file we cannot read must not be
+ * overwritten by the next save (the user's registrations would be lost).
+ */
+function readRegistry(file: string): Registered[] {
+  if (!fs.existsSync(file)) return [];
+  if (!fs.statSync(file).isFile())
+    throw new Error(`${file}: not a regular file; move it away to start afresh`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(
+      `${file}: not valid JSON (${e instanceof Error ? e.message : String(e)}); fix or move it away`,
+    );
+  }
+  const r = RegistryFile.safeParse(raw);
+  if (!r.success)
+    throw new Error(`${file}: not a dataset registry (${r.error.issues[0]?.message ?? 'bad shape'})`);
+  return r.data;
+}
+
 /** The workspace's datasets; `onUpdate` hears every (re)scan and removal. */
 export class DatasetRegistry {
   private readonly file: string;
@@ -81,9 +107,7 @@ export class DatasetRegistry {
     private readonly onUpdate: (e: { entry?: DatasetEntry; removed?: string }) => void,
   ) {
     this.file = nodePath.join(workspace, 'datasets.json');
-    const saved = fs.existsSync(this.file)
-      ? (JSON.parse(fs.readFileSync(this.file, 'utf8')) as Registered[])
-      : [];
+    const saved = readRegistry(this.file);
     // the built-in sample is always there, first
     const builtin = { id: 'builtin-sample', path: BUILTIN_SAMPLE_DIR, builtin: true };
     for (const r of [builtin, ...saved.filter((x) => !x.builtin)]) this.items.set(r.id, r);
