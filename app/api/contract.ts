@@ -145,6 +145,13 @@ export const ExportFormat = z.enum(['timm', 'digpt', 'tfjs']);
 
 const empty = z.object({});
 
+/**
+ * Bytes per upload chunk. Its base64 (683 KiB) plus the envelope fits under the 1 MiB message limit of
+ * `digpt serve`, and one chunk in flight per file keeps the server's memory per upload small.
+ */
+export const UPLOAD_CHUNK_BYTES = 512 * 1024;
+const UPLOAD_CHUNK_BASE64 = 4 * Math.ceil(UPLOAD_CHUNK_BYTES / 3);
+
 export const Requests = {
   'app.info': [
     empty,
@@ -166,22 +173,37 @@ export const Requests = {
       items: z.array(z.object({ index: z.number().int(), label: z.string(), png: z.string() })),
     }),
   ],
-  /** A folder dropped on a browser page (which cannot know its path) is uploaded into the workspace, file by file. */
+  /**
+   * A folder dropped on a browser page (which cannot know its path) is uploaded into the workspace: begin, then
+   * each file in order-checked chunks of at most UPLOAD_CHUNK_BYTES, then end (registers it) or abort.
+   */
   'datasets.uploadBegin': [
-    z.object({ name: z.string().min(1).max(200) }),
-    z.object({ uploadId: z.string() }),
+    z.object({
+      name: z.string().min(1).max(200),
+      /** What the page is about to send, so an upload over the limits is refused before any byte is written. */
+      files: z.number().int().nonnegative().optional(),
+      bytes: z.number().int().nonnegative().optional(),
+    }),
+    z.object({ uploadId: z.string(), chunkBytes: posInt.max(UPLOAD_CHUNK_BYTES) }),
   ],
   'datasets.uploadFile': [
     z.object({
       uploadId: z.string(),
       /** Path inside the dropped folder, '/'-separated, relative. */
       path: z.string().min(1).max(1000),
-      /** File bytes, base64 (at most ~700 kB per message). */
-      data: z.string().max(1_000_000),
+      /** The whole file's size in bytes: checked against the limits at its first chunk; the file ends there. */
+      size: z.number().int().nonnegative(),
+      /** Where this chunk starts in the file: the number of bytes sent before it. */
+      offset: z.number().int().nonnegative(),
+      /** The chunk's bytes, base64 (at most UPLOAD_CHUNK_BYTES). */
+      data: z.base64().max(UPLOAD_CHUNK_BASE64),
     }),
-    empty,
+    /** Bytes of this file received so far; equal to its size once it is complete. */
+    z.object({ received: z.number().int().nonnegative() }),
   ],
   'datasets.uploadEnd': [z.object({ uploadId: z.string() }), DatasetEntry],
+  /** Drops an upload and what it wrote (after a failure on the page, or a cancel). */
+  'datasets.uploadAbort': [z.object({ uploadId: z.string() }), empty],
   'runs.list': [empty, z.array(RunSummary)],
   'runs.launch': [LaunchRequest, RunSummary],
   'runs.control': [

@@ -7,6 +7,7 @@ import {
   parseEvent,
   parseRequest,
   parseResponse,
+  UPLOAD_CHUNK_BYTES,
   type EventName,
   type EventOf,
   type RequestName,
@@ -146,15 +147,19 @@ export class Workbench {
         const r = parseRequest(name, raw);
         return this.datasets.thumbnails(r.id, r.split, r.offset, r.limit);
       }
-      case 'datasets.uploadBegin':
-        return { uploadId: this.uploads.begin(parseRequest(name, raw).name) };
+      case 'datasets.uploadBegin': {
+        const r = parseRequest(name, raw);
+        return { uploadId: this.uploads.begin(r.name, r), chunkBytes: UPLOAD_CHUNK_BYTES };
+      }
       case 'datasets.uploadFile': {
         const r = parseRequest(name, raw);
-        this.uploads.file(r.uploadId, r.path, r.data);
-        return {};
+        return this.uploads.file(r.uploadId, r.path, r.size, r.offset, r.data);
       }
       case 'datasets.uploadEnd':
-        return this.datasets.add(this.uploads.end(parseRequest(name, raw).uploadId));
+        return this.datasets.add(await this.uploads.end(parseRequest(name, raw).uploadId));
+      case 'datasets.uploadAbort':
+        await this.uploads.abort(parseRequest(name, raw).uploadId);
+        return {};
       case 'runs.list':
         parseRequest(name, raw);
         return this.runs.list();
@@ -180,6 +185,7 @@ export class Workbench {
   }
 
   async close(): Promise<void> {
+    this.uploads.close();
     await this.runs.close();
     await this.datasets.close();
     this.listeners.clear();

@@ -19,7 +19,10 @@ interface DatasetsStateT {
   addMessage: unknown;
   load(): Promise<void>;
   add(path: string): Promise<Row | null>;
-  upload(name: string, files: { path: string; read(): Promise<ArrayBuffer> }[]): Promise<Row | null>;
+  upload(
+    name: string,
+    files: { path: string; size: number; read(start: number, end: number): Promise<ArrayBuffer> }[],
+  ): Promise<Row | null>;
 }
 interface RunsStateT {
   list: Row[];
@@ -139,14 +142,16 @@ describe('DatasetsState', () => {
       '/src/features/datasets/datasets.svelte.ts',
     )) as Loaded;
     const { bridge, calls } = scripted({
-      'datasets.uploadBegin': () => ({ uploadId: 'u1' }),
-      'datasets.uploadFile': () => ({}),
+      'datasets.uploadBegin': () => ({ uploadId: 'u1', chunkBytes: 512 * 1024 }),
+      'datasets.uploadFile': (p) => ({ received: p['size'] }),
       'datasets.uploadEnd': () => ({ id: 'up', name: 'cats', path: '/w/uploads/cats', images: 2 }),
     });
     const s = new DatasetsState(bridge);
     const file = (path: string, text: string) => ({
       path,
-      read: async () => new TextEncoder().encode(text).buffer as ArrayBuffer,
+      size: text.length,
+      read: async (start: number, end: number) =>
+        new TextEncoder().encode(text.slice(start, end)).buffer as ArrayBuffer,
     });
     const d = await s.upload('cats', [file('a/1.png', 'xy'), file('b/2.png', 'z')]);
     assert.equal(d?.id, 'up');
@@ -157,6 +162,8 @@ describe('DatasetsState', () => {
     assert.deepEqual(calls[1]?.[1], {
       uploadId: 'u1',
       path: 'a/1.png',
+      size: 2,
+      offset: 0,
       data: Buffer.from('xy').toString('base64'),
     });
     assert.deepEqual(

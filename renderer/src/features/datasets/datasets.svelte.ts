@@ -1,7 +1,7 @@
 // Datasets: the registered folders, kept live by dataset.update / dataset.removed events.
 import type { DatasetEntry } from '../../../../app/api/contract.js';
 import type { Bridge } from '../../lib/bridge.js';
-import { toBase64, type DroppedFile } from './upload.js';
+import { formatProgress, uploadFolder, type DroppedFile, type UploadProgress } from './uploader.js';
 
 export class DatasetsState {
   list = $state<DatasetEntry[]>([]);
@@ -10,6 +10,8 @@ export class DatasetsState {
   /** The message of the last add (error, or a hint after a drop without a path). */
   addMessage = $state<{ kind: 'error' | 'info'; text: string } | null>(null);
   adding = $state(false);
+  /** The upload of a dropped folder in progress (the drop zone draws its bar), else null. */
+  uploadProgress = $state<UploadProgress | null>(null);
   #bridge: Bridge;
 
   constructor(bridge: Bridge) {
@@ -56,26 +58,21 @@ export class DatasetsState {
   /** Uploads a folder dropped on a browser page (which cannot know its path) and registers the copy. */
   async upload(name: string, files: DroppedFile[]): Promise<DatasetEntry | null> {
     this.adding = true;
-    this.addMessage = { kind: 'info', text: `uploading ${name}: 0/${files.length} files` };
+    this.addMessage = null;
     try {
-      const { uploadId } = await this.#bridge.request('datasets.uploadBegin', { name });
-      let done = 0;
-      for (const f of files) {
-        const data = toBase64(new Uint8Array(await f.read()));
-        await this.#bridge.request('datasets.uploadFile', { uploadId, path: f.path, data });
-        done += 1;
-        if (done % 20 === 0)
-          this.addMessage = { kind: 'info', text: `uploading ${name}: ${done}/${files.length} files` };
-      }
-      const d = await this.#bridge.request('datasets.uploadEnd', { uploadId });
+      const d = await uploadFolder(this.#bridge, name, files, (p) => {
+        this.uploadProgress = p;
+        this.addMessage = { kind: 'info', text: formatProgress(name, p) };
+      });
       this.#upsert(d);
       this.addMessage = { kind: 'info', text: `added ${d.name} (uploaded to ${d.path})` };
       return d;
     } catch (e) {
-      this.addMessage = { kind: 'error', text: (e as Error).message };
+      this.addMessage = { kind: 'error', text: `could not upload ${name}: ${(e as Error).message}` };
       return null;
     } finally {
       this.adding = false;
+      this.uploadProgress = null;
     }
   }
 

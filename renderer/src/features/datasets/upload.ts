@@ -1,17 +1,5 @@
-// A folder dropped on a browser page: its files read through the File System entries API and uploaded, one message each.
-
-/** One file of a dropped folder: its path inside the folder and a way to read it. */
-export interface DroppedFile {
-  readonly path: string;
-  read(): Promise<ArrayBuffer>;
-}
-
-/** Base64 of bytes, in chunks (String.fromCharCode on a whole file overflows the call stack). */
-export function toBase64(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
+// A folder dropped on a browser page: its files found through the File System entries API (uploader.ts sends them).
+import type { DroppedFile } from './uploader.js';
 
 /** Skipped while walking: the same hidden files the dataset scan ignores. */
 function hidden(name: string): boolean {
@@ -44,11 +32,9 @@ export async function walkDirectory(root: FileSystemDirectoryEntry): Promise<Dro
       const path = prefix ? `${prefix}/${e.name}` : e.name;
       if (e.isDirectory) await visit(e as FileSystemDirectoryEntry, path);
       else {
-        const fe = e as FileSystemFileEntry;
-        out.push({
-          path,
-          read: () => new Promise<File>((res, rej) => fe.file(res, rej)).then((f) => f.arrayBuffer()),
-        });
+        // the File is a handle (name, size); its bytes are read a slice at a time while uploading
+        const file = await new Promise<File>((res, rej) => (e as FileSystemFileEntry).file(res, rej));
+        out.push({ path, size: file.size, read: (start, end) => file.slice(start, end).arrayBuffer() });
       }
     }
   };
