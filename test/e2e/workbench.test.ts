@@ -90,7 +90,7 @@ describe('the workbench in Chromium against digpt serve', () => {
     await shot('1-datasets');
   });
 
-  it('registers a folder dropped on the drop zone (CDP drag events): uploaded, scanned, listed', async () => {
+  it('registers a folder dropped on the drop zone (CDP drag events): uploaded in chunks, scanned, listed', async () => {
     const dir = nodePath.join(tmp, 'shapes');
     for (const [cls, v] of [
       ['dark', 30],
@@ -106,6 +106,15 @@ describe('the workbench in Chromium against digpt serve', () => {
         fs.writeFileSync(nodePath.join(dir, cls, `${i}.png`), png);
       }
     }
+    // a real photo's size: over the 1 MiB message limit, so it must travel in several chunks
+    const noise = Buffer.alloc(1024 * 640 * 3);
+    for (let i = 0; i < noise.length; i += 4)
+      noise.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 5)) >>> 0, i);
+    const big = nodePath.join(dir, 'light', 'big.png');
+    await sharp(noise, { raw: { width: 1024, height: 640, channels: 3 } })
+      .png({ compressionLevel: 0, adaptiveFiltering: false })
+      .toFile(big);
+    assert.ok(fs.statSync(big).size > 1024 ** 2);
     const box = await page.getByTestId('drop-zone').boundingBox();
     assert.ok(box);
     const cdp = await ctx.newCDPSession(page);
@@ -116,7 +125,10 @@ describe('the workbench in Chromium against digpt serve', () => {
       await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
     const row = page.locator('[data-testid="dataset-row"]', { hasText: 'shapes' });
     await row.waitFor({ timeout: 20_000 });
-    assert.match((await row.textContent()) ?? '', /8 images/);
+    assert.match((await row.textContent()) ?? '', /9 images/);
+    const uploaded = nodePath.join(tmp, 'ws', 'uploads', 'shapes', 'light', 'big.png');
+    assert.ok(fs.readFileSync(uploaded).equals(fs.readFileSync(big)), 'the big file arrived byte for byte');
+    assert.match((await page.getByTestId('add-message').textContent()) ?? '', /added shapes \(uploaded to /);
     await shot('2-dropped');
   });
 
