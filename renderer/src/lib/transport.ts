@@ -21,7 +21,7 @@ export function backoffDelay(attempt: number, refused = false): number {
   return Math.min(10_000, 500 * 2 ** Math.max(0, attempt));
 }
 
-/** The server closes with 4401 when the token is missing or wrong. */
+/** A missing or wrong token: the server answers the upgrade 401, which the bridge reports as this code. */
 export const CLOSE_REFUSED = 4401;
 
 /** The banner's sentence for a closed socket. */
