@@ -129,7 +129,14 @@ export class Uploads {
       );
     return this.serial(id, u, async () => {
       const f = this.fileFor(u, rel, size, offset);
-      await fs.promises.appendFile(f.part, data);
+      try {
+        // appending creates the part file at the first chunk (an empty file's only one too)
+        await fs.promises.appendFile(f.part, data);
+      } catch (e) {
+        // a partial append (disk full) must not shift the next chunk
+        await fs.promises.truncate(f.part, f.received).catch(() => undefined);
+        throw new Error(`'${rel}': could not write the chunk at byte ${offset}: ${(e as Error).message}`);
+      }
       f.received += data.length;
       if (f.received === size) await this.complete(u, rel, parts, f);
       return { received: f.received };
@@ -168,8 +175,6 @@ export class Uploads {
   }
 
   private async complete(u: Upload, rel: string, parts: string[], f: OpenFile): Promise<void> {
-    // a file of 0 bytes had no chunk to create its part
-    if (f.size === 0) await fs.promises.writeFile(f.part, '');
     const target = nodePath.join(u.staging, 'data', ...parts);
     try {
       await fs.promises.mkdir(nodePath.dirname(target), { recursive: true });
