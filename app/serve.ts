@@ -225,8 +225,9 @@ export async function serve(o: ServeOptions): Promise<Server> {
   let hosts = new Set<string>();
 
   const hostOk = (req: http.IncomingMessage): boolean => hosts.has((req.headers.host ?? '').toLowerCase());
+  // the names it does answer are not listed: a rebinding page can read this reply
   const hostRefusal = (req: http.IncomingMessage): string =>
-    `digpt serve: this server answers to ${[...hosts].join(', ')}, not to Host '${req.headers.host ?? ''}'; ` +
+    `digpt serve: this server does not answer to Host '${req.headers.host ?? ''}'; ` +
     `open the URL it printed (or start it with --host NAME).`;
   /** A query token decides when present (it is what the user just pasted); else any cookie of ours. */
   const authorised = (req: http.IncomingMessage, t: Target): boolean => {

@@ -343,7 +343,7 @@ describe('digpt serve checks who it talks to', { timeout: 120_000 }, () => {
     const foreign = { Host: `evil.example:${server.port}`, Cookie: login(server) };
     const page = await get(server, '/', foreign);
     assert.equal(page.status, 421);
-    assert.match(page.body, /not to Host 'evil\.example:\d+'/);
+    assert.match(page.body, /does not answer to Host 'evil\.example:\d+'/);
     const up = await raw(
       server.port,
       upgradeRequest(server, `/api?token=${server.token}`, {
