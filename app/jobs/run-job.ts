@@ -18,11 +18,11 @@ import {
   vitConfigOfDigpt,
   type LabelledImageSet,
 } from '../train/finetune-run.js';
-import { PretrainRun, type PretrainConfig, type RunOpenOptions } from '../train/pretrain-run.js';
+import { PretrainRun, type PretrainConfig } from '../train/pretrain-run.js';
 import { checkJobSpec, checkWorkersBackend, readRunConfig } from '../runs/config.js';
 import { exportRun } from '../runs/export.js';
 import { RunLock } from '../runs/lock.js';
-import { removeUnstartedRun } from '../runs/run-files.js';
+import { removeUnstartedRun, type RunOpenOptions } from '../runs/run-files.js';
 import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
 
 /** Event without its sequence number (the host numbers them). */

@@ -6,6 +6,7 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../eng
 import type { AdamW, AdamWState } from '../../engine/optim/adamw.js';
 import { checkpointName, removeTmpCheckpoints, scanCheckpoints, type GoodCheckpoint } from './checkpoint.js';
 import { writeFileChecked, writing } from './disk.js';
+import { RunLock } from './lock.js';
 import { lastLoggedStep, metricsPath, readMetrics } from './metrics.js';
 
 /** Writes AdamW's moments (engine layout, flat) and step as `optimizer.safetensors` in a checkpoint folder. */
@@ -126,6 +127,68 @@ export function resumePoint(dir: string, warn: (text: string) => void): GoodChec
     `cannot resume ${dir}: ${why}; ${kept}. Start a new run (another --out), or remove ${metricsPath(dir)} ` +
       `and ${ckDir} to train this one again from step 0`,
   );
+}
+
+// --- opening a run folder for writing ---
+
+/** How a run folder is opened: the lock (taken here unless the caller holds it) and where warnings go. */
+export interface RunOpenOptions {
+  /** The run's lock, already held by the caller (a job takes it first); it stays the caller's to release. */
+  readonly lock?: RunLock;
+  /** What the lock says the holder runs. */
+  readonly command?: string;
+  /** Warnings: checkpoints rejected on resume, a stale lock taken over, leftovers removed. */
+  readonly onWarn?: (text: string) => void;
+}
+
+/** A run's lock as one opening holds it: taken by the opening (`owned`), or the caller's. */
+export interface HeldLock {
+  readonly lock: RunLock;
+  readonly owned: boolean;
+}
+
+/** The lock for an opening of `dir`: the caller's, or taken now (RunLockedError when someone else writes the run). */
+export function holdRunLock(dir: string, o: RunOpenOptions): HeldLock {
+  if (o.lock) return { lock: o.lock, owned: false };
+  const lock = RunLock.acquire(dir, {
+    ...(o.command ? { command: o.command } : {}),
+    ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+  });
+  return { lock, owned: true };
+}
+
+/** Lets go of a lock the opening took (a caller's lock stays held). */
+export function releaseHeld(held: HeldLock | undefined): void {
+  if (held?.owned) held.lock.release();
+}
+
+/** Refuses `dir` when it already holds a run. */
+export function refuseExistingRun(dir: string): void {
+  if (fs.existsSync(nodePath.join(dir, 'config.json')))
+    throw new Error(`${dir} already holds a run; use resume, or another --out`);
+}
+
+/**
+ * Makes the folder of a new run: takes its lock, then writes config.json (refused if another process created a run
+ * there meanwhile: checked again under the lock) and an empty metrics.jsonl. On failure the lock is let go and a
+ * folder this call made is removed again.
+ */
+export function createRunFolder(dir: string, config: object, o: RunOpenOptions): HeldLock {
+  const existed = fs.existsSync(dir);
+  let held: HeldLock | undefined;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    held = holdRunLock(dir, o);
+    refuseExistingRun(dir);
+    writeFileChecked(nodePath.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+    const mpath = metricsPath(dir);
+    writing(mpath, () => fs.writeFileSync(mpath, ''));
+    return held;
+  } catch (e) {
+    releaseHeld(held);
+    if (!existed) removeUnstartedRun(dir);
+    throw e;
+  }
 }
 
 // --- a run folder whose first step never ran ---

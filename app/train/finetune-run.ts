@@ -30,19 +30,23 @@ import { checkStepMemory, classifierFloatsPerSample, currentBackend } from '../.
 import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
 import { parseRunConfig, readRunConfig } from '../runs/config.js';
-import { writeFileChecked, writing } from '../runs/disk.js';
-import { RunLock } from '../runs/lock.js';
+import { writing } from '../runs/disk.js';
 import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
 import {
   checkFiniteState,
+  createRunFolder,
+  holdRunLock,
   loadOptimizer,
   loadStreamState,
-  removeUnstartedRun,
+  refuseExistingRun,
+  releaseHeld,
   resumePoint,
   saveOptimizer,
   saveStreamState,
+  type HeldLock,
+  type RunOpenOptions,
 } from '../runs/run-files.js';
-import { NonFiniteLossError, trainableCount, type ImageSet, type RunOpenOptions } from './pretrain-run.js';
+import { NonFiniteLossError, trainableCount, type ImageSet } from './pretrain-run.js';
 
 /** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
 export interface LabelledImageSet extends ImageSet {
@@ -381,9 +385,8 @@ export class FinetuneRun {
   private readonly val: LabelledImageSet;
   private state: StreamState;
   private rng: Rng;
-  /** The run folder's lock while this object writes it, and whether releasing it is ours to do. */
-  private lock: RunLock | undefined;
-  private ownsLock = false;
+  /** The run folder's lock while this object writes it. */
+  private held: HeldLock | undefined;
 
   private constructor(
     dir: string,
@@ -423,8 +426,7 @@ export class FinetuneRun {
     val: LabelledImageSet,
     ro: RunOpenOptions = {},
   ): FinetuneRun {
-    if (fs.existsSync(nodePath.join(dir, 'config.json')))
-      throw new Error(`${dir} already holds a run; use resume, or another --out`);
+    refuseExistingRun(dir);
     const classes = [...train.classes];
     const seed = o.seed ?? 0;
     const fallback =
@@ -472,34 +474,14 @@ export class FinetuneRun {
       opened.vit.dispose();
       throw e;
     }
-    const existed = fs.existsSync(dir);
     try {
       run.checkMemory('--batch');
-      fs.mkdirSync(dir, { recursive: true });
-      run.takeLock(ro);
-      const cpath = nodePath.join(dir, 'config.json');
-      if (fs.existsSync(cpath)) throw new Error(`${dir} already holds a run; use resume, or another --out`);
-      writeFileChecked(cpath, JSON.stringify(run.config, null, 2));
-      const mpath = nodePath.join(dir, 'metrics.jsonl');
-      writing(mpath, () => fs.writeFileSync(mpath, ''));
+      run.held = createRunFolder(dir, run.config, ro);
       return run;
     } catch (e) {
       run.dispose();
-      if (!existed) removeUnstartedRun(dir);
       throw e;
     }
-  }
-
-  private takeLock(o: RunOpenOptions): void {
-    if (o.lock) {
-      this.lock = o.lock;
-      return;
-    }
-    this.lock = RunLock.acquire(this.dir, {
-      ...(o.command ? { command: o.command } : {}),
-      ...(o.onWarn ? { onWarn: o.onWarn } : {}),
-    });
-    this.ownsLock = true;
   }
 
   /** Refuses a micro-batch too large for this backend's memory, before a step allocates it. */
@@ -525,12 +507,7 @@ export class FinetuneRun {
     val: LabelledImageSet,
     o: RunOpenOptions = {},
   ): FinetuneRun {
-    const lock =
-      o.lock ??
-      RunLock.acquire(dir, {
-        ...(o.command ? { command: o.command } : {}),
-        ...(o.onWarn ? { onWarn: o.onWarn } : {}),
-      });
+    const held = holdRunLock(dir, o);
     let run: FinetuneRun | undefined;
     try {
       const config = readRunConfig(dir);
@@ -558,11 +535,10 @@ export class FinetuneRun {
       truncateMetrics(run.dir, run.state.step);
     } catch (e) {
       run?.dispose();
-      if (!o.lock) lock.release();
+      releaseHeld(held);
       throw e;
     }
-    run.lock = lock;
-    run.ownsLock = !o.lock;
+    run.held = held;
     return run;
   }
 
@@ -751,7 +727,7 @@ export class FinetuneRun {
   dispose(): void {
     this.opt.dispose();
     this.model.dispose();
-    if (this.ownsLock) this.lock?.release();
-    this.lock = undefined;
+    releaseHeld(this.held);
+    this.held = undefined;
   }
 }

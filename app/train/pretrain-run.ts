@@ -1,6 +1,5 @@
 // A D-iGPT pretraining run on disk: config.json, metrics.jsonl and checkpoints, resumable to the exact same losses.
 import * as tf from '@tensorflow/tfjs-core';
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
@@ -28,17 +27,21 @@ import {
 import { cropResizeNormalize, drawCrop } from '../data/augment.js';
 import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
 import { checkWorkersBackend, parseRunConfig, readRunConfig } from '../runs/config.js';
-import { writeFileChecked, writing } from '../runs/disk.js';
-import { RunLock } from '../runs/lock.js';
+import { writing } from '../runs/disk.js';
 import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
 import {
   checkFiniteState,
+  createRunFolder,
+  holdRunLock,
   loadOptimizer,
   loadStreamState,
-  removeUnstartedRun,
+  refuseExistingRun,
+  releaseHeld,
   resumePoint,
   saveOptimizer,
   saveStreamState,
+  type HeldLock,
+  type RunOpenOptions,
 } from '../runs/run-files.js';
 import { NonFiniteTeacherError, openTeacher, withTeacher, type Teacher } from './teacher.js';
 
@@ -130,16 +133,6 @@ export interface StudentSamples {
   readonly pixels: Uint8Array;
 }
 
-/** How a run folder is opened: the lock (taken here unless the caller holds it) and where warnings go. */
-export interface RunOpenOptions {
-  /** The run's lock, already held by the caller (a job takes it first); it stays the caller's to release. */
-  readonly lock?: RunLock;
-  /** What the lock says the holder runs. */
-  readonly command?: string;
-  /** Warnings: checkpoints rejected on resume, a stale lock taken over, leftovers removed. */
-  readonly onWarn?: (text: string) => void;
-}
-
 /** Trainable parameters of a model (weights, gradients and both AdamW moments are this many floats each). */
 export function trainableCount(model: { params: { trainable(): { variable: { size: number } }[] } }): number {
   return model.params.trainable().reduce((n, p) => n + p.variable.size, 0);
@@ -164,9 +157,8 @@ export class PretrainRun {
   private state: StreamState;
   private rng: Rng;
   private parallel: DataParallel | undefined;
-  /** The run folder's lock while this object writes it, and whether releasing it is ours to do. */
-  private lock: RunLock | undefined;
-  private ownsLock = false;
+  /** The run folder's lock while this object writes it. */
+  private held: HeldLock | undefined;
   /** The first images of the last micro-batch built (the one whose cluster order a step reports). */
   samples: StudentSamples | undefined;
 
@@ -197,8 +189,7 @@ export class PretrainRun {
     data: ImageSet,
     o: RunOpenOptions = {},
   ): PretrainRun {
-    if (fs.existsSync(nodePath.join(dir, 'config.json')))
-      throw new Error(`${dir} already holds a run; use resume, or another --out`);
+    refuseExistingRun(dir);
     const backend = currentBackend();
     checkWorkersBackend(raw.workers ?? 1, backend, '--workers');
     const teacher = openTeacher(raw.teacher, raw.model);
@@ -213,21 +204,12 @@ export class PretrainRun {
       teacher.dispose();
       throw e;
     }
-    const existed = fs.existsSync(dir);
     try {
       run.checkMemory(backend, '--batch');
-      fs.mkdirSync(dir, { recursive: true });
-      run.takeLock(o);
-      // checked again under the lock: another process may have created the run meanwhile
-      const cpath = nodePath.join(dir, 'config.json');
-      if (fs.existsSync(cpath)) throw new Error(`${dir} already holds a run; use resume, or another --out`);
-      writeFileChecked(cpath, JSON.stringify(run.config, null, 2));
-      const mpath = nodePath.join(dir, 'metrics.jsonl');
-      writing(mpath, () => fs.writeFileSync(mpath, ''));
+      run.held = createRunFolder(dir, run.config, o);
       return run;
     } catch (e) {
       run.dispose();
-      if (!existed) removeUnstartedRun(dir);
       throw e;
     }
   }
@@ -238,12 +220,7 @@ export class PretrainRun {
    * history, it refuses and leaves metrics.jsonl alone (see resumePoint). A run with no step logged starts again.
    */
   static resume(dir: string, data: ImageSet, o: RunOpenOptions = {}): PretrainRun {
-    const lock =
-      o.lock ??
-      RunLock.acquire(dir, {
-        ...(o.command ? { command: o.command } : {}),
-        ...(o.onWarn ? { onWarn: o.onWarn } : {}),
-      });
+    const held = holdRunLock(dir, o);
     let run: PretrainRun | undefined;
     try {
       const config = readRunConfig(dir);
@@ -264,24 +241,11 @@ export class PretrainRun {
       truncateMetrics(run.dir, run.state.step);
     } catch (e) {
       run?.dispose();
-      if (!o.lock) lock.release();
+      releaseHeld(held);
       throw e;
     }
-    run.lock = lock;
-    run.ownsLock = !o.lock;
+    run.held = held;
     return run;
-  }
-
-  private takeLock(o: RunOpenOptions): void {
-    if (o.lock) {
-      this.lock = o.lock;
-      return;
-    }
-    this.lock = RunLock.acquire(this.dir, {
-      ...(o.command ? { command: o.command } : {}),
-      ...(o.onWarn ? { onWarn: o.onWarn } : {}),
-    });
-    this.ownsLock = true;
   }
 
   /** Refuses a micro-batch too large for this backend's memory, before a step allocates it. */
@@ -467,7 +431,7 @@ export class PretrainRun {
     this.opt.dispose();
     this.model.dispose();
     this.teacher.dispose();
-    if (this.ownsLock) this.lock?.release();
-    this.lock = undefined;
+    releaseHeld(this.held);
+    this.held = undefined;
   }
 }
