@@ -51,6 +51,26 @@ const OUT_RUN = (kind: string): FlagSpec => ({
   shown: `WORKSPACE/runs/${kind}-<time>`,
 });
 
+/** The length, batch and seed flags of both training commands; `epochs` is the default length they show. */
+const TRAINING_FLAGS = (epochs: string): Readonly<Record<string, FlagSpec>> => ({
+  epochs: {
+    type: 'string',
+    value: 'X',
+    help: 'passes over the train set',
+    shown: epochs,
+    number: real('epochs'),
+  },
+  steps: {
+    type: 'string',
+    value: 'N',
+    help: 'optimisation steps in all (instead of --epochs)',
+    number: int('steps'),
+  },
+  batch: { type: 'string', value: 'N', help: 'images per micro-batch', default: '32', number: int('batch') },
+  accum: { type: 'string', value: 'N', help: 'micro-batches per step', default: '1', number: int('accum') },
+  seed: { type: 'string', value: 'N', help: 'seed of every random draw', default: '0', number: int('seed') },
+});
+
 const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   data: { type: 'string', value: 'DIR', help: 'dataset folder or IDX files', required: true },
   preset: { type: 'string', value: 'NAME', help: 'model preset (digpt presets lists them)', required: true },
@@ -66,22 +86,7 @@ const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: `training objective: ${Objective.options.join(', ')}`,
     default: 'digpt',
   },
-  epochs: {
-    type: 'string',
-    value: 'X',
-    help: 'passes over the train set',
-    number: real('epochs'),
-  },
-  steps: {
-    type: 'string',
-    value: 'N',
-    help: 'optimisation steps in all',
-    shown: '1 epoch',
-    number: int('steps'),
-  },
-  batch: { type: 'string', value: 'N', help: 'images per micro-batch', default: '32', number: int('batch') },
-  accum: { type: 'string', value: 'N', help: 'micro-batches per step', default: '1', number: int('accum') },
-  seed: { type: 'string', value: 'N', help: 'seed of every random draw', default: '0', number: int('seed') },
+  ...TRAINING_FLAGS('1'),
   blr: {
     type: 'string',
     value: 'X',
@@ -181,40 +186,7 @@ export const COMMANDS: readonly CommandSpec[] = [
         required: true,
       },
       preset: { type: 'string', value: 'NAME', help: 'the architecture for --from scratch' },
-      epochs: {
-        type: 'string',
-        value: 'X',
-        help: 'passes over the train set',
-        number: real('epochs'),
-      },
-      steps: {
-        type: 'string',
-        value: 'N',
-        help: 'optimisation steps in all',
-        shown: '1 epoch',
-        number: int('steps'),
-      },
-      batch: {
-        type: 'string',
-        value: 'N',
-        help: 'images per micro-batch',
-        default: '32',
-        number: int('batch'),
-      },
-      accum: {
-        type: 'string',
-        value: 'N',
-        help: 'micro-batches per step',
-        default: '1',
-        number: int('accum'),
-      },
-      seed: {
-        type: 'string',
-        value: 'N',
-        help: 'seed of every random draw',
-        default: '0',
-        number: int('seed'),
-      },
+      ...TRAINING_FLAGS('100'),
       blr: {
         type: 'string',
         value: 'X',
