@@ -59,6 +59,11 @@ export class DataParallel {
 
   /** Starts a replica of `model` able to take up to `maxBatch` samples per micro-batch. */
   static async create(model: PretrainModel, maxBatch: number): Promise<DataParallel> {
+    // the replica starts its own backend: tfjs-node keeps one TensorFlow per process, and a second thread that loads
+    // it fails (tfjs#2079, #8388); the other backends use every core from one thread anyway
+    const backend = backendReport().name;
+    if (backend !== 'wasm')
+      throw new Error(`two training threads run on the wasm backend only; this process uses ${backend}`);
     const params = model.params.trainable();
     const offsets: number[] = [];
     let total = 0;

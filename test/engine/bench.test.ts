@@ -12,6 +12,16 @@ import { restoreWasmKernels, useFastWasmKernels } from '../../engine/ops/wasm_ke
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 
 describe('bench CLI', () => {
+  it('--workers 2 on a backend other than wasm is refused with the reason (a replica thread would load it twice)', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', nodePath.join(ROOT, 'engine', 'bench', 'cli.ts'), '--workers', '2', '--steps', '1'],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, DIGPT_BACKEND: 'cpu' } },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /two training threads run on the wasm backend only; this process uses cpu/);
+  });
+
   it('--json prints one engine line with timing, memory, backend and the full model config', () => {
     const r = spawnSync(
       process.execPath,
