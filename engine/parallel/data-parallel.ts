@@ -74,7 +74,10 @@ export class DataParallel {
     const layout = layoutFor(model.config, total, Math.max(1, maxBatch), model.orderLength);
     const buffer = new SharedArrayBuffer(sharedBytes(layout));
     const v = views(buffer, layout);
-    const worker = new Worker(new URL('./replica-boot.mjs', import.meta.url), {
+    // from a bundle (the desktop app's worker.js, scripts/build-main.mjs) the bundled replica beside it, else the
+    // tsx boot file of the TypeScript sources
+    const entry = new URL(import.meta.url).pathname.endsWith('.ts') ? './replica-boot.mjs' : './replica.js';
+    const worker = new Worker(new URL(entry, import.meta.url), {
       workerData: {
         config: model.config,
         objective: model.objective,
