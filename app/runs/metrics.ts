@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { replaceFile, writing } from './disk.js';
+import { appendEvent, cutEventFiles } from './tensorboard.js';
 
 /** One line of metrics.jsonl: a training step (step, loss, ...) or an evaluation (step, knn_top1 / val_top1, ...). */
 export type MetricLine = Readonly<Record<string, unknown>> & { readonly step?: unknown };
@@ -52,21 +53,27 @@ export function lastLoggedStep(records: readonly MetricLine[]): number {
   return step;
 }
 
-/** Appends one JSON line to RUN_DIR/metrics.jsonl; a full disk is reported naming the file. */
+/**
+ * Appends one JSON line to RUN_DIR/metrics.jsonl (a full disk is reported naming the file), then the same scalars
+ * to the run's TensorBoard event file (app/runs/tensorboard.ts), which never throws: the line is written first.
+ */
 export function appendMetrics(dir: string, rec: object): void {
   const p = metricsPath(dir);
   writing(p, () => fs.appendFileSync(p, `${JSON.stringify(rec)}\n`));
+  appendEvent(dir, rec as MetricLine);
 }
 
 /**
  * Keeps only the lines of steps <= `step` (those after a checkpoint are computed again on resume), and drops a line
  * cut by a crash. The file is replaced whole (metrics.jsonl.tmp, fsync, rename), so a kill -9 at any moment leaves
  * either the old lines or the kept ones, never an empty file. Nothing is written when nothing is to be dropped.
+ * The TensorBoard event files are cut to the same steps, and the resumed session writes a new one (cutEventFiles).
  */
 export function truncateMetrics(dir: string, step: number): { kept: number; dropped: number } {
   const p = metricsPath(dir);
   if (!fs.existsSync(p)) return { kept: 0, dropped: 0 };
   const text = fs.readFileSync(p, 'utf8');
+  cutEventFiles(dir, step);
   const { records, dropped: unreadable } = parseMetrics(text);
   const kept = records.filter((r) => typeof r.record.step === 'number' && r.record.step <= step);
   const dropped = unreadable + records.length - kept.length;
