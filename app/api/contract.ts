@@ -139,7 +139,12 @@ export const Checkpoint = z.object({
   created: z.string(),
 });
 
-export const ExportFormat = z.enum(['timm', 'digpt', 'tfjs']);
+/** What an export job writes from a run's newest checkpoint (in the worker: it needs the engine). */
+export const CheckpointFormat = z.enum(['timm', 'digpt', 'tfjs']);
+export type CheckpointFormat = z.infer<typeof CheckpointFormat>;
+/** Every export: a checkpoint format, or `csv`, the run's metrics.jsonl as a table (written by the host). */
+export const ExportFormat = z.enum([...CheckpointFormat.options, 'csv']);
+export type ExportFormat = z.infer<typeof ExportFormat>;
 
 // --- requests: name -> [request, response] ---
 
@@ -222,7 +227,13 @@ export const Requests = {
       /** Replace an existing file at `out` (the run's default export path is replaced without it). */
       overwrite: z.boolean().optional(),
     }),
-    z.object({ path: z.string(), tensors: z.number().int(), step: z.number().int() }),
+    /** `tensors` written (0 for csv), the checkpoint's step (csv: the last step), `rows` of a csv. */
+    z.object({
+      path: z.string(),
+      tensors: z.number().int(),
+      step: z.number().int(),
+      rows: z.number().int().optional(),
+    }),
   ],
 } as const;
 

@@ -264,12 +264,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'export',
     args: 'RUN_DIR',
     positionals: 1,
-    summary: "write a run's newest checkpoint for PyTorch/timm, with the paper's names, or for TF.js",
+    summary:
+      "write a run's newest checkpoint for PyTorch/timm, with the paper's names or for TF.js, or its metrics as CSV",
     flags: {
       format: {
         type: 'string',
         value: ExportFormat.options.join('|'),
-        help: 'names and file format',
+        help: 'names and file format; csv: metrics.jsonl as one row per step (train and eval columns)',
         required: true,
       },
       out: { type: 'string', value: 'PATH', help: 'where to write it', shown: 'RUN_DIR/export/' },

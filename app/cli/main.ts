@@ -10,6 +10,7 @@ import { BUILTIN_SAMPLE_DIR } from '../datasets/index.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
 import type { ExportJob, JobSpec } from '../jobs/protocol.js';
+import { exportMetricsCsv } from '../runs/csv.js';
 import { defaultWorkspace, newRunDir, runsDir, runStamp } from '../workspace.js';
 import { commandUsage, COMMANDS, findCommand, groupOf, topUsage, type CommandSpec } from './commands.js';
 import { parseNumber, joinNegativeValues, UsageError } from './flags.js';
@@ -556,6 +557,18 @@ async function main(argv: string[]): Promise<number> {
         );
       }
       const run = f.arg(0, 'RUN_DIR');
+      if (format === 'csv') {
+        // metrics.jsonl as a table: no engine, so no job
+        const c = exportMetricsCsv(run, f.has('out') ? f.req('out') : undefined, {
+          overwrite: f.bool('overwrite'),
+        });
+        process.stdout.write(
+          f.bool('json')
+            ? `${JSON.stringify(c)}\n`
+            : `wrote ${c.path} (${c.rows} rows, steps up to ${c.step})\n`,
+        );
+        return 0;
+      }
       const r = await runExport({
         kind: 'export',
         run,

@@ -1,5 +1,6 @@
 // Where the workbench reads and writes: every path resolved through its symbolic links before a root check, and the
 // one rule for export targets (never the install, never a run's own files, never over a file unless asked).
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { ExportFormat } from './export.js';
@@ -251,4 +252,51 @@ export function resolveExportTarget(
     ...(opts.notWithin !== undefined ? { notWithin: opts.notWithin } : {}),
   });
   return { target, replace: opts.overwrite === true || isDefault };
+}
+
+/** Writes bytes to a new file (never through a name that exists) and fsyncs them. */
+export function writeNewFile(path: string, data: Uint8Array): void {
+  const fd = fs.openSync(path, 'wx');
+  try {
+    for (let done = 0; done < data.byteLength;) done += fs.writeSync(fd, data, done);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Puts one export file at `target` (a path checkExportTarget returned): `write(tmp)` writes a temporary file beside
+ * it, which is then renamed over the target (replace) or hard-linked to it (no replace: link() fails on an existing
+ * name, so a file that appeared since the check is not overwritten either). A crash or failure never leaves a
+ * half-written file at `target`, and a link planted at the name is replaced, never followed.
+ */
+export function putExportFile(
+  target: string,
+  how: { readonly replace: boolean },
+  write: (tmp: string) => void,
+): void {
+  const tmp = nodePath.join(
+    nodePath.dirname(target),
+    `.${nodePath.basename(target)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`,
+  );
+  try {
+    write(tmp);
+    if (how.replace) {
+      fs.renameSync(tmp, target);
+      return;
+    }
+    try {
+      fs.linkSync(tmp, target);
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'EEXIST') throw new ExportExistsError(target);
+      // a filesystem without hard links (FAT, some network mounts): the check before the write has to do
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+      if (fs.existsSync(target)) throw new ExportExistsError(target);
+      fs.renameSync(tmp, target);
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
 }

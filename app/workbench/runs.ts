@@ -1,10 +1,17 @@
 // The runs of a workspace: launched through the job host, listed from disk, controlled, and reported as API events.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { LaunchRequest, MetricRecord, PatchOrderFrame, RunSummary } from '../api/contract.js';
+import type {
+  ExportFormat,
+  LaunchRequest,
+  MetricRecord,
+  PatchOrderFrame,
+  RunSummary,
+} from '../api/contract.js';
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
 import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
+import { exportMetricsCsv } from '../runs/csv.js';
 import { resolveExportTarget } from '../runs/paths.js';
 import { clearLockOfEndedJob } from '../runs/lock.js';
 import { lastLoggedStep, readMetrics } from '../runs/metrics.js';
@@ -350,14 +357,18 @@ export class RunManager {
     return out;
   }
 
-  /** Exports in a worker (the engine lives there); resolves with what was written. */
+  /** Exports a checkpoint in a worker (the engine lives there), metrics as csv here; resolves with what was written. */
   async export(
     id: string,
-    format: 'timm' | 'digpt' | 'tfjs',
+    format: ExportFormat,
     out?: string,
     overwrite = false,
-  ): Promise<{ path: string; tensors: number; step: number }> {
+  ): Promise<{ path: string; tensors: number; step: number; rows?: number }> {
     const dir = this.get(id).summary.dir;
+    if (format === 'csv') {
+      const r = exportMetricsCsv(dir, out, { overwrite, ...this.paths.exportLimits(dir) });
+      return { path: r.path, tensors: 0, step: r.step, rows: r.rows };
+    }
     const job = {
       kind: 'export' as const,
       run: dir,
