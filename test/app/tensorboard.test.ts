@@ -126,7 +126,7 @@ describe('the reader on event files others wrote', () => {
     assert.ok([...bleu.values()].every((v) => v > 0 && v < 1));
   });
 
-  it("a Python TensorBoard writer's file with summary metadata (tfevents-js's test asset): hello = 1 at step 0", () => {
+  it("a file with summary metadata (tfevents-js's test asset): hello = 1 at step 0, as its tests say", () => {
     const { events } = readEventFile(nodePath.join(FIXTURES, 'tfevents-js-hello.tfevents'));
     assert.equal(events.length, 2);
     assert.deepEqual(events[0], {
