@@ -2,25 +2,28 @@
 // The workbench (datasets, folder watching, runs in worker threads or, on tensorflow, child processes run as Node)
 // runs here, in the main process, from the TypeScript sources through tsx, as bin/digpt.js does; this file is
 // bundled to dist/main/index.js.
-import { app, BrowserWindow, dialog, ipcMain, session, shell } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell } from 'electron';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { register } from 'tsx/esm/api';
+import { APP_SCHEME_PRIVILEGES, APP_URL } from './app-protocol.js';
 import { INVOKE_CHANNELS } from './channels.js';
 import { createEventForwarder, createIpcRouter, type Dialogs, type WorkbenchPort } from './ipc.js';
 import { installMenu } from './menu.js';
 import { esbuildBinaryPath } from './packaging.js';
 import { createSenderCheck } from './security.js';
-import { createMainWindow, secureSession } from './window.js';
+import { createMainWindow, secureSession, serveApp } from './window.js';
 
-// dist/main/ -> the built page, the bundled preload, and the workbench's sources.
+// dist/main/ -> the built page (served as app://workbench/), the bundled preload, and the workbench's sources.
 const here = import.meta.dirname;
-const indexFile = join(here, '..', 'renderer', 'index.html');
-const appUrl = pathToFileURL(indexFile).href;
+const rendererDir = join(here, '..', 'renderer');
 const preloadPath = join(here, 'preload.cjs');
 const workbenchModule = pathToFileURL(join(here, '..', '..', 'app', 'workbench', 'index.ts')).href;
 const workspaceModule = pathToFileURL(join(here, '..', '..', 'app', 'workspace.ts')).href;
+
+// before the app is ready, or the scheme gets no origin of its own
+protocol.registerSchemesAsPrivileged([APP_SCHEME_PRIVILEGES]);
 
 async function loadWorkbench(): Promise<{ workbench: WorkbenchPort; workspace: string }> {
   if (app.isPackaged && !process.env.ESBUILD_BINARY_PATH) {
@@ -47,6 +50,7 @@ function fatal(title: string, error: unknown): void {
 async function main(): Promise<void> {
   await app.whenReady();
   secureSession(session.defaultSession);
+  serveApp(session.defaultSession, rendererDir);
 
   const { workbench, workspace } = await loadWorkbench();
   let window: BrowserWindow | null = null;
@@ -70,7 +74,7 @@ async function main(): Promise<void> {
   const router = createIpcRouter({
     workbench,
     dialogs,
-    isTrustedSender: createSenderCheck(() => current()?.webContents.id ?? null, appUrl),
+    isTrustedSender: createSenderCheck(() => current()?.webContents.id ?? null, APP_URL),
   });
   for (const channel of INVOKE_CHANNELS) {
     ipcMain.handle(channel, (event, ...args: unknown[]) =>
@@ -82,8 +86,7 @@ async function main(): Promise<void> {
   const openWindow = () => {
     window = createMainWindow({
       preloadPath,
-      indexFile,
-      appUrl,
+      appUrl: APP_URL,
       onLoadError: (e) => fatal('Cannot load the interface (was `npm run build:renderer` run?)', e),
     });
   };

@@ -10,6 +10,11 @@ export const CONTENT_SECURITY_POLICY = [
   // Thumbnails and the patch-order images arrive as PNG data URLs.
   "img-src 'self' data:",
   "connect-src 'self'",
+  // no plugins, no <base> redirecting the page's relative URLs, no form posts, never framed
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
 ].join('; ');
 
 /** Response headers as Electron's webRequest hands them over (each value a list). */
@@ -35,9 +40,9 @@ function documentOf(url: string): string | null {
   }
 }
 
-/** Whether `url` is the app's own page `appUrl` (a file:// URL), ignoring query and fragment. */
+/** Whether `url` is the app's own page `appUrl` (app://workbench/index.html), ignoring query and fragment. */
 export function isAppUrl(url: string | undefined, appUrl: string): boolean {
-  if (url === undefined || !url.startsWith('file:')) return false;
+  if (url === undefined) return false;
   const doc = documentOf(url);
   return doc !== null && doc === documentOf(appUrl);
 }
@@ -61,7 +66,7 @@ export interface SenderInfo {
 
 /**
  * The check of every IPC message: it must come from the app's own window (its webContents id) and from the app's
- * own page in it (the frame's file:// URL), so neither another window nor a page the window was tricked into loading
+ * own page in it (the frame's app:// URL), so neither another window nor a page the window was tricked into loading
  * nor an iframe can reach the workbench. `windowContentsId` returns null while there is no window.
  */
 export function createSenderCheck(

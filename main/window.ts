@@ -1,5 +1,6 @@
 // The app's window and its session, with the policies of main/security.ts applied (Electron-touching, kept thin).
 import { BrowserWindow, type Session } from 'electron';
+import { APP_SCHEME, createAppProtocolHandler } from './app-protocol.js';
 import {
   isNavigationAllowed,
   isPermissionAllowed,
@@ -19,23 +20,21 @@ export function secureSession(session: Session): void {
   session.setPermissionCheckHandler((_contents, permission) => isPermissionAllowed(permission));
 }
 
+/** Serves the built page `rendererDir` (dist/renderer/) as app://workbench/ in `session` (main/app-protocol.ts). */
+export function serveApp(session: Session, rendererDir: string): void {
+  session.protocol.handle(APP_SCHEME, createAppProtocolHandler(rendererDir));
+}
+
 export interface MainWindowOptions {
   /** dist/main/preload.cjs */
   preloadPath: string;
-  /** dist/renderer/index.html */
-  indexFile: string;
-  /** The file:// URL of indexFile: the only page the window may show. */
+  /** app://workbench/index.html (main/app-protocol.ts serves dist/renderer/ there): the only page the window shows. */
   appUrl: string;
   /** Called when the page cannot be loaded (e.g. the renderer was not built). */
   onLoadError: (error: Error) => void;
 }
 
-export function createMainWindow({
-  preloadPath,
-  indexFile,
-  appUrl,
-  onLoadError,
-}: MainWindowOptions): BrowserWindow {
+export function createMainWindow({ preloadPath, appUrl, onLoadError }: MainWindowOptions): BrowserWindow {
   const window = new BrowserWindow({
     width: 1400,
     height: 900,
@@ -64,7 +63,7 @@ export function createMainWindow({
   });
 
   window.once('ready-to-show', () => window.show());
-  window.loadFile(indexFile).catch((e: unknown) => {
+  window.loadURL(appUrl).catch((e: unknown) => {
     window.show();
     onLoadError(e instanceof Error ? e : new Error(String(e)));
   });

@@ -6,7 +6,7 @@ import { createEventForwarder, createIpcRouter, UNKNOWN_SENDER, type EventMessag
 import { createSenderCheck, type SenderInfo } from '../../main/security.js';
 import { FakeDialogs, FakeWorkbench, MemoryLog, runSummary } from './fakes.js';
 
-const APP_URL = 'file:///opt/digpt/resources/app.asar/dist/renderer/index.html';
+const APP_URL = 'app://workbench/index.html';
 const WINDOW_ID = 7;
 const trusted: SenderInfo = { senderId: WINDOW_ID, frameUrl: APP_URL };
 
@@ -41,6 +41,7 @@ describe('ipc router: senders', () => {
     ['another webContents', { senderId: 8, frameUrl: APP_URL }],
     ['another page in the window', { senderId: WINDOW_ID, frameUrl: 'https://evil.example/index.html' }],
     ['another file in the window', { senderId: WINDOW_ID, frameUrl: 'file:///tmp/dropped.html' }],
+    ['another app:// page in the window', { senderId: WINDOW_ID, frameUrl: 'app://workbench/other.html' }],
     ['a frame that is gone', { senderId: WINDOW_ID, frameUrl: undefined }],
   ] as const) {
     it(`refuses ${what} and logs it, on every channel`, async () => {

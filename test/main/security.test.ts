@@ -11,10 +11,10 @@ import {
   withCsp,
 } from '../../main/security.js';
 
-const APP_URL = 'file:///home/u/digpt/dist/renderer/index.html';
+const APP_URL = 'app://workbench/index.html';
 
 describe('Content-Security-Policy', () => {
-  it('allows only our own scripts, styles (inline too), images (data: too) and connections', () => {
+  it('allows only our own scripts, styles (inline too), images (data: too) and connections; no plugins, base, forms or framing', () => {
     const directives = Object.fromEntries(
       CONTENT_SECURITY_POLICY.split(';').map((d) => {
         const [name, ...values] = d.trim().split(/\s+/);
@@ -27,6 +27,10 @@ describe('Content-Security-Policy', () => {
       'style-src': ["'self'", "'unsafe-inline'"],
       'img-src': ["'self'", 'data:'],
       'connect-src': ["'self'"],
+      'object-src': ["'none'"],
+      'base-uri': ["'none'"],
+      'form-action': ["'none'"],
+      'frame-ancestors': ["'none'"],
     });
     assert.doesNotMatch(CONTENT_SECURITY_POLICY, /unsafe-eval|\*/);
   });
@@ -62,8 +66,11 @@ describe('window', () => {
       'https://example.com/',
       'http://localhost:5173/',
       'file:///home/u/Pictures/cat.png', // a file dropped outside the drop zone
-      'file:///home/u/digpt/dist/renderer/other.html',
-      'file:///home/u/digpt/dist/renderer/index.html.evil',
+      'file:///home/u/digpt/dist/renderer/index.html', // the page itself, but not over app://
+      'app://workbench/other.html',
+      'app://workbench/index.html.evil',
+      'app://workbench.evil/index.html',
+      'app://evil/index.html',
       'javascript:alert(1)',
       'data:text/html,<script>1</script>',
       'not a url',
@@ -96,7 +103,10 @@ describe('sender check', () => {
   it("accepts the window's own page only", () => {
     assert.equal(check({ senderId: 3, frameUrl: APP_URL }), true);
     assert.equal(check({ senderId: 4, frameUrl: APP_URL }), false);
+    assert.equal(check({ senderId: 3, frameUrl: `${APP_URL}#/runs` }), true);
     assert.equal(check({ senderId: 3, frameUrl: 'https://example.com/' }), false);
+    assert.equal(check({ senderId: 3, frameUrl: 'file:///opt/digpt/dist/renderer/index.html' }), false);
+    assert.equal(check({ senderId: 3, frameUrl: 'app://other/index.html' }), false);
     assert.equal(check({ senderId: 3, frameUrl: undefined }), false);
   });
   it('accepts nothing without a window', () => {

@@ -11,13 +11,13 @@ import { FakeDialogs, MemoryLog } from './fakes.js';
 
 describe('ipc router over the real Workbench', () => {
   const workspace = mkdtempSync(join(tmpdir(), 'digpt-main-ws-'));
-  // The type main/index.ts casts the loaded module to: the real class must fit it.
+  // The port main/ipc.ts serves: the real class must fit it.
   const workbench: WorkbenchPort = new Workbench({ workspace, watch: false });
   const log = new MemoryLog();
   const sent: unknown[] = [];
   const off = workbench.on(createEventForwarder((_channel, message) => sent.push(message), log));
   const router = createIpcRouter({ workbench, dialogs: new FakeDialogs(), log, isTrustedSender: () => true });
-  const sender = { senderId: 1, frameUrl: 'file:///x/index.html' };
+  const sender = { senderId: 1, frameUrl: 'app://workbench/index.html' };
 
   after(async () => {
     off();
