@@ -1,25 +1,24 @@
-// The D-iGPT pretraining model: student ViT over clusters of patches in a random order, generative and discriminative decoders.
+// The D-iGPT pretraining model: the student encoder over clusters of patches in a random order, generative and discriminative decoders.
 import * as tf from '@tensorflow/tfjs-core';
 import { digptGeometry, type DigptConfig, type DigptGeometry } from '../config.js';
-import { constLeft, layerNorm, linear, permuteRows } from '../ops/nn.js';
-import {
-  blockSpecs,
-  decoderBlock,
-  decoderBlockSpecs,
-  dense,
-  norm,
-  patchify,
-  vitBlock,
-  w1,
-  w2,
-} from './blocks.js';
-import { bilinearMatrix, clusterMask, clusterTable, invertPermutation, sincos2d } from './geometry.js';
-import { linearSpecs, normSpecs, ParamSet, plainSpec, spec, type ParamSpec } from './params.js';
+import { layerNorm, linear } from '../ops/nn.js';
+import { decoderBlock, decoderBlockSpecs, dense, norm, w1, w2 } from './blocks.js';
+import { clusterMask, clusterTable, sincos2d } from './geometry.js';
+import { linearSpecs, normSpecs, ParamSet, plainSpec, type ParamSpec } from './params.js';
+import type {
+  DecoderOutput,
+  DigptBatch,
+  DigptOutput,
+  PretrainModel,
+  PretrainObjective,
+} from './pretrain-model.js';
+import { encoderSpecs, StudentEncoder } from './student.js';
+import { cosineError, GridResize } from './teacher-loss.js';
 
 type T2 = tf.Tensor2D;
 
 /** Which decoders are trained: both (the paper), only the generative one, or only the discriminative one. */
-export type DigptObjective = 'digpt' | 'gen-only' | 'dis-only';
+export type DigptObjective = Extract<PretrainObjective, 'digpt' | 'gen-only' | 'dis-only'>;
 
 /** The two decoders, by their role (the official code calls them ar_ and kd_; see naming.ts for its quirk). */
 export type DecoderRole = 'gen' | 'dis';
@@ -28,46 +27,11 @@ export function decoderRoles(objective: DigptObjective): DecoderRole[] {
   return objective === 'digpt' ? ['gen', 'dis'] : objective === 'gen-only' ? ['gen'] : ['dis'];
 }
 
-/** One training batch. Images are NHWC and already normalised for the student. */
-export interface DigptBatch {
-  /** [B, H, W, 3]. */
-  readonly images: tf.Tensor4D;
-  /** Teacher tokens [B, 1 + tg*tg, Dt], cls first (the teacher's layout). */
-  readonly teacher: tf.Tensor3D;
-  /** Cluster order per sample, [B*K] row-major: position i of sample b holds cluster order[b*K + i]. */
-  readonly order: Int32Array;
-}
-
-export interface DecoderOutput {
-  /** Mean of 2 - 2 cos over all target tokens. */
-  readonly loss: tf.Scalar;
-  /** Predictions [B, N+1, Dt] before the bilinear resize (cls last). */
-  readonly pred: tf.Tensor3D;
-  /** Mean 2 - 2 cos per predicted cluster, [B, K-1] in sequence order (the cls token is left out). */
-  readonly clusterError: tf.Tensor2D;
-  /** Mean cosine between prediction and target over all tokens (teacher agreement). */
-  readonly agreement: tf.Scalar;
-}
-
-export interface DigptOutput {
-  /** Sum of the decoders' losses. */
-  readonly loss: tf.Scalar;
-  /** Last encoder block's output [B, N+1, C], cls last. */
-  readonly encoderOut: tf.Tensor3D;
-  readonly gen?: DecoderOutput;
-  readonly dis?: DecoderOutput;
-}
-
-/** Canonical parameter list of a D-iGPT model. */
+/** Canonical parameter list of a D-iGPT model: the student encoder, then each decoder's. */
 export function digptSpecs(c: DigptConfig, objective: DigptObjective = 'digpt'): ParamSpec[] {
   const C = c.embed_dim;
   const D = c.dec_dim;
-  const specs: ParamSpec[] = [
-    spec('patch_embed.proj.weight', [C, 3, c.patch_size, c.patch_size], { kind: 'conv' }, { kind: 'xavier' }),
-    plainSpec('patch_embed.proj.bias', [C], { kind: 'zeros' }),
-    plainSpec('cls_token', [1, 1, C], { kind: 'normal', std: 0.02 }),
-  ];
-  for (let i = 0; i < c.depth; i++) specs.push(...blockSpecs(`blocks.${i}`, C, c.mlp_ratio));
+  const specs = encoderSpecs(c);
   for (const r of decoderRoles(objective)) {
     specs.push(...normSpecs(`${r}_tap_norm`, C));
     specs.push(
@@ -85,23 +49,22 @@ export function digptSpecs(c: DigptConfig, objective: DigptObjective = 'digpt'):
   return specs;
 }
 
-/** Constant tensors built once per model: position tables, the mask, the resize map. */
+/** Constant tensors built once per model: the decoder position table, the mask, the per-cluster resize. */
 interface Constants {
-  /** Student sin-cos table [G*G, C] (the cls slot, zeros, is not needed). */
-  readonly pos: T2;
   /** Decoder sin-cos table [1 + G*G, D]: row 0 is the cls slot (zeros). */
   readonly decPos: T2;
   /** Additive block-causal mask [N+1, N+1]. */
   readonly mask: T2;
-  /** Bilinear map [ts*ts, s*s] and its transpose; null when s == ts. */
-  readonly resize: { readonly r: T2; readonly rT: T2 } | null;
+  /** Each cluster's s x s predictions onto its ts x ts teacher tokens (identity when s == ts). */
+  readonly resize: GridResize;
 }
 
-export class DigptModel {
+export class DigptModel implements PretrainModel {
   readonly config: DigptConfig;
   readonly geometry: DigptGeometry;
   readonly objective: DigptObjective;
   readonly params: ParamSet;
+  readonly encoder: StudentEncoder;
   private readonly consts: Constants;
   private readonly studentClusters: Int32Array[];
   private readonly teacherClusters: Int32Array[];
@@ -113,23 +76,15 @@ export class DigptModel {
     const g = this.geometry;
     // --- parameters ---
     this.params = new ParamSet(digptSpecs(config, this.objective), opts.seed ?? 0);
+    // --- encoder ---
+    this.encoder = new StudentEncoder(config, this.params);
     // --- constants ---
     this.studentClusters = clusterTable(g.grid, config.clusters_per_side);
     this.teacherClusters = clusterTable(config.teacher_grid, config.clusters_per_side);
-    const pos = sincos2d(config.embed_dim, g.grid, false);
-    const decPos = sincos2d(config.dec_dim, g.grid, true);
-    const resize =
-      g.side === g.tside
-        ? null
-        : tf.tidy(() => {
-            const r = tf.tensor2d(bilinearMatrix(g.side, g.tside), [g.tside * g.tside, g.t]);
-            return { r: tf.keep(r), rT: tf.keep(tf.transpose(r)) };
-          });
     this.consts = {
-      pos: tf.tensor2d(pos, [g.grid * g.grid, config.embed_dim]),
-      decPos: tf.tensor2d(decPos, [1 + g.grid * g.grid, config.dec_dim]),
+      decPos: tf.tensor2d(sincos2d(config.dec_dim, g.grid, true), [1 + g.grid * g.grid, config.dec_dim]),
       mask: tf.tensor2d(clusterMask(g.k - 1, g.t), [g.n + 1, g.n + 1]),
-      resize,
+      resize: new GridResize(g.side, g.tside),
     };
   }
 
@@ -140,7 +95,7 @@ export class DigptModel {
 
   /** The fixed student position table with its cls row, [1 + G*G, C], as the official `pos_embed` holds it. */
   posEmbedWithCls(): Float32Array {
-    return sincos2d(this.config.embed_dim, this.geometry.grid, true);
+    return this.encoder.posEmbedWithCls();
   }
 
   /** The fixed decoder position table [1 + G*G, D] (official `decoder_pos_embed`). */
@@ -153,33 +108,16 @@ export class DigptModel {
     return clusterMask(this.geometry.k - 1, this.geometry.t);
   }
 
-  /** Checks an order array: B rows, each a permutation of 0..K-1. */
-  checkOrder(order: Int32Array, batch: number): void {
-    const k = this.geometry.k;
-    if (order.length !== batch * k)
-      throw new Error(`cluster order has ${order.length} entries, expected ${batch} x ${k}`);
-    for (let b = 0; b < batch; b++) {
-      const seen = new Uint8Array(k);
-      for (let i = 0; i < k; i++) {
-        const v = order[b * k + i] as number;
-        if (!(v >= 0 && v < k) || seen[v])
-          throw new Error(`cluster order of sample ${b} is not a permutation of 0..${k - 1}`);
-        seen[v] = 1;
-      }
-    }
-  }
-
   // --- encoder ---
 
-  /** Student tokens in cluster order, visible clusters then cls: [B*(N+1), C]. */
-  private embed(images: tf.Tensor4D, order: Int32Array): T2 {
-    const c = this.config;
+  /**
+   * The encoder over the first K-1 clusters in `order` (the last one is never seen), cls last, under the
+   * block-causal mask: its output [B*(N+1), C] and the tapped outputs (in `taps` order).
+   */
+  forwardEncoder(images: tf.Tensor4D, order: Int32Array): { out: T2; taps: T2[] } {
     const g = this.geometry;
     const b = images.shape[0];
     const gg = g.grid * g.grid;
-    const C = c.embed_dim;
-    let x = dense(this.params, 'patch_embed.proj', patchify(images, c.patch_size)); // [B*G*G, C] raster
-    x = tf.reshape(tf.add(tf.reshape(x, [b, gg, C]), this.consts.pos), [b * gg, C]) as T2;
     // raster -> cluster order: row b*GG + i*T + t holds token t of cluster order[b, i]
     const perm = new Int32Array(b * gg);
     for (let s = 0; s < b; s++)
@@ -187,30 +125,8 @@ export class DigptModel {
         const cl = this.studentClusters[order[s * g.k + i] as number] as Int32Array;
         for (let t = 0; t < g.t; t++) perm[s * gg + i * g.t + t] = s * gg + (cl[t] as number);
       }
-    const permT = tf.tensor1d(perm, 'int32');
-    const invT = tf.tensor1d(invertPermutation(perm), 'int32');
-    x = permuteRows(x, permT, invT);
-    // [B, K*T, C] -> the first K-1 clusters [B, N, C]; the last one is never seen
-    const visible = tf.slice(tf.reshape(x, [b, g.k * g.t, C]), [0, 0, 0], [b, g.n, C]);
-    // cls token appended LAST, plus its position slot (zeros in the sin-cos table)
-    const cls = tf.add(tf.zeros([b, 1, C]), this.params.get('cls_token'));
-    return tf.reshape(tf.concat([visible, cls], 1), [b * (g.n + 1), C]) as T2;
-  }
-
-  /** Encoder blocks; returns the last output and the tapped outputs (in `taps` order). */
-  forwardEncoder(images: tf.Tensor4D, order: Int32Array): { out: T2; taps: T2[] } {
-    const c = this.config;
-    const b = images.shape[0];
-    let h = this.embed(images, order);
-    const taps: T2[] = [];
-    for (let i = 0; i < c.depth; i++) {
-      h = vitBlock(this.params, `blocks.${i}`, h, b, c.num_heads, this.consts.mask, c.block_ln_eps);
-      if (c.taps.includes(i + 1)) taps.push(h);
-    }
-    // taps are listed in block order whatever order the config names them
-    const ordered = [...c.taps].sort((x, y) => x - y);
-    const byBlock = new Map(ordered.map((t, i) => [t, taps[i] as T2]));
-    return { out: h, taps: c.taps.map((t) => byBlock.get(t) as T2) };
+    const select = this.encoder.select(perm, g.n);
+    return this.encoder.forward(images, select, this.consts.mask, this.config.taps);
   }
 
   // --- decoders ---
@@ -242,13 +158,7 @@ export class DigptModel {
     const c = this.config;
     const g = this.geometry;
     const b = teacher.shape[0];
-    const per = 1 + c.teacher_grid * c.teacher_grid;
-    if (teacher.shape[1] !== per || teacher.shape[2] !== c.teacher_dim) {
-      throw new Error(
-        `teacher tokens have shape [${teacher.shape.join(', ')}], the model expects [B, ${per}, ${c.teacher_dim}] ` +
-          `(teacher_grid ${c.teacher_grid}, teacher_dim ${c.teacher_dim})`,
-      );
-    }
+    const per = 1 + c.teacher_grid * c.teacher_grid; // shape checked by the encoder (forward)
     const ts2 = g.tside * g.tside;
     const idx = new Int32Array(b * ((g.k - 1) * ts2 + 1));
     let o = 0;
@@ -296,32 +206,19 @@ export class DigptModel {
   private resized(pred: T2, b: number): T2 {
     const g = this.geometry;
     const dt = this.config.teacher_dim;
+    const ts2 = g.tside * g.tside;
     const p3 = tf.reshape(pred, [b, g.n + 1, dt]);
     const cls = tf.slice(p3, [0, g.n, 0], [b, 1, dt]);
-    let body: tf.Tensor = tf.slice(p3, [0, 0, 0], [b, g.n, dt]);
-    const ts2 = g.tside * g.tside;
-    if (this.consts.resize) {
-      // [B, K-1, T, Dt] -> [T, B*(K-1)*Dt]; one product with the fixed bilinear map -> [ts*ts, B*(K-1)*Dt]
-      const cols = tf.reshape(tf.transpose(tf.reshape(body, [b, g.k - 1, g.t, dt]), [2, 0, 1, 3]), [
-        g.t,
-        b * (g.k - 1) * dt,
-      ]);
-      const out = constLeft(this.consts.resize.r, this.consts.resize.rT, cols as T2);
-      // [ts*ts, B, K-1, Dt] -> [B, K-1, ts*ts, Dt]
-      body = tf.transpose(tf.reshape(out, [ts2, b, g.k - 1, dt]), [1, 2, 0, 3]);
-    }
-    body = tf.reshape(body, [b, (g.k - 1) * ts2, dt]);
+    // [B, N, Dt] -> one s x s map per cluster [B*(K-1), T, Dt] -> [B*(K-1), ts*ts, Dt]
+    const clusters = tf.reshape(tf.slice(p3, [0, 0, 0], [b, g.n, dt]), [b * (g.k - 1), g.t, dt]);
+    const body = tf.reshape(this.consts.resize.apply(clusters as tf.Tensor3D), [b, (g.k - 1) * ts2, dt]);
     return tf.reshape(tf.concat([body, cls], 1), [b * ((g.k - 1) * ts2 + 1), dt]) as T2;
   }
 
   /** 2 - 2 cos(pred, target) per decoder: the loss, per-cluster errors and the mean cosine. */
   decoderLoss(pred: T2, target: T2, b: number): Omit<DecoderOutput, 'pred'> {
     const g = this.geometry;
-    const p = this.resized(pred, b);
-    const pn = tf.div(p, tf.sqrt(tf.sum(tf.square(p), -1, true)));
-    const tn = tf.div(target, tf.sqrt(tf.sum(tf.square(target), -1, true)));
-    const cos = tf.sum(tf.mul(pn, tn), -1); // [B*rows]
-    const err = tf.sub(2, tf.mul(2, cos));
+    const { cos, err } = cosineError(this.resized(pred, b), target); // [B*rows]
     const ts2 = g.tside * g.tside;
     const perSample = tf.reshape(err, [b, (g.k - 1) * ts2 + 1]);
     const clusterError = tf.mean(
@@ -336,16 +233,8 @@ export class DigptModel {
     const b = batch.images.shape[0];
     const c = this.config;
     const g = this.geometry;
-    if (
-      batch.images.shape[1] !== c.img_size ||
-      batch.images.shape[2] !== c.img_size ||
-      batch.images.shape[3] !== 3
-    ) {
-      throw new Error(
-        `images have shape [${batch.images.shape.join(', ')}], the model expects [B, ${c.img_size}, ${c.img_size}, 3]`,
-      );
-    }
-    this.checkOrder(batch.order, b);
+    this.encoder.checkInputs(batch.images, batch.teacher);
+    this.encoder.checkOrder(batch.order, b, g.k, 'cluster order');
     const { out, taps } = this.forwardEncoder(batch.images, batch.order);
     const res: { loss: tf.Scalar; encoderOut: tf.Tensor3D; gen?: DecoderOutput; dis?: DecoderOutput } = {
       loss: tf.scalar(0),
@@ -362,10 +251,9 @@ export class DigptModel {
 
   dispose(): void {
     this.params.dispose();
-    this.consts.pos.dispose();
+    this.encoder.dispose();
     this.consts.decPos.dispose();
     this.consts.mask.dispose();
-    this.consts.resize?.r.dispose();
-    this.consts.resize?.rT.dispose();
+    this.consts.resize.dispose();
   }
 }

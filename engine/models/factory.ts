@@ -1,51 +1,17 @@
-// One interface over every pretraining objective (D-iGPT and its ablations, feature distillation, MAE with teacher targets).
+// Builds the model of any pretraining objective (D-iGPT and its ablations, feature distillation, MAE with teacher targets).
+// The interface they share lives in pretrain-model.ts, which the objectives import; only this module imports them.
 import type { DigptConfig } from '../config.js';
-import { DigptModel, type DigptBatch, type DigptObjective, type DigptOutput } from './digpt.js';
+import { DigptModel } from './digpt.js';
 import { KdModel } from './kd.js';
 import { MaeModel } from './mae.js';
-import type { ParamSet } from './params.js';
+import { PRETRAIN_OBJECTIVES, type PretrainModel, type PretrainObjective } from './pretrain-model.js';
 
-/**
- * What a pretraining run optimises (the paper's comparisons, Tables 5, 7 and 9):
- * - `digpt`, `gen-only`, `dis-only`: D-iGPT with both decoders or one of them (DigptModel);
- * - `kd`: feature distillation, the encoder sees every patch and a LayerNorm + Linear head predicts the teacher's
- *   token features (KdModel);
- * - `mae`: MAE with teacher targets, 75% of the patches are masked and an MAE decoder predicts the teacher's
- *   features of the masked patches (MaeModel).
- */
-export type PretrainObjective = DigptObjective | 'kd' | 'mae';
-
-export const PRETRAIN_OBJECTIVES: readonly PretrainObjective[] = [
-  'digpt',
-  'gen-only',
-  'dis-only',
-  'kd',
-  'mae',
-];
-
-export function isPretrainObjective(v: unknown): v is PretrainObjective {
-  return typeof v === 'string' && (PRETRAIN_OBJECTIVES as readonly string[]).includes(v);
-}
-
-/**
- * A model the pretraining step can train. Every objective shares the student encoder (`patch_embed.*`, `cls_token`,
- * `blocks.{i}.*`, fixed sin-cos positions, cls appended last), so a pretrained encoder fine-tunes and exports the same
- * way whatever the objective. kd and mae report their single head under `dis` of DigptOutput.
- */
-export interface PretrainModel {
-  readonly config: DigptConfig;
-  readonly objective: PretrainObjective;
-  readonly params: ParamSet;
-  /**
-   * Entries per sample of `DigptBatch.order`, drawn by the trainer's `drawOrders(rng, batch, orderLength)`:
-   * K for the D-iGPT objectives (a cluster order), G*G for mae (a patch permutation whose first
-   * `visible` entries are the patches the encoder sees), 0 for kd (the order is unused).
-   */
-  readonly orderLength: number;
-  /** Encoder, head(s) and losses; call inside tf.tidy / variableGrads. */
-  forward(batch: DigptBatch): DigptOutput;
-  dispose(): void;
-}
+export {
+  isPretrainObjective,
+  PRETRAIN_OBJECTIVES,
+  type PretrainModel,
+  type PretrainObjective,
+} from './pretrain-model.js';
 
 export interface PretrainModelOptions {
   readonly objective: PretrainObjective;

@@ -3,11 +3,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { DigptConfig } from '../config.js';
 import { permuteRows } from '../ops/nn.js';
 import { blockSpecs, dense, norm, vitBlock } from './blocks.js';
-import type { DecoderOutput, DigptBatch, DigptOutput } from './digpt.js';
-import type { PretrainModel } from './factory.js';
-import { invertPermutation, sincos2d } from './geometry.js';
-import { checkBatch, embedPatches, encodeWithCls, encoderSpecs, GridResize, rowCosine } from './kd.js';
+import { sincos2d } from './geometry.js';
 import { linearSpecs, normSpecs, ParamSet, plainSpec, type ParamSpec } from './params.js';
+import type { DecoderOutput, DigptBatch, DigptOutput, PretrainModel } from './pretrain-model.js';
+import { encoderSpecs, StudentEncoder, type Selection } from './student.js';
+import { cosineError, GridResize } from './teacher-loss.js';
 
 type T2 = tf.Tensor2D;
 
@@ -42,11 +42,11 @@ export class MaeModel implements PretrainModel {
   readonly config: DigptConfig;
   readonly objective = 'mae' as const;
   readonly params: ParamSet;
+  readonly encoder: StudentEncoder;
   /** Patches per side. */
   readonly grid: number;
   /** Patches the encoder sees per sample: floor(G*G * (1 - maskRatio)). */
   readonly visible: number;
-  private readonly pos: T2;
   private readonly decPos: T2;
   private readonly resize: GridResize;
 
@@ -62,8 +62,9 @@ export class MaeModel implements PretrainModel {
       );
     // --- parameters ---
     this.params = new ParamSet(maeSpecs(config), opts.seed ?? 0);
+    // --- encoder ---
+    this.encoder = new StudentEncoder(config, this.params);
     // --- constants ---
-    this.pos = tf.tensor2d(sincos2d(config.embed_dim, this.grid, false), [gg, config.embed_dim]);
     this.decPos = tf.tensor2d(sincos2d(config.dec_dim, this.grid, false), [gg, config.dec_dim]);
     this.resize = new GridResize(this.grid, config.teacher_grid);
   }
@@ -78,34 +79,13 @@ export class MaeModel implements PretrainModel {
     return this.grid ** 2 - this.visible;
   }
 
-  /** The fixed student position table with its cls row, [1 + G*G, C] (what a fine-tuned ViT starts from). */
-  posEmbedWithCls(): Float32Array {
-    return sincos2d(this.config.embed_dim, this.grid, true);
-  }
-
-  /** Checks an order array: B rows, each a permutation of 0..G*G-1. */
-  checkOrder(order: Int32Array, batch: number): void {
-    const n = this.orderLength;
-    if (order.length !== batch * n)
-      throw new Error(`mae patch order has ${order.length} entries, expected ${batch} x ${n}`);
-    for (let b = 0; b < batch; b++) {
-      const seen = new Uint8Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = order[b * n + i] as number;
-        if (!(v >= 0 && v < n) || seen[v])
-          throw new Error(`mae patch order of sample ${b} is not a permutation of 0..${n - 1}`);
-        seen[v] = 1;
-      }
-    }
-  }
-
-  /** Row permutation of the batch: shuffled row s*GG + i holds raster row s*GG + order[s*GG + i]. */
-  private permutation(order: Int32Array, b: number): { perm: tf.Tensor1D; inv: tf.Tensor1D } {
+  /** The encoder's selection: shuffled row s*GG + i holds raster row s*GG + order[s*GG + i]; the first `visible` kept. */
+  private selection(order: Int32Array, b: number): Selection {
     const gg = this.grid ** 2;
     const p = new Int32Array(b * gg);
     for (let s = 0; s < b; s++)
       for (let i = 0; i < gg; i++) p[s * gg + i] = s * gg + (order[s * gg + i] as number);
-    return { perm: tf.tensor1d(p, 'int32'), inv: tf.tensor1d(invertPermutation(p), 'int32') };
+    return this.encoder.select(p, this.visible);
   }
 
   /** 1 at the masked patches, 0 at the visible ones: [B*G*G] in raster order. */
@@ -119,24 +99,15 @@ export class MaeModel implements PretrainModel {
 
   // --- encoder ---
 
-  /** The visible patches in shuffled order, then cls: [B*(visible+1), C]. */
-  forwardEncoder(images: tf.Tensor4D, perm: tf.Tensor1D, inv: tf.Tensor1D): T2 {
-    const c = this.config;
-    const b = images.shape[0];
-    const x = permuteRows(embedPatches(this.params, c, this.pos, images), perm, inv); // [B*GG, C] shuffled
-    // [B, GG, C] -> the first `visible` of each sample [B, V, C]
-    const kept = tf.slice(
-      tf.reshape(x, [b, this.grid ** 2, c.embed_dim]),
-      [0, 0, 0],
-      [b, this.visible, c.embed_dim],
-    ) as tf.Tensor3D;
-    return encodeWithCls(this.params, c, kept);
+  /** The visible patches in shuffled order, then cls, without a mask: [B*(visible+1), C]. */
+  forwardEncoder(images: tf.Tensor4D, select: Selection): T2 {
+    return this.encoder.forward(images, select, null).out;
   }
 
   // --- decoder ---
 
   /** Encoder rows [B*(V+1), C] -> predictions [B*(G*G+1), Dt], patches in raster order, cls last. */
-  forwardDecoder(h: T2, b: number, perm: tf.Tensor1D, inv: tf.Tensor1D): T2 {
+  forwardDecoder(h: T2, b: number, select: Selection): T2 {
     const c = this.config;
     const ps = this.params;
     const D = c.dec_dim;
@@ -148,7 +119,7 @@ export class MaeModel implements PretrainModel {
     const masks = tf.add(tf.zeros([b, gg - v, D]), ps.get('mask_token')); // [B, GG-V, D]
     // shuffled order -> raster order: raster row r is shuffled row inv[r] (MAE's ids_restore)
     const shuffled = tf.reshape(tf.concat([kept, masks], 1), [b * gg, D]) as T2;
-    const raster = tf.reshape(permuteRows(shuffled, inv, perm), [b, gg, D]);
+    const raster = tf.reshape(permuteRows(shuffled, select.inv, select.perm), [b, gg, D]);
     let q = tf.reshape(tf.concat([tf.add(raster, this.decPos), cls], 1), [b * (gg + 1), D]) as T2;
     for (let l = 0; l < c.dec_depth; l++)
       q = vitBlock(ps, `decoder_blocks.${l}`, q, b, c.dec_heads, null, c.block_ln_eps);
@@ -168,14 +139,17 @@ export class MaeModel implements PretrainModel {
     const tt = c.teacher_grid ** 2;
     const body = this.resize.apply(tf.slice(pred, [0, 0, 0], [b, this.grid ** 2, dt])); // [B, tg*tg, Dt]
     const target = tf.slice(teacher, [0, 1, 0], [b, tt, dt]);
-    const cos = rowCosine(tf.reshape(body, [b * tt, dt]) as T2, tf.reshape(target, [b * tt, dt]) as T2);
+    const { cos, err } = cosineError(
+      tf.reshape(body, [b * tt, dt]) as T2,
+      tf.reshape(target, [b * tt, dt]) as T2,
+    );
     const wv = this.resize.applyValues(this.maskValues(order, b), b);
     const perSample = new Float32Array(b);
     for (let s = 0; s < b; s++)
       for (let i = 0; i < tt; i++) perSample[s] = (perSample[s] as number) + (wv[s * tt + i] as number);
     const total = perSample.reduce((a, x) => a + x, 0);
     const w = tf.tensor1d(wv);
-    const werr = tf.mul(tf.sub(2, tf.mul(2, cos)), w); // masked tokens only
+    const werr = tf.mul(err, w); // masked tokens only
     return {
       loss: tf.div(tf.sum(werr), total) as tf.Scalar,
       clusterError: tf.div(
@@ -189,12 +163,12 @@ export class MaeModel implements PretrainModel {
   /** Encoder, decoder and loss; the decoder is reported as `dis`. Call inside tf.tidy / variableGrads. */
   forward(batch: DigptBatch): DigptOutput {
     const c = this.config;
-    checkBatch(c, batch);
     const b = batch.images.shape[0];
-    this.checkOrder(batch.order, b);
-    const { perm, inv } = this.permutation(batch.order, b);
-    const h = this.forwardEncoder(batch.images, perm, inv);
-    const pred = tf.reshape(this.forwardDecoder(h, b, perm, inv), [
+    this.encoder.checkInputs(batch.images, batch.teacher);
+    this.encoder.checkOrder(batch.order, b, this.orderLength, 'mae patch order');
+    const select = this.selection(batch.order, b);
+    const h = this.forwardEncoder(batch.images, select);
+    const pred = tf.reshape(this.forwardDecoder(h, b, select), [
       b,
       this.grid ** 2 + 1,
       c.teacher_dim,
@@ -209,7 +183,7 @@ export class MaeModel implements PretrainModel {
 
   dispose(): void {
     this.params.dispose();
-    this.pos.dispose();
+    this.encoder.dispose();
     this.decPos.dispose();
     this.resize.dispose();
   }

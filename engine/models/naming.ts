@@ -6,6 +6,7 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/saf
 import { ClipVision } from './clip.js';
 import type { DigptModel } from './digpt.js';
 import { WeightsError, type ParamSet } from './params.js';
+import { isEncoderParam } from './student.js';
 import type { VitClassifier } from './vit.js';
 
 /** Tensors by name, read on demand (a safetensors file, optionally under a key prefix, or a Map). */
@@ -186,7 +187,7 @@ export function vitFromDigpt(vit: VitClassifier, digpt: DigptModel): void {
     );
   }
   for (const name of digpt.params.names()) {
-    if (name === 'cls_token' || name.startsWith('patch_embed.') || name.startsWith('blocks.')) {
+    if (isEncoderParam(name)) {
       vit.params.assign(name, digpt.params.read(name), digpt.params.specs.get(name)?.shape ?? []);
     }
   }

@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendReport } from '../backend.js';
-import type { DigptBatch } from '../models/digpt.js';
-import type { PretrainModel } from '../models/factory.js';
+import type { DigptBatch } from '../models/pretrain-model.js';
+import type { PretrainModel } from '../models/pretrain-model.js';
 import type { AdamW } from '../optim/adamw.js';
 import type { PretrainStepMetrics } from '../train/pretrain.js';
 import {

@@ -1,6 +1,6 @@
 // One D-iGPT optimisation step: micro-batches with gradient accumulation, AdamW at the scheduled lr, metrics as numbers.
-import type { DigptBatch } from '../models/digpt.js';
-import type { PretrainModel } from '../models/factory.js';
+import type { DigptBatch } from '../models/pretrain-model.js';
+import type { PretrainModel } from '../models/pretrain-model.js';
 import { AdamW, type AdamWOptions, OFFICIAL_ADAMW } from '../optim/adamw.js';
 import type { Rng } from '../rng.js';
 import { accumulateGrads, disposeGrads } from './grads.js';

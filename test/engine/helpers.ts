@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as assert from 'node:assert/strict';
 import * as nodePath from 'node:path';
 import { initBackend } from '../../engine/backend.js';
-import type { DigptBatch, DigptModel } from '../../engine/models/digpt.js';
+import type { DigptModel } from '../../engine/models/digpt.js';
+import type { DigptBatch } from '../../engine/models/pretrain-model.js';
 import { Rng } from '../../engine/rng.js';
 import { drawOrders } from '../../engine/train/pretrain.js';
 

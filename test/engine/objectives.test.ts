@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { PretrainRun, type StepRecord } from '../../app/train/pretrain-run.js';
 import { initBackend } from '../../engine/backend.js';
 import { getPreset, resolveDigptConfig, resolveVitConfig, type DigptConfig } from '../../engine/config.js';
-import { DigptModel, type DigptBatch } from '../../engine/models/digpt.js';
+import { DigptModel } from '../../engine/models/digpt.js';
 import {
   createPretrainModel,
   PRETRAIN_OBJECTIVES,
@@ -16,8 +16,10 @@ import {
   type PretrainObjective,
 } from '../../engine/models/factory.js';
 import { bilinearMatrix } from '../../engine/models/geometry.js';
-import { isEncoderParam, KdModel } from '../../engine/models/kd.js';
+import { KdModel } from '../../engine/models/kd.js';
 import { MaeModel } from '../../engine/models/mae.js';
+import type { DigptBatch } from '../../engine/models/pretrain-model.js';
+import { isEncoderParam } from '../../engine/models/student.js';
 import { vitSpecs } from '../../engine/models/vit.js';
 import { Rng } from '../../engine/rng.js';
 import { accumulateGrads, disposeGrads } from '../../engine/train/grads.js';
