@@ -93,6 +93,11 @@ export class DigptModel implements PretrainModel {
     return this.geometry.k;
   }
 
+  /** Errors per sample: one per predicted cluster, K-1. */
+  get errorLength(): number {
+    return this.geometry.k - 1;
+  }
+
   /** The fixed student position table with its cls row, [1 + G*G, C], as the official `pos_embed` holds it. */
   posEmbedWithCls(): Float32Array {
     return this.encoder.posEmbedWithCls();

@@ -30,6 +30,8 @@ export class KdModel implements PretrainModel {
   readonly params: ParamSet;
   readonly encoder: StudentEncoder;
   readonly orderLength = 0;
+  /** One mean error per sample. */
+  readonly errorLength = 1;
   /** Patches per side. */
   readonly grid: number;
   private readonly resize: GridResize;

@@ -47,6 +47,8 @@ export class MaeModel implements PretrainModel {
   readonly grid: number;
   /** Patches the encoder sees per sample: floor(G*G * (1 - maskRatio)). */
   readonly visible: number;
+  /** One mean error (over the masked patches) per sample. */
+  readonly errorLength = 1;
   private readonly decPos: T2;
   private readonly resize: GridResize;
 

@@ -77,6 +77,8 @@ export interface PretrainModel {
    * `visible` entries are the patches the encoder sees), 0 for kd (the order is unused).
    */
   readonly orderLength: number;
+  /** Entries per sample of the lead head's `clusterError`: K-1 for the D-iGPT objectives, 1 for kd and mae. */
+  readonly errorLength: number;
   /** Encoder, head(s) and losses; call inside tf.tidy / variableGrads. */
   forward(batch: DigptBatch): DigptOutput;
   dispose(): void;

@@ -9,10 +9,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendReport } from '../backend.js';
-import type { DigptBatch } from '../models/pretrain-model.js';
-import type { PretrainModel } from '../models/pretrain-model.js';
+import type { DigptBatch, PretrainModel } from '../models/pretrain-model.js';
 import type { AdamW } from '../optim/adamw.js';
-import type { PretrainStepMetrics } from '../train/pretrain.js';
+import { disposeGrads } from '../train/grads.js';
+import { microStep, StepSum, type MicroMetrics, type PretrainStepMetrics } from '../train/pretrain.js';
 import {
   CTRL,
   layoutFor,
@@ -71,7 +71,13 @@ export class DataParallel {
       offsets.push(total);
       total += p.variable.size;
     }
-    const layout = layoutFor(model.config, total, Math.max(1, maxBatch), model.orderLength);
+    const layout = layoutFor(
+      model.config,
+      total,
+      Math.max(1, maxBatch),
+      model.orderLength,
+      model.errorLength,
+    );
     const buffer = new SharedArrayBuffer(sharedBytes(layout));
     const v = views(buffer, layout);
     // from a bundle (the desktop app's worker.js, scripts/build-main.mjs) the bundled replica beside it, else the
@@ -99,7 +105,10 @@ export class DataParallel {
     return new DataParallel(worker, v, layout, offsets, gone);
   }
 
-  /** pretrainStep, with every micro-batch shared with the replica. */
+  /**
+   * pretrainStep, with every micro-batch shared with the replica: both threads run microStep on their share, and the
+   * size-weighted mix of the two goes through the step's one accumulation path (StepSum).
+   */
   step(model: PretrainModel, opt: AdamW, micro: (() => DigptBatch)[], lr: number): PretrainStepMetrics {
     if (this.gone.why) throw new Error(`data-parallel replica: ${this.gone.why}`);
     const v = this.v;
@@ -125,17 +134,11 @@ export class DataParallel {
     params.forEach((p, i) => v.weights.set(p.variable.dataSync() as Float32Array, this.offsets[i]));
     Atomics.add(v.ctrl, CTRL.WEIGHTS, 1);
     lap('handoff');
-    const acc = new Map<string, tf.Tensor>();
-    let loss = 0;
-    let lossGen = 0;
-    let lossDis = 0;
-    let agreement = 0;
-    let order: Int32Array = new Int32Array(0);
-    let clusterError: Float32Array = new Float32Array(0);
-    const vars = params.map((p) => p.variable);
-    const byVar = new Map(params.map((p, i) => [p.variable.name, i]));
+    const byName = new Map(params.map((p, i) => [p.name, i]));
+    const sum = new StepSum();
     try {
       for (let m = 0; m < micro.length; m++) {
+        const last = m === micro.length - 1;
         const batch = (micro[m] as () => DigptBatch)();
         const b = batch.images.shape[0];
         const b1 = Math.ceil(b / 2);
@@ -160,52 +163,24 @@ export class DataParallel {
           teacher: tf.slice(batch.teacher, [0, 0, 0], [local, -1, -1]),
           order: batch.order.subarray(0, local * l.orderInts),
         };
-        let lg = 0;
-        let ld = 0;
-        let ag = 0;
-        const { value, grads } = tf.variableGrads(() => {
-          const out = model.forward(part);
-          lg = out.gen ? (out.gen.loss.dataSync()[0] as number) : 0;
-          ld = out.dis ? (out.dis.loss.dataSync()[0] as number) : 0;
-          const lead = out.gen ?? out.dis;
-          ag = lead ? (lead.agreement.dataSync()[0] as number) : 0;
-          if (m === micro.length - 1 && lead) {
-            order = part.order.slice();
-            clusterError = lead.clusterError.dataSync() as Float32Array;
-          }
-          return out.loss;
-        }, vars);
-        const lv = value.dataSync()[0] as number;
-        value.dispose();
-        tf.dispose([part.images, part.teacher, batch.images, batch.teacher]);
+        let mine: ReturnType<typeof microStep>;
+        try {
+          mine = microStep(model, part, last);
+        } finally {
+          tf.dispose([part.images, part.teacher, batch.images, batch.teacher]);
+        }
         lap('local');
-        if (b2 > 0) {
-          // the replica is working on its half meanwhile; wait for it here
-          // a failing replica says so (FAILED) and bumps DONE; the worker's exit event cannot be delivered while
-          // this thread blocks here, so a replica that vanished without a word is caught by the time limit
-          const t0 = performance.now();
-          while (Atomics.load(v.ctrl, CTRL.DONE) === doneBefore) {
-            Atomics.wait(v.ctrl, CTRL.DONE, doneBefore, 1000);
-            if (performance.now() - t0 > REPLICA_TIMEOUT_MS)
-              throw new Error(
-                `data-parallel replica: no answer in ${REPLICA_TIMEOUT_MS / 1000} s (the thread hung or died)`,
-              );
-          }
-          if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error(`data-parallel replica: ${readText(v)}`);
-          ph.replicaLoad += v.scalars[4] ?? 0;
-          ph.replicaCompute += v.scalars[5] ?? 0;
-          ph.replicaWrite += v.scalars[6] ?? 0;
+        try {
+          if (b2 > 0) this.awaitReplica(doneBefore, ph);
+        } catch (e) {
+          disposeGrads(mine.grads);
+          throw e;
         }
         lap('wait');
         const wl = local / b;
         const wr = b2 / b;
-        const [rl, rg, rd, ra] = [v.scalars[0] ?? 0, v.scalars[1] ?? 0, v.scalars[2] ?? 0, v.scalars[3] ?? 0];
-        loss += wl * lv + (b2 > 0 ? wr * rl : 0);
-        lossGen += wl * lg + (b2 > 0 ? wr * rg : 0);
-        lossDis += wl * ld + (b2 > 0 ? wr * rd : 0);
-        agreement += wl * ag + (b2 > 0 ? wr * ra : 0);
-        for (const [vname, g] of Object.entries(grads)) {
-          const i = byVar.get(vname);
+        for (const [name, g] of mine.grads) {
+          const i = byName.get(name);
           if (i === undefined) {
             g.dispose();
             continue;
@@ -213,50 +188,67 @@ export class DataParallel {
           const p = params[i] as (typeof params)[number];
           const off = this.offsets[i] as number;
           const mixed = tf.tidy(() => {
-            const mine = tf.mul(g, wl);
-            if (b2 === 0) return mine;
+            const own = tf.mul(g, wl);
+            if (b2 === 0) return own;
             const theirs = tf.tensor(v.grads.slice(off, off + p.variable.size), p.variable.shape);
-            return tf.add(mine, tf.mul(theirs, wr));
+            return tf.add(own, tf.mul(theirs, wr));
           });
           g.dispose();
-          const prev = acc.get(p.name);
-          if (prev) {
-            acc.set(
-              p.name,
-              tf.tidy(() => tf.add(prev, mixed)),
-            );
-            prev.dispose();
-            mixed.dispose();
-          } else acc.set(p.name, mixed);
+          sum.addGrad(name, mixed);
         }
+        sum.addMetrics(
+          this.mixMetrics(mine.metrics, wl, b2 > 0 ? wr : 0, last),
+          last ? batch.order.slice() : undefined,
+        );
         lap('mix');
       }
-      const n = micro.length;
-      if (n > 1) {
-        for (const [k, g] of acc) {
-          acc.set(
-            k,
-            tf.tidy(() => tf.div(g, n)),
-          );
-          g.dispose();
-        }
-      }
-      loss /= n;
-      if (Number.isFinite(loss)) opt.apply(acc, lr);
+      const out = sum.finish(model, opt, lr);
       lap('adam');
       this.lastPhases = ph;
+      return out;
     } finally {
-      for (const g of acc.values()) g.dispose();
+      sum.dispose();
+    }
+  }
+
+  /** Waits for the replica's share of a micro-batch (DONE moving past `doneBefore`); fails the step if it failed. */
+  private awaitReplica(doneBefore: number, ph: StepPhases): void {
+    const v = this.v;
+    // a failing replica says so (FAILED) and bumps DONE; the worker's exit event cannot be delivered while this
+    // thread blocks here, so a replica that vanished without a word is caught by the time limit
+    const t0 = performance.now();
+    while (Atomics.load(v.ctrl, CTRL.DONE) === doneBefore) {
+      Atomics.wait(v.ctrl, CTRL.DONE, doneBefore, 1000);
+      if (performance.now() - t0 > REPLICA_TIMEOUT_MS)
+        throw new Error(
+          `data-parallel replica: no answer in ${REPLICA_TIMEOUT_MS / 1000} s (the thread hung or died)`,
+        );
+    }
+    if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error(`data-parallel replica: ${readText(v)}`);
+    ph.replicaLoad += v.scalars[4] ?? 0;
+    ph.replicaCompute += v.scalars[5] ?? 0;
+    ph.replicaWrite += v.scalars[6] ?? 0;
+  }
+
+  /**
+   * The micro-batch's metrics: this thread's weighted by its share `wl`, plus the replica's (in shared memory) by `wr`
+   * (0: the replica had no share); with `errors`, this thread's per-cluster errors followed by the replica's.
+   */
+  private mixMetrics(mine: MicroMetrics, wl: number, wr: number, errors: boolean): MicroMetrics {
+    const s = this.v.scalars;
+    const [rl, rg, rd, ra] = [s[0] ?? 0, s[1] ?? 0, s[2] ?? 0, s[3] ?? 0];
+    const theirs =
+      wr > 0 ? this.v.errors.subarray(0, Atomics.load(this.v.ctrl, CTRL.ERRORS)) : new Float32Array(0);
+    const clusterError = new Float32Array(errors ? mine.clusterError.length + theirs.length : 0);
+    if (errors) {
+      clusterError.set(mine.clusterError);
+      clusterError.set(theirs, mine.clusterError.length);
     }
     return {
-      loss,
-      ...(model.objective === 'digpt' || model.objective === 'gen-only'
-        ? { lossGen: lossGen / micro.length }
-        : {}),
-      ...(model.objective !== 'gen-only' ? { lossDis: lossDis / micro.length } : {}),
-      agreement: agreement / micro.length,
-      lr,
-      order,
+      loss: wl * mine.loss + (wr > 0 ? wr * rl : 0),
+      lossGen: wl * mine.lossGen + (wr > 0 ? wr * rg : 0),
+      lossDis: wl * mine.lossDis + (wr > 0 ? wr * rd : 0),
+      agreement: wl * mine.agreement + (wr > 0 ? wr * ra : 0),
       clusterError,
     };
   }

@@ -4,6 +4,7 @@ import { workerData } from 'node:worker_threads';
 import { initBackend } from '../backend.js';
 import type { DigptConfig } from '../config.js';
 import { createPretrainModel, type PretrainObjective } from '../models/factory.js';
+import { microStep } from '../train/pretrain.js';
 import { CTRL, views, writeText, type SharedLayout } from './shared.js';
 
 interface Init {
@@ -37,8 +38,7 @@ async function main(): Promise<void> {
   await initBackend(init.backend);
   const model = createPretrainModel(init.config, { objective: init.objective, seed: 0 });
   const params = model.params.trainable();
-  const vars = params.map((p) => p.variable);
-  const byVar = new Map(params.map((p, i) => [p.variable.name, i]));
+  const byName = new Map(params.map((p, i) => [p.name, i]));
   const offsets: number[] = [];
   let total = 0;
   for (const p of params) {
@@ -82,28 +82,20 @@ async function main(): Promise<void> {
         ]),
         order: v.order.slice(0, b * l.orderInts),
       };
-      let lossGen = 0;
-      let lossDis = 0;
-      let agreement = 0;
-      const { value, grads } = tf.variableGrads(() => {
-        const out = model.forward(batch);
-        lossGen = out.gen ? (out.gen.loss.dataSync()[0] as number) : 0;
-        lossDis = out.dis ? (out.dis.loss.dataSync()[0] as number) : 0;
-        const lead = out.gen ?? out.dis;
-        agreement = lead ? (lead.agreement.dataSync()[0] as number) : 0;
-        return out.loss;
-      }, vars);
-      const loss = value.dataSync()[0] as number;
+      // the same forward, backward and metrics as the training thread's share (its errors too: this may be the
+      // micro-batch whose errors the step reports)
+      const { grads, metrics: m } = microStep(model, batch, true);
       const t2 = performance.now();
       v.grads.fill(0);
-      for (const [name, g] of Object.entries(grads)) {
-        const i = byVar.get(name);
+      for (const [name, g] of grads) {
+        const i = byName.get(name);
         if (i !== undefined) v.grads.set(g.dataSync() as Float32Array, offsets[i]);
         g.dispose();
       }
-      value.dispose();
       tf.dispose([batch.images, batch.teacher]);
-      v.scalars.set([loss, lossGen, lossDis, agreement, t1 - t0, t2 - t1, performance.now() - t2]);
+      v.errors.set(m.clusterError);
+      Atomics.store(v.ctrl, CTRL.ERRORS, m.clusterError.length);
+      v.scalars.set([m.loss, m.lossGen, m.lossDis, m.agreement, t1 - t0, t2 - t1, performance.now() - t2]);
       Atomics.store(v.ctrl, CTRL.FAILED, 0);
     } catch (e) {
       writeText(v, e instanceof Error ? e.message : String(e));

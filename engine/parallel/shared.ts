@@ -1,4 +1,5 @@
-// The shared-memory layout between a training thread and its replica: control words, weights, gradients, one half-batch.
+// The shared-memory layout between a training thread and its replica: control words, weights, gradients, one half-batch
+// and the replica's per-cluster errors of it.
 import type { DigptConfig } from '../config.js';
 
 /** Control words (Int32) at the start of the buffer. */
@@ -15,10 +16,11 @@ export const CTRL = {
   WEIGHTS: 4,
   /** Set by the replica on failure (its message is in the text region). */
   FAILED: 5,
+  /** Entries the replica wrote to the errors region (its share's per-cluster errors). */
+  ERRORS: 6,
 } as const;
 const CTRL_WORDS = 8;
 const TEXT_BYTES = 4096;
-/** loss, lossGen, lossDis, agreement. */
 /** loss, gen loss, dis loss, agreement; then the replica's ms loading weights, computing, writing gradients. */
 const SCALARS = 7;
 
@@ -28,14 +30,16 @@ export interface SharedLayout {
   readonly imageFloats: number;
   readonly teacherFloats: number;
   readonly orderInts: number;
+  readonly errorFloats: number;
 }
 
-/** Sizes of one sample's inputs for a model config. */
+/** Sizes of one sample's inputs (and errors) for a model config. */
 export function layoutFor(
   config: DigptConfig,
   params: number,
   maxBatch: number,
   orderLength: number,
+  errorLength: number,
 ): SharedLayout {
   return {
     params,
@@ -43,6 +47,7 @@ export function layoutFor(
     imageFloats: config.img_size * config.img_size * 3,
     teacherFloats: (1 + config.teacher_grid * config.teacher_grid) * config.teacher_dim,
     orderInts: orderLength,
+    errorFloats: errorLength,
   };
 }
 
@@ -57,6 +62,7 @@ export interface SharedViews {
   readonly images: Float32Array;
   readonly teacher: Float32Array;
   readonly order: Int32Array;
+  readonly errors: Float32Array;
 }
 
 export function sharedBytes(l: SharedLayout): number {
@@ -65,7 +71,7 @@ export function sharedBytes(l: SharedLayout): number {
     TEXT_BYTES +
     SCALARS * 4 +
     2 * l.params * 4 +
-    l.maxBatch * (l.imageFloats + l.teacherFloats + l.orderInts) * 4
+    l.maxBatch * (l.imageFloats + l.teacherFloats + l.orderInts + l.errorFloats) * 4
   );
 }
 
@@ -88,7 +94,8 @@ export function views(buffer: SharedArrayBuffer, l: SharedLayout): SharedViews {
     l.maxBatch * l.teacherFloats,
   );
   const order = new Int32Array(buffer, take(l.maxBatch * l.orderInts * 4), l.maxBatch * l.orderInts);
-  return { buffer, ctrl, text, scalars, weights, grads, images, teacher, order };
+  const errors = new Float32Array(buffer, take(l.maxBatch * l.errorFloats * 4), l.maxBatch * l.errorFloats);
+  return { buffer, ctrl, text, scalars, weights, grads, images, teacher, order, errors };
 }
 
 export function writeText(v: SharedViews, s: string): void {

@@ -1,6 +1,9 @@
 // Gradients of a loss over several micro-batches, summed and averaged, without leaking tensors between them.
 import * as tf from '@tensorflow/tfjs-core';
 
+/** The parameters gradients are taken for, by name (a ParamSet's `trainable()`). */
+export type GradParams = readonly { readonly name: string; readonly variable: tf.Variable }[];
+
 export interface GradResult {
   /** Mean of the micro-batch losses. */
   readonly loss: number;
@@ -9,52 +12,93 @@ export interface GradResult {
 }
 
 /**
+ * The gradient of one scalar loss (built inside `loss`) with respect to `params`, by parameter name, and the loss as a
+ * number. Only the gradients outlive the call.
+ */
+export function gradsOf(params: GradParams, loss: () => tf.Scalar): GradResult {
+  const byVar = new Map(params.map((p) => [p.variable.name, p.name]));
+  const { value, grads } = tf.variableGrads(
+    loss,
+    params.map((p) => p.variable),
+  );
+  const out = new Map<string, tf.Tensor>();
+  const lossValue = value.dataSync()[0] as number;
+  value.dispose();
+  for (const [vname, g] of Object.entries(grads)) {
+    const name = byVar.get(vname);
+    if (name === undefined) g.dispose();
+    else out.set(name, g);
+  }
+  return { loss: lossValue, grads: out };
+}
+
+/**
+ * A running sum of gradients by parameter name, one micro-batch (or share of one) at a time; `mean` divides once at the
+ * end. Peak memory is the sum plus the gradient being added.
+ */
+export class GradSum {
+  private readonly sums = new Map<string, tf.Tensor>();
+
+  /** Adds `g` to the sum of `name`; takes `g` over (kept as the sum or disposed). */
+  add(name: string, g: tf.Tensor): void {
+    const prev = this.sums.get(name);
+    if (!prev) {
+      this.sums.set(name, g);
+      return;
+    }
+    this.sums.set(
+      name,
+      tf.tidy(() => tf.add(prev, g)),
+    );
+    prev.dispose();
+    g.dispose();
+  }
+
+  /** The sums divided by `count` (unchanged for 1), handed to the caller, who disposes them; the sum is left empty. */
+  mean(count: number): Map<string, tf.Tensor> {
+    const out = new Map(this.sums);
+    this.sums.clear();
+    if (count > 1) {
+      for (const [k, g] of out) {
+        out.set(
+          k,
+          tf.tidy(() => tf.div(g, count)),
+        );
+        g.dispose();
+      }
+    }
+    return out;
+  }
+
+  dispose(): void {
+    disposeGrads(this.sums);
+  }
+}
+
+/**
  * Runs `micro` (a function of the micro-batch index returning a scalar loss, built inside) `count` times and
  * averages the gradients with respect to `params`. Each micro-batch's activations are freed before the next one,
  * so peak memory is one micro-batch; the result equals the gradient of the mean loss when micro-batches are equal-sized.
  */
 export function accumulateGrads(
-  params: readonly { readonly name: string; readonly variable: tf.Variable }[],
+  params: GradParams,
   micro: (index: number) => tf.Scalar,
   count: number,
   onMicro?: (index: number) => void,
 ): GradResult {
-  const byVar = new Map(params.map((p) => [p.variable.name, p.name]));
-  const vars = params.map((p) => p.variable);
-  const acc = new Map<string, tf.Tensor>();
+  const sum = new GradSum();
   let lossSum = 0;
-  for (let i = 0; i < count; i++) {
-    const { value, grads } = tf.variableGrads(() => micro(i), vars);
-    lossSum += value.dataSync()[0] as number;
-    value.dispose();
-    for (const [vname, g] of Object.entries(grads)) {
-      const name = byVar.get(vname);
-      if (name === undefined) {
-        g.dispose();
-        continue;
-      }
-      const prev = acc.get(name);
-      if (prev) {
-        acc.set(
-          name,
-          tf.tidy(() => tf.add(prev, g)),
-        );
-        prev.dispose();
-        g.dispose();
-      } else acc.set(name, g);
+  try {
+    for (let i = 0; i < count; i++) {
+      const { loss, grads } = gradsOf(params, () => micro(i));
+      lossSum += loss;
+      for (const [name, g] of grads) sum.add(name, g);
+      onMicro?.(i);
     }
-    onMicro?.(i);
+    return { loss: lossSum / count, grads: sum.mean(count) };
+  } finally {
+    sum.dispose();
   }
-  if (count > 1) {
-    for (const [k, g] of acc) {
-      acc.set(
-        k,
-        tf.tidy(() => tf.div(g, count)),
-      );
-      g.dispose();
-    }
-  }
-  return { loss: lossSum / count, grads: acc };
 }
 
 export function disposeGrads(g: Map<string, tf.Tensor>): void {

@@ -7,14 +7,14 @@ import { createPretrainModel } from '../../engine/models/factory.js';
 import { DataParallel } from '../../engine/parallel/data-parallel.js';
 import { Rng } from '../../engine/rng.js';
 import { digptOptimizer, drawOrders, pretrainStep } from '../../engine/train/pretrain.js';
-import { setup } from './helpers.js';
+import { maxAbsDiff, setup } from './helpers.js';
 
 before(setup);
 
 const cfg = { ...getPreset('digpt-micro-32').model, teacher_grid: 6 };
 
 /** The same random micro-batch every time it is built from the same seed. */
-function micro(seed: number, b: number) {
+function micro(seed: number, b: number, orderLength = 4) {
   return () => {
     const rng = new Rng(seed);
     return {
@@ -26,7 +26,7 @@ function micro(seed: number, b: number) {
         new Float32Array(b * 37 * 64).map(() => rng.normal()),
         [b, 37, 64],
       ),
-      order: drawOrders(rng, b, 4),
+      order: drawOrders(rng, b, orderLength),
     };
   };
 }
@@ -46,6 +46,10 @@ describe('DataParallel', () => {
         assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5, `step ${s}: ${ra.loss} vs ${rb.loss}`);
         assert.ok(Math.abs((ra.lossGen ?? 0) - (rb.lossGen ?? 0)) < 1e-5);
         assert.ok(Math.abs(ra.agreement - rb.agreement) < 1e-5);
+        // the same step core: the whole last micro-batch's order and per-cluster errors, the replica's share included
+        assert.deepEqual(rb.order, ra.order);
+        assert.equal(rb.clusterError.length, 5 * 3);
+        assert.ok(maxAbsDiff(ra.clusterError, rb.clusterError) < 1e-5);
         counts.push(tf.memory().numTensors);
       }
       assert.ok(
@@ -67,4 +71,30 @@ describe('DataParallel', () => {
       ob.dispose();
     }
   });
+
+  for (const objective of ['kd', 'mae'] as const) {
+    it(`${objective}: the replica's share goes through the same step core (loss, order, per-sample errors)`, async () => {
+      const a = createPretrainModel(cfg, { seed: 4, objective });
+      const b = createPretrainModel(cfg, { seed: 4, objective });
+      const [oa, ob] = [digptOptimizer(a), digptOptimizer(b)];
+      const dp = await DataParallel.create(b, 2);
+      try {
+        const ra = pretrainStep(a, oa, [micro(7, 3, a.orderLength)], 1e-3);
+        const rb = dp.step(b, ob, [micro(7, 3, b.orderLength)], 1e-3);
+        assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5, `${ra.loss} vs ${rb.loss}`);
+        assert.equal(rb.lossDis, rb.loss);
+        assert.equal(rb.lossGen, undefined);
+        assert.ok(Math.abs(ra.agreement - rb.agreement) < 1e-5);
+        assert.equal(rb.order.length, 3 * a.orderLength);
+        assert.deepEqual(rb.order, ra.order);
+        assert.equal(rb.clusterError.length, 3);
+        assert.ok(maxAbsDiff(ra.clusterError, rb.clusterError) < 1e-5);
+      } finally {
+        await dp.close();
+        for (const m of [a, b]) m.dispose();
+        oa.dispose();
+        ob.dispose();
+      }
+    });
+  }
 });
