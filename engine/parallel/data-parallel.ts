@@ -12,7 +12,7 @@ import { backendReport } from '../backend.js';
 import type { DigptBatch, PretrainModel } from '../models/pretrain-model.js';
 import type { AdamW } from '../optim/adamw.js';
 import { disposeGrads } from '../train/grads.js';
-import { microStep, StepSum, type MicroMetrics, type PretrainStepMetrics } from '../train/pretrain.js';
+import { microStep, runStep, type MicroMetrics, type PretrainStepMetrics } from '../train/pretrain.js';
 import {
   CTRL,
   layoutFor,
@@ -39,6 +39,27 @@ export interface StepPhases {
   replicaLoad: number;
   replicaCompute: number;
   replicaWrite: number;
+}
+
+/** Adds the time since the last lap to a phase. */
+class PhaseClock {
+  readonly phases: StepPhases = {
+    handoff: 0,
+    local: 0,
+    wait: 0,
+    mix: 0,
+    adam: 0,
+    replicaLoad: 0,
+    replicaCompute: 0,
+    replicaWrite: 0,
+  };
+  private last = performance.now();
+
+  lap(phase: keyof StepPhases): void {
+    const now = performance.now();
+    this.phases[phase] += now - this.last;
+    this.last = now;
+  }
 }
 
 /** How long a step waits for the replica's half before it fails the step (a half takes seconds, not minutes). */
@@ -106,109 +127,98 @@ export class DataParallel {
   }
 
   /**
-   * pretrainStep, with every micro-batch shared with the replica: both threads run microStep on their share, and the
-   * size-weighted mix of the two goes through the step's one accumulation path (StepSum).
+   * pretrainStep, with every micro-batch shared with the replica: the same step core (runStep), whose micro-batches are
+   * split between this thread and the replica (both run microStep on their share) and mixed by share size.
    */
   step(model: PretrainModel, opt: AdamW, micro: (() => DigptBatch)[], lr: number): PretrainStepMetrics {
     if (this.gone.why) throw new Error(`data-parallel replica: ${this.gone.why}`);
+    const clock = new PhaseClock();
+    // the replica starts every step from this thread's weights
+    model.params
+      .trainable()
+      .forEach((p, i) => this.v.weights.set(p.variable.dataSync() as Float32Array, this.offsets[i]));
+    Atomics.add(this.v.ctrl, CTRL.WEIGHTS, 1);
+    clock.lap('handoff');
+    const out = runStep(model, opt, micro, lr, (batch, withErrors, addGrad) =>
+      this.shared(model, batch, withErrors, addGrad, clock),
+    );
+    clock.lap('adam');
+    this.lastPhases = clock.phases;
+    return out;
+  }
+
+  /** One micro-batch: the replica's share sent off, this thread's computed, the two mixed by share size. */
+  private shared(
+    model: PretrainModel,
+    batch: DigptBatch,
+    withErrors: boolean,
+    addGrad: (name: string, g: tf.Tensor) => void,
+    clock: PhaseClock,
+  ): MicroMetrics {
     const v = this.v;
     const l = this.layout;
-    const params = model.params.trainable();
-    const ph: StepPhases = {
-      handoff: 0,
-      local: 0,
-      wait: 0,
-      mix: 0,
-      adam: 0,
-      replicaLoad: 0,
-      replicaCompute: 0,
-      replicaWrite: 0,
-    };
-    let tp = performance.now();
-    const lap = (k: keyof StepPhases): void => {
-      const now = performance.now();
-      ph[k] += now - tp;
-      tp = now;
-    };
-    // the replica starts every step from this thread's weights
-    params.forEach((p, i) => v.weights.set(p.variable.dataSync() as Float32Array, this.offsets[i]));
-    Atomics.add(v.ctrl, CTRL.WEIGHTS, 1);
-    lap('handoff');
-    const byName = new Map(params.map((p, i) => [p.name, i]));
-    const sum = new StepSum();
-    try {
-      for (let m = 0; m < micro.length; m++) {
-        const last = m === micro.length - 1;
-        const batch = (micro[m] as () => DigptBatch)();
-        const b = batch.images.shape[0];
-        const b1 = Math.ceil(b / 2);
-        const b2 = Math.min(b - b1, l.maxBatch);
-        const local = b - b2;
-        const doneBefore = Atomics.load(v.ctrl, CTRL.DONE);
-        if (b2 > 0) {
-          v.images.set(
-            (batch.images.dataSync() as Float32Array).subarray(local * l.imageFloats, b * l.imageFloats),
-          );
-          v.teacher.set(
-            (batch.teacher.dataSync() as Float32Array).subarray(local * l.teacherFloats, b * l.teacherFloats),
-          );
-          v.order.set(batch.order.subarray(local * l.orderInts, b * l.orderInts));
-          Atomics.store(v.ctrl, CTRL.BATCH, b2);
-          Atomics.store(v.ctrl, CTRL.CMD, 1);
-          Atomics.add(v.ctrl, CTRL.GO, 1);
-          Atomics.notify(v.ctrl, CTRL.GO);
-        }
-        const part = {
-          images: tf.slice(batch.images, [0, 0, 0, 0], [local, -1, -1, -1]),
-          teacher: tf.slice(batch.teacher, [0, 0, 0], [local, -1, -1]),
-          order: batch.order.subarray(0, local * l.orderInts),
-        };
-        let mine: ReturnType<typeof microStep>;
-        try {
-          mine = microStep(model, part, last);
-        } finally {
-          tf.dispose([part.images, part.teacher, batch.images, batch.teacher]);
-        }
-        lap('local');
-        try {
-          if (b2 > 0) this.awaitReplica(doneBefore, ph);
-        } catch (e) {
-          disposeGrads(mine.grads);
-          throw e;
-        }
-        lap('wait');
-        const wl = local / b;
-        const wr = b2 / b;
-        for (const [name, g] of mine.grads) {
-          const i = byName.get(name);
-          if (i === undefined) {
-            g.dispose();
-            continue;
-          }
-          const p = params[i] as (typeof params)[number];
-          const off = this.offsets[i] as number;
-          const mixed = tf.tidy(() => {
-            const own = tf.mul(g, wl);
-            if (b2 === 0) return own;
-            const theirs = tf.tensor(v.grads.slice(off, off + p.variable.size), p.variable.shape);
-            return tf.add(own, tf.mul(theirs, wr));
-          });
-          g.dispose();
-          sum.addGrad(name, mixed);
-        }
-        sum.addMetrics(
-          this.mixMetrics(mine.metrics, wl, b2 > 0 ? wr : 0, last),
-          last ? batch.order.slice() : undefined,
-        );
-        lap('mix');
-      }
-      const out = sum.finish(model, opt, lr);
-      lap('adam');
-      this.lastPhases = ph;
-      return out;
-    } finally {
-      sum.dispose();
+    const b = batch.images.shape[0];
+    const b1 = Math.ceil(b / 2);
+    const b2 = Math.min(b - b1, l.maxBatch);
+    const local = b - b2;
+    const doneBefore = Atomics.load(v.ctrl, CTRL.DONE);
+    if (b2 > 0) {
+      v.images.set(
+        (batch.images.dataSync() as Float32Array).subarray(local * l.imageFloats, b * l.imageFloats),
+      );
+      v.teacher.set(
+        (batch.teacher.dataSync() as Float32Array).subarray(local * l.teacherFloats, b * l.teacherFloats),
+      );
+      v.order.set(batch.order.subarray(local * l.orderInts, b * l.orderInts));
+      Atomics.store(v.ctrl, CTRL.BATCH, b2);
+      Atomics.store(v.ctrl, CTRL.CMD, 1);
+      Atomics.add(v.ctrl, CTRL.GO, 1);
+      Atomics.notify(v.ctrl, CTRL.GO);
     }
+    const part = {
+      images: tf.slice(batch.images, [0, 0, 0, 0], [local, -1, -1, -1]),
+      teacher: tf.slice(batch.teacher, [0, 0, 0], [local, -1, -1]),
+      order: batch.order.subarray(0, local * l.orderInts),
+    };
+    let mine: ReturnType<typeof microStep>;
+    try {
+      mine = microStep(model, part, withErrors);
+    } finally {
+      // freed before the wait (the step core's own dispose of the batch is then a no-op)
+      tf.dispose([part.images, part.teacher, batch.images, batch.teacher]);
+    }
+    clock.lap('local');
+    try {
+      if (b2 > 0) this.awaitReplica(doneBefore, clock.phases);
+    } catch (e) {
+      disposeGrads(mine.grads);
+      throw e;
+    }
+    clock.lap('wait');
+    const wl = local / b;
+    const wr = b2 / b;
+    const params = model.params.trainable();
+    const byName = new Map(params.map((p, i) => [p.name, i]));
+    for (const [name, g] of mine.grads) {
+      const i = byName.get(name);
+      if (i === undefined) {
+        g.dispose();
+        continue;
+      }
+      const p = params[i] as (typeof params)[number];
+      const off = this.offsets[i] as number;
+      const mixed = tf.tidy(() => {
+        const own = tf.mul(g, wl);
+        if (b2 === 0) return own;
+        const theirs = tf.tensor(v.grads.slice(off, off + p.variable.size), p.variable.shape);
+        return tf.add(own, tf.mul(theirs, wr));
+      });
+      g.dispose();
+      addGrad(name, mixed);
+    }
+    const metrics = this.mixMetrics(mine.metrics, wl, b2 > 0 ? wr : 0, withErrors);
+    clock.lap('mix');
+    return metrics;
   }
 
   /** Waits for the replica's share of a micro-batch (DONE moving past `doneBefore`); fails the step if it failed. */

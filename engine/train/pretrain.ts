@@ -1,5 +1,5 @@
 // One pretraining optimisation step (any objective): micro-batches with gradient accumulation, AdamW at the scheduled lr,
-// metrics as numbers. Its core (microStep, StepSum) is also what the data-parallel trainer and its replica run.
+// metrics as numbers. Its core (runStep, microStep) is also what the data-parallel trainer and its replica run.
 import type * as tf from '@tensorflow/tfjs-core';
 import type { DigptBatch, DigptOutput, PretrainModel } from '../models/pretrain-model.js';
 import { AdamW, type AdamWOptions, OFFICIAL_ADAMW } from '../optim/adamw.js';
@@ -82,49 +82,52 @@ export function microStep(
 }
 
 /**
- * The sums of one step over its micro-batches (gradients and metrics), then the update: the one accumulation path of the
- * single-thread and data-parallel steps.
+ * How a step computes one micro-batch: its gradients go to `addGrad` (which takes them over), its metrics are returned.
+ * The single thread runs microStep on the whole micro-batch; the data-parallel trainer shares it with its replica.
  */
-export class StepSum {
-  private readonly grads = new GradSum();
-  private loss = 0;
-  private lossGen = 0;
-  private lossDis = 0;
-  private agreement = 0;
-  private count = 0;
-  private order: Int32Array = new Int32Array(0);
-  private clusterError: Float32Array = new Float32Array(0);
+export type MicroRunner = (
+  batch: DigptBatch,
+  withErrors: boolean,
+  addGrad: (name: string, g: tf.Tensor) => void,
+) => MicroMetrics;
 
-  /** Adds one gradient of the current micro-batch (taken over). */
-  addGrad(name: string, g: tf.Tensor): void {
-    this.grads.add(name, g);
-  }
-
-  /**
-   * Closes a micro-batch with its metrics. The step reports the order and errors of the last micro-batch, which passes
-   * its `order` (and was run with errors).
-   */
-  addMetrics(m: MicroMetrics, order?: Int32Array): void {
-    this.loss += m.loss;
-    this.lossGen += m.lossGen;
-    this.lossDis += m.lossDis;
-    this.agreement += m.agreement;
-    this.count += 1;
-    if (order) {
-      this.order = order;
-      this.clusterError = m.clusterError;
-    }
-  }
-
-  /**
-   * Means over the micro-batches and, when the loss is finite, AdamW at `lr`; the gradients are freed either way.
-   * A non-finite loss skips the update (the caller stops the run) and reports no agreement.
-   */
-  finish(model: PretrainModel, opt: AdamW, lr: number): PretrainStepMetrics {
-    const n = this.count;
-    const grads = this.grads.mean(n);
-    const loss = this.loss / n;
-    const { order, clusterError } = this;
+/**
+ * The step core, the one accumulation path: builds the micro-batches one at a time (the caller owns what `micro`
+ * returns; it is disposed here after use), runs each, sums gradients and metrics, and applies AdamW at `lr` to the
+ * mean gradient when the mean loss is finite; a non-finite loss skips the update (the caller stops the run) and reports
+ * no agreement. The step reports the last micro-batch's order and per-cluster errors.
+ */
+export function runStep(
+  model: PretrainModel,
+  opt: AdamW,
+  micro: (() => DigptBatch)[],
+  lr: number,
+  run: MicroRunner,
+): PretrainStepMetrics {
+  const sum = new GradSum();
+  const total = { loss: 0, lossGen: 0, lossDis: 0, agreement: 0 };
+  let order: Int32Array = new Int32Array(0);
+  let clusterError: Float32Array = new Float32Array(0);
+  try {
+    micro.forEach((make, i) => {
+      const batch = make();
+      const last = i === micro.length - 1;
+      try {
+        const m = run(batch, last, (name, g) => sum.add(name, g));
+        total.loss += m.loss;
+        total.lossGen += m.lossGen;
+        total.lossDis += m.lossDis;
+        total.agreement += m.agreement;
+        if (last) [order, clusterError] = [batch.order.slice(), m.clusterError];
+      } finally {
+        // the inputs live until their backward pass is done
+        batch.images.dispose();
+        batch.teacher.dispose();
+      }
+    });
+    const n = micro.length;
+    const grads = sum.mean(n);
+    const loss = total.loss / n;
     try {
       if (!Number.isFinite(loss)) return { loss, lr, agreement: NaN, order, clusterError };
       opt.apply(grads, lr);
@@ -133,19 +136,18 @@ export class StepSum {
     }
     return {
       loss,
-      ...(model.objective === 'digpt' || model.objective === 'gen-only' ? { lossGen: this.lossGen / n } : {}),
+      ...(model.objective === 'digpt' || model.objective === 'gen-only'
+        ? { lossGen: total.lossGen / n }
+        : {}),
       // kd and mae report their single head as the discriminative one
-      ...(model.objective !== 'gen-only' ? { lossDis: this.lossDis / n } : {}),
-      agreement: this.agreement / n,
+      ...(model.objective !== 'gen-only' ? { lossDis: total.lossDis / n } : {}),
+      agreement: total.agreement / n,
       lr,
       order,
       clusterError,
     };
-  }
-
-  /** Frees what a failed step left summed. */
-  dispose(): void {
-    this.grads.dispose();
+  } finally {
+    sum.dispose();
   }
 }
 
@@ -159,23 +161,9 @@ export function pretrainStep(
   micro: (() => DigptBatch)[],
   lr: number,
 ): PretrainStepMetrics {
-  const sum = new StepSum();
-  try {
-    micro.forEach((make, i) => {
-      const batch = make();
-      try {
-        const last = i === micro.length - 1;
-        const { grads, metrics } = microStep(model, batch, last);
-        for (const [name, g] of grads) sum.addGrad(name, g);
-        sum.addMetrics(metrics, last ? batch.order.slice() : undefined);
-      } finally {
-        // the inputs live until their backward pass is done
-        batch.images.dispose();
-        batch.teacher.dispose();
-      }
-    });
-    return sum.finish(model, opt, lr);
-  } finally {
-    sum.dispose();
-  }
+  return runStep(model, opt, micro, lr, (batch, withErrors, addGrad) => {
+    const { grads, metrics } = microStep(model, batch, withErrors);
+    for (const [name, g] of grads) addGrad(name, g);
+    return metrics;
+  });
 }
