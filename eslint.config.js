@@ -47,16 +47,35 @@ export default tseslint.config(
   },
   {
     files: ['app/**'],
-    rules: layer('app/ is the headless workbench: it may not import main/, renderer/ or Electron.', {
+    ignores: ['app/worker/**'],
+    rules: layer(
+      'app/ outside app/worker/ runs in the host (CLI, serve, Electron main): it may not import tfjs, the engine ' +
+        '(beyond its tfjs-free engine/config and engine/rng), app/worker/ (start it as a job through app/jobs/host), ' +
+        'main/, renderer/ or Electron.',
+      {
+        modules: ['electron'],
+        regexes: [
+          into('main', 'renderer'),
+          '^@tensorflow/',
+          '(^|/)engine/(?!(config|rng)\\.[jt]s$)',
+          '(^|/)worker/',
+        ],
+      },
+    ),
+  },
+  {
+    files: ['app/worker/**'],
+    rules: layer('app/worker/ is the engine side of a job: it may not import main/, renderer/ or Electron.', {
       modules: ['electron'],
       regexes: [into('main', 'renderer')],
     }),
   },
   {
     files: ['main/**'],
-    rules: layer('main/ reaches the engine through app/: it may not import engine/ or renderer/.', {
-      regexes: [into('engine', 'renderer')],
-    }),
+    rules: layer(
+      'main/ reaches the engine through app/ jobs: it may not import engine/, tfjs, app/worker/ or renderer/.',
+      { regexes: [into('engine', 'renderer'), '^@tensorflow/', '(^|/)worker/'] },
+    ),
   },
   {
     files: ['renderer/**'],

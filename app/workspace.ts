@@ -40,6 +40,11 @@ export function defaultWorkspace(f: WorkspaceFacts = {}): string {
   return dirExists(documents) ? inDocuments : inHome;
 }
 
+/** Where decoded images are cached: DIGPT_CACHE, else ~/.cache/digpt-workbench. */
+export function cacheDir(): string {
+  return process.env['DIGPT_CACHE'] ?? nodePath.join(os.homedir(), '.cache', 'digpt-workbench');
+}
+
 /** The folder of run folders in a workspace. */
 export function runsDir(workspace: string): string {
   return nodePath.join(workspace, 'runs');

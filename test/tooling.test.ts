@@ -32,6 +32,37 @@ describe('layer rules (eslint no-restricted-imports)', () => {
     assert.match(messages[0] ?? '', /renderer\/ talks only to the API contract/);
   });
 
+  it('forbids host-side app/ to import tfjs, the engine beyond config and rng, or app/worker/', async () => {
+    for (const [spec, file] of [
+      ['@tensorflow/tfjs-core', 'app/workbench/x.ts'],
+      ['../../engine/models/vit.js', 'app/cli/x.ts'],
+      ['../../engine/backend.js', 'app/experiments/x.ts'],
+      ['../worker/run-job.js', 'app/workbench/x.ts'],
+      ['../worker/export.js', 'app/runs/x.ts'],
+      ['../app/worker/entry.js', 'main/x.ts'],
+      ['@tensorflow/tfjs-core', 'main/x.ts'],
+    ] as const) {
+      const messages = await restrictedImports(`import * as m from '${spec}';\nexport const x = m;\n`, file);
+      assert.equal(messages.length, 1, `${file} importing ${spec}: ${messages.join('; ')}`);
+      assert.match(messages[0] ?? '', /may not import .*tfjs/);
+    }
+  });
+
+  it('lets host-side app/ import engine/config and engine/rng, and app/worker/ import the engine and tfjs', async () => {
+    for (const [spec, file] of [
+      ['../../engine/config.js', 'app/cli/x.ts'],
+      ['../../engine/rng.js', 'app/datasets/x.ts'],
+      ['../../engine/models/vit.js', 'app/worker/x.ts'],
+      ['@tensorflow/tfjs-core', 'app/worker/x.ts'],
+      ['../runs/config.js', 'app/worker/x.ts'],
+    ] as const)
+      assert.deepEqual(
+        await restrictedImports(`import * as m from '${spec}';\nexport const x = m;\n`, file),
+        [],
+        `${file} importing ${spec}`,
+      );
+  });
+
   it('lets renderer/ import the API contract in app/api', async () => {
     const messages = await restrictedImports(
       "import type { Api } from '../../app/api/contract.js';\nexport type Bridge = Api;\n",

@@ -481,7 +481,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'experiment ablations': {
-      const { BUDGET_NAMES, isBudgetName, runAblations } = await import('../experiments/ablations.js');
+      const { BUDGET_NAMES, isBudgetName } = await import('../experiments/design.js');
+      const { runAblations } = await import('../experiments/ablations.js');
       const budget = f.req('budget');
       if (!isBudgetName(budget))
         throw new UsageError(
@@ -594,7 +595,7 @@ async function bench(rest: string[]): Promise<number> {
   if (i >= 0) {
     const dir = rest[i + 1] && !rest[i + 1]?.startsWith('--') ? rest[i + 1] : undefined;
     const json = rest.includes('--json');
-    const { benchPipeline } = await import('../bench/pipeline.js');
+    const { benchPipeline } = await import('../worker/bench-pipeline.js');
     const r = await benchPipeline(dir);
     process.stdout.write(
       json

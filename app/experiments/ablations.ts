@@ -2,121 +2,23 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { initBackend } from '../../engine/backend.js';
-import { getPreset } from '../../engine/config.js';
-import { VitClassifier } from '../../engine/models/vit.js';
 import { Rng } from '../../engine/rng.js';
 import { formatDuration } from '../cli/progress.js';
 import { scanDataset } from '../datasets/index.js';
 import { encodeIdx, readIdx } from '../datasets/idx.js';
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
-import { exportClassifier, sourceFile, vitConfigOfDigpt } from '../train/finetune-run.js';
+import { runModelFile } from '../runs/checkpoint.js';
+import {
+  BUDGETS,
+  RECIPE,
+  ROWS,
+  type Budget,
+  type BudgetName,
+  type JobResult,
+  type RowDef,
+} from './design.js';
 import { writeReport } from './report.js';
-
-export const BUDGET_NAMES = ['smoke', 'small', 'full'] as const;
-export type BudgetName = (typeof BUDGET_NAMES)[number];
-
-export function isBudgetName(s: string): s is BudgetName {
-  return (BUDGET_NAMES as readonly string[]).includes(s);
-}
-
-/** How much each job of the experiment runs. */
-export interface Budget {
-  readonly name: BudgetName;
-  readonly preset: string;
-  /** Train images drawn (seeded) from the train split; Infinity = all. */
-  readonly trainImages: number;
-  /** Test images drawn (seeded) from the test split; Infinity = all. */
-  readonly testImages: number;
-  readonly seeds: number;
-  readonly batch: number;
-  readonly teacherSteps: number;
-  readonly pretrainSteps: number;
-  readonly finetuneSteps: number;
-  readonly probeEpochs: number;
-  /** Jobs run at once (each is one worker thread on one core: tfjs-wasm is single-threaded under Node). */
-  readonly concurrency: number;
-}
-
-/**
- * The budgets. Step counts come from measured speeds on 2 cores (micro-32, batch 32): pretraining 60-100 img/s,
- * fine-tuning 100-150 img/s per job, two jobs side by side (one core each). `full` is sized for under 3 hours
- * with 2 seeds on a quiet machine: about 1 epoch of pretraining and 0.6 of fine-tuning per job, 2 teacher epochs
- * (see docs/ablations-small.md for the times measured with `small`). It keeps digpt-micro-32: digpt-tiny-32 is
- * ~18x the compute per image (~11 img/s, BENCHMARKS.md), which would leave each of its 23 jobs under 1/6 epoch.
- */
-export const BUDGETS: Readonly<Record<BudgetName, Budget>> = {
-  smoke: {
-    name: 'smoke',
-    preset: 'digpt-micro-32',
-    trainImages: 512,
-    testImages: 256,
-    seeds: 1,
-    batch: 32,
-    teacherSteps: 16,
-    pretrainSteps: 6,
-    finetuneSteps: 6,
-    probeEpochs: 10,
-    concurrency: 2,
-  },
-  small: {
-    name: 'small',
-    preset: 'digpt-micro-32',
-    trainImages: 5000,
-    testImages: 2000,
-    seeds: 1,
-    batch: 32,
-    teacherSteps: 400,
-    pretrainSteps: 250,
-    finetuneSteps: 200,
-    probeEpochs: 50,
-    concurrency: 2,
-  },
-  full: {
-    name: 'full',
-    preset: 'digpt-micro-32',
-    trainImages: Infinity,
-    testImages: Infinity,
-    seeds: 2,
-    batch: 32,
-    teacherSteps: 3750,
-    pretrainSteps: 1800,
-    finetuneSteps: 1200,
-    probeEpochs: 90,
-    concurrency: 2,
-  },
-};
-
-/** A row of the tables: an encoder and how it was pretrained. */
-export interface RowDef {
-  readonly name: 'digpt' | 'gen-only' | 'kd' | 'mae' | 'pixels' | 'scratch';
-  readonly label: string;
-  /** Pretraining objective; undefined for the randomly initialised encoder. */
-  readonly objective?: string;
-  readonly target: 'teacher' | 'pixels' | 'none';
-}
-
-export const ROWS: readonly RowDef[] = [
-  { name: 'digpt', label: 'D-iGPT (gen + dis), teacher features', objective: 'digpt', target: 'teacher' },
-  { name: 'gen-only', label: 'generative only, teacher features', objective: 'gen-only', target: 'teacher' },
-  { name: 'kd', label: 'KD (feature distillation)', objective: 'kd', target: 'teacher' },
-  { name: 'mae', label: 'MAE with teacher targets', objective: 'mae', target: 'teacher' },
-  { name: 'pixels', label: 'D-iGPT, pixel targets', objective: 'digpt', target: 'pixels' },
-  { name: 'scratch', label: 'random init (no pretraining)', target: 'none' },
-];
-
-/** Base lrs (per 256 images): the demo's for pretraining, the teacher README's for the teacher. */
-export const RECIPE = {
-  pretrainBlr: 5e-3,
-  teacherBlr: 4e-3,
-  /**
-   * The short fine-tunes: the same light recipe for every row (mixup/cutmix/erasing off: they need long runs).
-   * blr 1e-2: with `small`, 2e-3 left every fine-tune under its linear probe (digpt 0.35, scratch 0.23 after 200
-   * steps); 1e-2 gave 0.49 / 0.41 and 3e-2 0.49 / 0.45.
-   */
-  finetune: { blr: 1e-2, layerDecay: 0.75, dropPath: 0, smoothing: 0.1, mixup: 0, cutmix: 0, erase: 0 },
-} as const;
 
 export interface AblationOptions {
   readonly budget: BudgetName;
@@ -130,25 +32,6 @@ export interface AblationOptions {
   readonly log?: (line: string) => void;
   /** The command line, for the report. */
   readonly command?: string;
-}
-
-/** What one finished job measured. */
-export interface JobResult {
-  readonly id: string;
-  readonly kind: 'teacher' | 'pretrain' | 'probe' | 'finetune' | 'encoder';
-  readonly row?: RowDef['name'];
-  readonly seed: number;
-  readonly seconds: number;
-  readonly dir?: string;
-  readonly steps?: number;
-  /** Mean images/s over the job's training steps. */
-  readonly imgPerS?: number;
-  /** Top-1 on the test images (probe: the linear probe; finetune/teacher: the classifier at its last step). */
-  readonly top1?: number;
-  /** Pretraining: k-NN top-1 on the test images at the last step. */
-  readonly knnTop1?: number;
-  /** Pretraining: [step, loss] per step. */
-  readonly losses?: [number, number][];
 }
 
 export interface AblationResult {
@@ -244,9 +127,8 @@ interface Task {
   readonly row?: RowDef['name'];
   readonly seed: number;
   readonly deps: readonly string[];
-  /** The job for the worker; absent for the random encoder, which is made in-process at `path`. */
-  readonly spec?: () => JobSpec;
-  readonly path?: string;
+  /** The job for the engine. */
+  readonly spec: () => JobSpec;
 }
 
 /** Every job of the experiment in a sensible start order, with its dependencies. */
@@ -255,6 +137,7 @@ function plan(
   seeds: number,
   data: string,
   trainCount: number,
+  classes: readonly string[],
   out: string,
   teacherFile: string,
 ): Task[] {
@@ -348,7 +231,7 @@ function plan(
           row: row.name,
           seed,
           deps: [],
-          path: encoder,
+          spec: () => ({ kind: 'init', preset: b.preset, classes, seed, out: encoder }),
         });
       tasks.push({
         id: `probe ${name}`,
@@ -369,23 +252,6 @@ function plan(
     }
   }
   return tasks;
-}
-
-/** The randomly initialised encoder of the scratch row: the classifier a 'scratch' fine-tune of this seed starts from. */
-async function randomEncoder(
-  path: string,
-  preset: string,
-  classes: readonly string[],
-  seed: number,
-): Promise<void> {
-  await initBackend();
-  const vit = new VitClassifier(vitConfigOfDigpt(getPreset(preset).model, classes.length), seed);
-  try {
-    fs.mkdirSync(nodePath.dirname(path), { recursive: true });
-    exportClassifier(path, vit, classes);
-  } finally {
-    vit.dispose();
-  }
 }
 
 /** [step, loss] of each training line of a run's metrics.jsonl. */
@@ -513,7 +379,7 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
   const data = await prepareData(src, dataDir, b);
   log(`  ${data.train} train images (of ${data.trainOf}), ${data.test} test images (of ${data.testOf})`);
   const teacherFile = nodePath.join(out, 'teacher.safetensors');
-  const tasks = plan(b, seeds, dataDir, data.train, out, teacherFile);
+  const tasks = plan(b, seeds, dataDir, data.train, data.classes, out, teacherFile);
 
   const results = new Map<string, JobResult>();
   const running = new Map<string, Promise<void>>();
@@ -525,13 +391,8 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
     const ts = performance.now();
     log(`start ${t.id}`);
     const p = (async () => {
-      let r: Omit<JobResult, 'id' | 'kind' | 'seed' | 'seconds'>;
-      if (t.spec) r = await runTask(t, t.spec(), log, handles);
-      else {
-        await randomEncoder(t.path as string, b.preset, data.classes, t.seed);
-        r = {};
-      }
-      if (t.kind === 'teacher') fs.copyFileSync(sourceFile(r.dir as string), teacherFile);
+      const r = await runTask(t, t.spec(), log, handles);
+      if (t.kind === 'teacher') fs.copyFileSync(runModelFile(r.dir as string), teacherFile);
       const losses = t.kind === 'pretrain' && r.dir ? readLosses(r.dir) : undefined;
       const res: JobResult = {
         id: t.id,

@@ -2,8 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatDuration } from '../cli/progress.js';
-import type { Budget, JobResult, RowDef } from './ablations.js';
-import { RECIPE, ROWS } from './ablations.js';
+import { RECIPE, ROWS, type Budget, type JobResult, type RowDef } from './design.js';
 import { barChartSvg, lineChartSvg, writePng, type Series } from './plots.js';
 
 export interface ReportInput {

@@ -34,7 +34,7 @@ interface Transport extends EventEmitter<TransportEvents> {
   terminate(): Promise<void>;
 }
 
-const BOOT = new URL('./worker-boot.mjs', import.meta.url);
+const BOOT = new URL('../worker/boot.mjs', import.meta.url);
 
 class ThreadTransport extends EventEmitter<TransportEvents> implements Transport {
   readonly kind = 'thread';

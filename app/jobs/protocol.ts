@@ -1,5 +1,5 @@
 // Messages between the job host and the engine's worker thread (Signal-style: readonly unions with a sequence number).
-import type { StepRecord } from '../train/pretrain-run.js';
+import type { StepRecord } from '../runs/metrics.js';
 
 /** A fine-tuning step as the job reports it. */
 export interface FinetuneStepLine {
@@ -101,7 +101,17 @@ export interface ExportJob {
   readonly notWithin?: readonly string[];
 }
 
-export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob;
+/** Write a randomly initialised classifier of a preset's encoder: what a 'scratch' fine-tune of `seed` starts from. */
+export interface InitJob {
+  readonly kind: 'init';
+  readonly preset: string;
+  readonly classes: readonly string[];
+  readonly seed: number;
+  /** The safetensors file to write. */
+  readonly out: string;
+}
+
+export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob | InitJob;
 
 export type HostMessage =
   | { readonly seq: number; readonly type: 'start'; readonly job: JobSpec }

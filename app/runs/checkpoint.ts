@@ -2,7 +2,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { DiskFullError, fsyncFolder, writing } from './disk.js';
 
 /** What a checkpoint's manifest.json records. */
@@ -99,32 +98,19 @@ export function writeCheckpoint(dir: string, step: number, write: (folder: strin
   }
 }
 
-/** The first non-finite value of each float tensor of a safetensors file, as a reason; undefined when all are finite. */
-function nonFiniteIn(path: string): string | undefined {
-  const f = SafetensorsFile.open(path);
-  try {
-    for (const k of f.keys()) {
-      if (f.entry(k).dtype === 'I64' || f.entry(k).dtype === 'I32') continue;
-      const x = f.readFloat32(k);
-      for (let i = 0; i < x.length; i++) {
-        const v = x[i] as number;
-        if (!Number.isFinite(v)) return `${path}: ${k} holds non-finite values (${v} at index ${i})`;
-      }
-    }
-    return undefined;
-  } finally {
-    f.close();
-  }
-}
+/**
+ * A check of a safetensors file's values (the worker's: it reads tensors): a reason naming the file and tensor, or
+ * undefined when the values are fine. A checksum cannot tell Inf moments written before the write-time guard.
+ */
+export type ValuesCheck = (path: string) => string | undefined;
 
 /**
  * Checks a checkpoint folder against its manifest (every file present, of its size and checksum); with `values`,
- * also that every float tensor of its safetensors files (weights, optimizer moments) is finite, which a checksum
- * cannot tell: checkpoints written before the write-time guard may hold Inf moments. Returns the manifest or a reason.
+ * also each of its safetensors files (weights, optimizer moments) with that check. Returns the manifest or a reason.
  */
 export function verifyCheckpoint(
   folder: string,
-  o: { values?: boolean } = {},
+  o: { values?: ValuesCheck } = {},
 ): { ok: true; manifest: CheckpointManifest } | { ok: false; reason: string } {
   const mpath = nodePath.join(folder, 'manifest.json');
   if (!fs.existsSync(mpath)) return { ok: false, reason: `${folder}: no manifest.json (incomplete write)` };
@@ -147,7 +133,7 @@ export function verifyCheckpoint(
     for (const name of Object.keys(m.files).filter((n) => n.endsWith('.safetensors'))) {
       let why: string | undefined;
       try {
-        why = nonFiniteIn(nodePath.join(folder, name));
+        why = o.values(nodePath.join(folder, name));
       } catch (e) {
         why = e instanceof Error ? e.message : String(e);
       }
@@ -176,22 +162,41 @@ export interface GoodCheckpoint {
 }
 
 /**
- * The newest checkpoint that verifies, its values finite included (undefined when none does), and the reasons the
+ * The newest checkpoint that verifies (with `values`, its values too; undefined when none does), and the reasons the
  * newer ones did not. Only the ones tried are read: the newest good checkpoint and those newer than it.
  */
-export function scanCheckpoints(dir: string): { good: GoodCheckpoint | undefined; rejected: string[] } {
+export function scanCheckpoints(
+  dir: string,
+  values?: ValuesCheck,
+): { good: GoodCheckpoint | undefined; rejected: string[] } {
   const rejected: string[] = [];
   for (const folder of listCheckpoints(dir)) {
-    const v = verifyCheckpoint(folder, { values: true });
+    const v = verifyCheckpoint(folder, values ? { values } : {});
     if (v.ok) return { good: { folder, manifest: v.manifest, rejected }, rejected };
     rejected.push(v.reason);
   }
   return { good: undefined, rejected };
 }
 
-/** The newest checkpoint that verifies (manifest, checksums, finite values), and the reasons the newer ones did not. */
-export function latestGoodCheckpoint(dir: string): GoodCheckpoint | undefined {
-  return scanCheckpoints(dir).good;
+/** The newest checkpoint that verifies (manifest, checksums, and `values` when given). */
+export function latestGoodCheckpoint(dir: string, values?: ValuesCheck): GoodCheckpoint | undefined {
+  return scanCheckpoints(dir, values).good;
+}
+
+/**
+ * The safetensors file behind an encoder source: a run folder gives its newest good checkpoint's model.safetensors
+ * (a pretraining run: canonical D-iGPT names; a fine-tuning run: a vit_classifier), anything else is a file.
+ */
+export function runModelFile(spec: string, values?: ValuesCheck): string {
+  if (fs.existsSync(spec) && fs.statSync(spec).isDirectory()) {
+    if (!fs.existsSync(nodePath.join(spec, 'config.json')))
+      throw new Error(`${spec}: no config.json; not a run folder`);
+    const ck = latestGoodCheckpoint(nodePath.join(spec, 'checkpoints'), values);
+    if (!ck) throw new Error(`${spec}: the run has no usable checkpoint yet`);
+    return nodePath.join(ck.folder, 'model.safetensors');
+  }
+  if (!fs.existsSync(spec)) throw new Error(`${spec}: no such file or run folder`);
+  return spec;
 }
 
 /**

@@ -13,8 +13,69 @@ import {
   type VitConfig,
 } from '../../engine/config.js';
 import type { JobSpec } from '../jobs/protocol.js';
-import type { FinetuneConfig } from '../train/finetune-run.js';
-import type { PretrainConfig } from '../train/pretrain-run.js';
+
+/** Everything that defines a pretraining run; config.json holds exactly this. */
+export interface PretrainConfig {
+  readonly kind: 'pretrain';
+  /** Dataset folder (as given). */
+  readonly data: string;
+  readonly preset: string;
+  /** The model, teacher_grid/teacher_dim already set from the teacher. */
+  readonly model: DigptConfig;
+  /** 'pixels' or a teacher file. */
+  readonly teacher: string;
+  /** digpt | gen-only | dis-only | kd | mae (engine/models/factory.ts). */
+  readonly objective: z.infer<typeof Objective>;
+  /** Optimisation steps in all. */
+  readonly steps: number;
+  /** Micro-batch size. */
+  readonly batch: number;
+  /** Micro-batches per step (gradient accumulation). */
+  readonly accum: number;
+  readonly seed: number;
+  /** Base lr per 256 images (1.5e-4 in the paper); lr = blr * batch * accum / 256. */
+  readonly blr: number;
+  readonly min_lr: number;
+  readonly warmup_steps: number;
+  readonly weight_decay: number;
+  /** Write a checkpoint every this many steps (and at the end). */
+  readonly checkpoint_every: number;
+  /**
+   * Threads sharing each micro-batch (1, or 2: a replica thread, see engine/parallel). Part of the run: the
+   * numerics differ by float rounding, so a resumed run keeps the same number.
+   */
+  readonly workers?: 1 | 2;
+}
+
+/** Everything that defines a fine-tuning run; config.json holds exactly this (every default resolved). */
+export interface FinetuneConfig {
+  readonly kind: 'finetune';
+  readonly from: string;
+  /** The dataset folder (absolute), when the run was started from one. */
+  readonly data?: string;
+  readonly model: VitConfig;
+  readonly classes: readonly string[];
+  readonly steps: number;
+  /** Train images per epoch / (batch * accum), rounded down (the last partial batch is dropped, as MAE). */
+  readonly steps_per_epoch: number;
+  /** steps / steps_per_epoch (fractional when steps was given). */
+  readonly epochs: number;
+  readonly batch: number;
+  readonly accum: number;
+  readonly blr: number;
+  readonly min_lr: number;
+  readonly layer_decay: number;
+  readonly weight_decay: number;
+  readonly drop_path: number;
+  readonly smoothing: number;
+  readonly mixup: number;
+  readonly cutmix: number;
+  readonly erase: number;
+  readonly warmup_epochs: number;
+  readonly seed: number;
+  readonly checkpoint_every: number;
+  readonly eval_batch: number;
+}
 
 /** A model block: an object whose numbers the engine's resolver checks (it names the field). */
 function modelBlock<T>(resolve: (raw: Record<string, unknown>) => T) {
@@ -196,6 +257,9 @@ export function checkJobSpec(job: JobSpec): void {
       check(job.kind, 'seed', job.seed);
       check(job.kind, 'k', job.k);
       check(job.kind, 'epochs', job.epochs);
+      return;
+    case 'init':
+      check(job.kind, 'seed', job.seed);
       return;
     case 'resume':
     case 'export':

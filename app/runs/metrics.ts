@@ -7,6 +7,41 @@ import { appendEvent, cutEventFiles } from './tensorboard.js';
 /** One line of metrics.jsonl: a training step (step, loss, ...) or an evaluation (step, knn_top1 / val_top1, ...). */
 export type MetricLine = Readonly<Record<string, unknown>> & { readonly step?: unknown };
 
+/** A training line of a pretraining run's metrics.jsonl. */
+export interface StepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly loss_gen?: number;
+  readonly loss_dis?: number;
+  readonly lr: number;
+  readonly agreement: number;
+  readonly img_per_s: number;
+  readonly epoch: number;
+  readonly time: string;
+}
+
+/** A training line of a fine-tuning run's metrics.jsonl. */
+export interface FinetuneStepRecord {
+  readonly step: number;
+  readonly loss: number;
+  readonly lr: number;
+  /** 0-based epoch the step belongs to. */
+  readonly epoch: number;
+  readonly img_per_s: number;
+  readonly time: string;
+}
+
+/** One evaluation line of metrics.jsonl, written at the end of each epoch (and of the run). */
+export interface FinetuneEvalRecord {
+  readonly step: number;
+  /** 0-based epoch just finished. */
+  readonly epoch: number;
+  readonly val_top1: number;
+  /** Mean cross-entropy on the validation split (no smoothing). */
+  readonly val_loss: number;
+  readonly time: string;
+}
+
 export function metricsPath(dir: string): string {
   return nodePath.join(dir, 'metrics.jsonl');
 }

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { ExportFormat } from './export.js';
+import type { ExportFormat } from '../api/contract.js';
 
 /** The workbench's install folder (the package root: the CLI's checkout, or the desktop app's resources). */
 export const INSTALL_DIR = nodePath.resolve(import.meta.dirname, '..', '..');

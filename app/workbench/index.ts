@@ -13,7 +13,7 @@ import {
   type RequestName,
   type Result,
 } from '../api/contract.js';
-import { cacheDir } from '../jobs/run-job.js';
+import { cacheDir } from '../workspace.js';
 import { checkReadPath, RUN_EXPORT_FOLDER } from '../runs/paths.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { DatasetRegistry } from './datasets.js';

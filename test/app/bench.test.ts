@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
-import { makeJpegFolder } from '../../app/bench/pipeline.js';
+import { makeJpegFolder } from '../../app/worker/bench-pipeline.js';
 
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 const digpt = (...args: string[]) =>

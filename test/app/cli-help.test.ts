@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
 import { BUDGETS_SHOWN, COMMANDS, synopsis } from '../../app/cli/commands.js';
-import { BUDGET_NAMES } from '../../app/experiments/ablations.js';
+import { BUDGET_NAMES } from '../../app/experiments/design.js';
 
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 const BIN = nodePath.join(ROOT, 'bin', 'digpt.js');

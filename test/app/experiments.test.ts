@@ -11,8 +11,8 @@ import {
   pickSubset,
   prepareData,
   remainingSeconds,
-  ROWS,
 } from '../../app/experiments/ablations.js';
+import { ROWS } from '../../app/experiments/design.js';
 import { barChartSvg, lineChartSvg, niceTicks, writePng } from '../../app/experiments/plots.js';
 import { checkClaim, meanSpread, smooth } from '../../app/experiments/report.js';
 

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
-import { exportRun } from '../../app/runs/export.js';
+import { exportRun } from '../../app/worker/export.js';
 import { INSTALL_DIR } from '../../app/runs/paths.js';
 import { BUILTIN_TEACHER } from '../../app/teachers/index.js';
 import { initBackend } from '../../engine/backend.js';

@@ -11,14 +11,10 @@ import { DigptModel } from '../../engine/models/digpt.js';
 import { saveWeights } from '../../engine/models/naming.js';
 import { Rng } from '../../engine/rng.js';
 import { writeCheckpoint } from '../../app/runs/checkpoint.js';
-import { knn, probe, encoderFeatures } from '../../app/train/evaluate.js';
-import {
-  FinetuneRun,
-  type FinetuneEvalRecord,
-  type FinetuneStepRecord,
-  type LabelledImageSet,
-} from '../../app/train/finetune-run.js';
-import { openTeacher } from '../../app/train/teacher.js';
+import { knn, probe, encoderFeatures } from '../../app/worker/evaluate.js';
+import type { FinetuneEvalRecord, FinetuneStepRecord } from '../../app/runs/metrics.js';
+import { FinetuneRun, type LabelledImageSet } from '../../app/worker/finetune-run.js';
+import { openTeacher } from '../../app/worker/teacher.js';
 
 before(async () => {
   await initBackend();

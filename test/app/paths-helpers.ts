@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import * as net from 'node:net';
-import { PretrainRun } from '../../app/train/pretrain-run.js';
+import { PretrainRun } from '../../app/worker/pretrain-run.js';
 import { getPreset } from '../../engine/config.js';
 import { Rng } from '../../engine/rng.js';
 

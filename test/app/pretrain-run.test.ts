@@ -8,7 +8,8 @@ import { initBackend } from '../../engine/backend.js';
 import { getPreset } from '../../engine/config.js';
 import { Rng } from '../../engine/rng.js';
 import { latestGoodCheckpoint, listCheckpoints } from '../../app/runs/checkpoint.js';
-import { PretrainRun, type ImageSet, type StepRecord } from '../../app/train/pretrain-run.js';
+import type { StepRecord } from '../../app/runs/metrics.js';
+import { PretrainRun, type ImageSet } from '../../app/worker/pretrain-run.js';
 
 before(async () => {
   await initBackend();

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkJobSpec, readRunConfig } from '../../app/runs/config.js';
-import { PretrainRun } from '../../app/train/pretrain-run.js';
+import { PretrainRun } from '../../app/worker/pretrain-run.js';
 import { initBackend } from '../../engine/backend.js';
 import { BatchTooLargeError } from '../../engine/train/memory.js';
 import { digpt, images, MICRO, sandbox, TRAIN } from './runs-helpers.js';

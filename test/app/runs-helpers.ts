@@ -6,7 +6,7 @@ import * as nodePath from 'node:path';
 import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
 import { getPreset } from '../../engine/config.js';
 import { Rng } from '../../engine/rng.js';
-import type { ImageSet } from '../../app/train/pretrain-run.js';
+import type { ImageSet } from '../../app/worker/pretrain-run.js';
 
 export const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 export const BIN = nodePath.join(ROOT, 'bin', 'digpt.js');

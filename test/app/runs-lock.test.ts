@@ -8,7 +8,7 @@ import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunSummary } from '../../app/api/contract.js';
 import { lockPath, RunLock, RunLockedError, type LockInfo } from '../../app/runs/lock.js';
-import { PretrainRun } from '../../app/train/pretrain-run.js';
+import { PretrainRun } from '../../app/worker/pretrain-run.js';
 import { Workbench } from '../../app/workbench/index.js';
 import { initBackend } from '../../engine/backend.js';
 import {

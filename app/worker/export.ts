@@ -14,19 +14,19 @@ import {
   saveWeights,
 } from '../../engine/models/naming.js';
 import { sincos2d } from '../../engine/models/geometry.js';
-import { latestGoodCheckpoint } from './checkpoint.js';
-import { ExportExistsError, resolveExportTarget, type ExportOptions } from './paths.js';
-import { readRunConfig } from './config.js';
+import { goodCheckpoint } from './checkpoints.js';
+import { ExportExistsError, resolveExportTarget, type ExportOptions } from '../runs/paths.js';
+import { readRunConfig } from '../runs/config.js';
+import type { ExportFormat } from '../api/contract.js';
 
-export type ExportFormat = 'timm' | 'digpt' | 'tfjs';
-export { defaultExportPath, resolveExportTarget, type ExportOptions } from './paths.js';
+export { defaultExportPath, resolveExportTarget, type ExportOptions } from '../runs/paths.js';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs'];
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
 /** The pretrained model (any objective) of a run's newest good checkpoint. */
 export function loadRunModel(runDir: string): { model: PretrainModel; step: number; folder: string } {
-  const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'));
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   const path = nodePath.join(ck.folder, 'model.safetensors');
   const f = SafetensorsFile.open(path);
@@ -154,7 +154,7 @@ async function exportClassifierRun(
   path: string,
   how: Placement,
 ): Promise<{ path: string; tensors: number; step: number }> {
-  const ck = latestGoodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'));
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   if (format === 'digpt')
     throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);

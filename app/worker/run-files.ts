@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
 import type { AdamW, AdamWState } from '../../engine/optim/adamw.js';
-import { checkpointName, removeTmpCheckpoints, scanCheckpoints, type GoodCheckpoint } from './checkpoint.js';
-import { writeFileChecked, writing } from './disk.js';
-import { RunLock } from './lock.js';
-import { lastLoggedStep, metricsPath, readMetrics } from './metrics.js';
+import { checkpointName, removeTmpCheckpoints, type GoodCheckpoint } from '../runs/checkpoint.js';
+import { scanGoodCheckpoints } from './checkpoints.js';
+import { writeFileChecked, writing } from '../runs/disk.js';
+import { RunLock } from '../runs/lock.js';
+import { lastLoggedStep, metricsPath, readMetrics } from '../runs/metrics.js';
 
 /** Writes AdamW's moments (engine layout, flat) and step as `optimizer.safetensors` in a checkpoint folder. */
 export function saveOptimizer(folder: string, st: AdamWState): void {
@@ -113,7 +114,7 @@ export function resumePoint(dir: string, warn: (text: string) => void): GoodChec
   const ckDir = nodePath.join(dir, 'checkpoints');
   for (const p of removeTmpCheckpoints(ckDir))
     warn(`removed ${p}, the leftover of an interrupted checkpoint write`);
-  const { good, rejected } = scanCheckpoints(ckDir);
+  const { good, rejected } = scanGoodCheckpoints(ckDir);
   for (const r of rejected) warn(`checkpoint rejected: ${r}`);
   if (good) return good;
   const steps = lastLoggedStep(readMetrics(dir));

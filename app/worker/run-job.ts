@@ -1,6 +1,5 @@
 // Runs a job (pretrain, import, fine-tune, resume, probe, k-NN) step by step, reporting through `emit`; shared by every host.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { getPreset, resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
@@ -10,20 +9,22 @@ import { VitClassifier } from '../../engine/models/vit.js';
 import { autoWorkers } from '../../engine/parallel/data-parallel.js';
 import { currentBackend } from '../../engine/train/memory.js';
 import { cacheSideFor, loadSplit, scanDataset, type DatasetScan, type SplitName } from '../datasets/index.js';
-import { featuresOf, knn, probe } from '../train/evaluate.js';
+import { sourceFile } from './checkpoints.js';
+import { featuresOf, knn, probe } from './evaluate.js';
 import {
   FinetuneRun,
+  exportClassifier,
   loadClassifierParts,
-  sourceFile,
   vitConfigOfDigpt,
   type LabelledImageSet,
-} from '../train/finetune-run.js';
-import { PretrainRun, type PretrainConfig } from '../train/pretrain-run.js';
-import { checkJobSpec, checkWorkersBackend, readRunConfig } from '../runs/config.js';
-import { exportRun } from '../runs/export.js';
+} from './finetune-run.js';
+import { PretrainRun } from './pretrain-run.js';
+import { checkJobSpec, checkWorkersBackend, readRunConfig, type PretrainConfig } from '../runs/config.js';
+import { exportRun } from './export.js';
 import { RunLock } from '../runs/lock.js';
-import { removeUnstartedRun, type RunOpenOptions } from '../runs/run-files.js';
-import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from './protocol.js';
+import { removeUnstartedRun, type RunOpenOptions } from './run-files.js';
+import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from '../jobs/protocol.js';
+import { cacheDir } from '../workspace.js';
 
 /** Event without its sequence number (the host numbers them). */
 export type JobEvent = WorkerEvent extends infer E
@@ -39,11 +40,6 @@ export interface JobControl {
 }
 
 type Emit = (e: JobEvent) => void;
-
-/** Where decoded images are cached: DIGPT_CACHE, else ~/.cache/digpt-workbench. */
-export function cacheDir(): string {
-  return process.env['DIGPT_CACHE'] ?? nodePath.join(os.homedir(), '.cache', 'digpt-workbench');
-}
 
 /** The pretraining k-NN uses at most this many training images, so an epoch's evaluation stays cheap. */
 const KNN_TRAIN_CAP = 10_000;
@@ -488,6 +484,21 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
     case 'knn':
       await runEval(job, emit);
       return;
+    case 'init': {
+      const vit = new VitClassifier(
+        vitConfigOfDigpt(getPreset(job.preset).model, job.classes.length),
+        job.seed,
+      );
+      try {
+        fs.mkdirSync(nodePath.dirname(job.out), { recursive: true });
+        exportClassifier(job.out, vit, job.classes);
+      } finally {
+        vit.dispose();
+      }
+      emit({ type: 'result', result: { kind: 'init', path: job.out } });
+      emit({ type: 'done', dir: '', step: 0, stopped: false });
+      return;
+    }
     case 'export': {
       const r = await exportRun(job.run, job.format, job.out, job);
       emit({ type: 'result', result: { kind: 'export', path: r.path, tensors: r.tensors, step: r.step } });

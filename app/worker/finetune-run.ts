@@ -1,6 +1,5 @@
 // A fine-tuning run on disk (MAE/D-iGPT recipe): config.json, metrics.jsonl, checkpoints, exact resume, timm export.
 import * as tf from '@tensorflow/tfjs-core';
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import {
   getPreset,
@@ -27,11 +26,17 @@ import {
   type ClassifierBatch,
 } from '../../engine/train/classify.js';
 import { checkStepMemory, classifierFloatsPerSample, currentBackend } from '../../engine/train/memory.js';
-import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
-import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
-import { parseRunConfig, readRunConfig } from '../runs/config.js';
+import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from './augment.js';
+import { writeCheckpoint } from '../runs/checkpoint.js';
+import { goodCheckpoint, sourceFile } from './checkpoints.js';
+import { parseRunConfig, readRunConfig, type FinetuneConfig } from '../runs/config.js';
 import { writing } from '../runs/disk.js';
-import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
+import {
+  appendMetrics,
+  truncateMetrics,
+  type FinetuneEvalRecord,
+  type FinetuneStepRecord,
+} from '../runs/metrics.js';
 import {
   checkFiniteState,
   createRunFolder,
@@ -45,7 +50,7 @@ import {
   saveStreamState,
   type HeldLock,
   type RunOpenOptions,
-} from '../runs/run-files.js';
+} from './run-files.js';
 import { NonFiniteLossError, trainableCount, type ImageSet } from './pretrain-run.js';
 
 /** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
@@ -101,58 +106,6 @@ export interface FinetuneOptions {
   readonly eval_batch?: number;
 }
 
-/** Everything that defines a fine-tuning run; config.json holds exactly this (every default resolved). */
-export interface FinetuneConfig {
-  readonly kind: 'finetune';
-  readonly from: string;
-  /** The dataset folder (absolute), when the run was started from one. */
-  readonly data?: string;
-  readonly model: VitConfig;
-  readonly classes: readonly string[];
-  readonly steps: number;
-  /** Train images per epoch / (batch * accum), rounded down (the last partial batch is dropped, as MAE). */
-  readonly steps_per_epoch: number;
-  /** steps / steps_per_epoch (fractional when steps was given). */
-  readonly epochs: number;
-  readonly batch: number;
-  readonly accum: number;
-  readonly blr: number;
-  readonly min_lr: number;
-  readonly layer_decay: number;
-  readonly weight_decay: number;
-  readonly drop_path: number;
-  readonly smoothing: number;
-  readonly mixup: number;
-  readonly cutmix: number;
-  readonly erase: number;
-  readonly warmup_epochs: number;
-  readonly seed: number;
-  readonly checkpoint_every: number;
-  readonly eval_batch: number;
-}
-
-/** One training line of metrics.jsonl. */
-export interface FinetuneStepRecord {
-  readonly step: number;
-  readonly loss: number;
-  readonly lr: number;
-  /** 0-based epoch the step belongs to. */
-  readonly epoch: number;
-  readonly img_per_s: number;
-  readonly time: string;
-}
-
-/** One evaluation line of metrics.jsonl, written at the end of each epoch (and of the run). */
-export interface FinetuneEvalRecord {
-  readonly step: number;
-  /** 0-based epoch just finished. */
-  readonly epoch: number;
-  readonly val_top1: number;
-  /** Mean cross-entropy on the validation split (no smoothing). */
-  readonly val_loss: number;
-  readonly time: string;
-}
-
 interface StreamState {
   step: number;
   epoch: number;
@@ -176,22 +129,6 @@ export function vitConfigOfDigpt(d: DigptConfig, numClasses: number, globalPool 
     global_pool: globalPool,
     ln_eps: d.block_ln_eps,
   });
-}
-
-/**
- * The safetensors file behind an encoder source: a run folder gives its newest good checkpoint's model.safetensors
- * (a pretraining run: canonical D-iGPT names; a fine-tuning run: a vit_classifier), anything else is a file.
- */
-export function sourceFile(spec: string): string {
-  if (fs.existsSync(spec) && fs.statSync(spec).isDirectory()) {
-    if (!fs.existsSync(nodePath.join(spec, 'config.json')))
-      throw new Error(`${spec}: no config.json; not a run folder`);
-    const ck = latestGoodCheckpoint(nodePath.join(spec, 'checkpoints'));
-    if (!ck) throw new Error(`${spec}: the run has no usable checkpoint yet`);
-    return nodePath.join(ck.folder, 'model.safetensors');
-  }
-  if (!fs.existsSync(spec)) throw new Error(`${spec}: no such file or run folder`);
-  return spec;
 }
 
 /**
@@ -617,7 +554,7 @@ export class FinetuneRun {
       const lr = this.lrAt(this.state.step);
       const m = classifierStep(this.model, this.opt, micro, lr, { dropPath: c.drop_path, rng: this.rng });
       if (!Number.isFinite(m.loss)) {
-        const last = latestGoodCheckpoint(this.checkpointDir);
+        const last = goodCheckpoint(this.checkpointDir);
         throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
       }
       this.state.step += 1;
@@ -700,7 +637,7 @@ export class FinetuneRun {
     this.state.rng = this.rng.state;
     const weights = this.model.params.exportTorch();
     const opt = this.opt.exportState();
-    checkFiniteState(this.state.step, weights, opt, () => latestGoodCheckpoint(this.checkpointDir)?.folder);
+    checkFiniteState(this.state.step, weights, opt, () => goodCheckpoint(this.checkpointDir)?.folder);
     return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
       const path = nodePath.join(folder, 'model.safetensors');
       writing(path, () => exportClassifier(path, this.model, this.config.classes, weights));

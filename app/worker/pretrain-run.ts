@@ -3,11 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as nodePath from 'node:path';
 import { resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
-import {
-  createPretrainModel,
-  type PretrainModel,
-  type PretrainObjective,
-} from '../../engine/models/factory.js';
+import { createPretrainModel, type PretrainModel } from '../../engine/models/factory.js';
 import { fileSource, loadDigptCanonical } from '../../engine/models/naming.js';
 import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
 import { DataParallel } from '../../engine/parallel/data-parallel.js';
@@ -24,11 +20,12 @@ import {
   currentBackend,
   pretrainFloatsPerSample,
 } from '../../engine/train/memory.js';
-import { cropResizeNormalize, drawCrop } from '../data/augment.js';
-import { latestGoodCheckpoint, writeCheckpoint } from '../runs/checkpoint.js';
-import { checkWorkersBackend, parseRunConfig, readRunConfig } from '../runs/config.js';
+import { cropResizeNormalize, drawCrop } from './augment.js';
+import { writeCheckpoint } from '../runs/checkpoint.js';
+import { goodCheckpoint } from './checkpoints.js';
+import { checkWorkersBackend, parseRunConfig, readRunConfig, type PretrainConfig } from '../runs/config.js';
 import { writing } from '../runs/disk.js';
-import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
+import { appendMetrics, truncateMetrics, type StepRecord } from '../runs/metrics.js';
 import {
   checkFiniteState,
   createRunFolder,
@@ -42,7 +39,7 @@ import {
   saveStreamState,
   type HeldLock,
   type RunOpenOptions,
-} from '../runs/run-files.js';
+} from './run-files.js';
 import { NonFiniteTeacherError, openTeacher, withTeacher, type Teacher } from './teacher.js';
 
 /** Decoded training images, all of one side, RGB uint8 HWC, one after another. */
@@ -52,39 +49,6 @@ export interface ImageSet {
   readonly pixels: Uint8Array;
 }
 
-/** Everything that defines a pretraining run; config.json holds exactly this. */
-export interface PretrainConfig {
-  readonly kind: 'pretrain';
-  /** Dataset folder (as given). */
-  readonly data: string;
-  readonly preset: string;
-  /** The model, teacher_grid/teacher_dim already set from the teacher. */
-  readonly model: DigptConfig;
-  /** 'pixels' or a teacher file. */
-  readonly teacher: string;
-  /** digpt | gen-only | dis-only | kd | mae (see engine/models/factory.ts). */
-  readonly objective: PretrainObjective;
-  /** Optimisation steps in all. */
-  readonly steps: number;
-  /** Micro-batch size. */
-  readonly batch: number;
-  /** Micro-batches per step (gradient accumulation). */
-  readonly accum: number;
-  readonly seed: number;
-  /** Base lr per 256 images (1.5e-4 in the paper); lr = blr * batch * accum / 256. */
-  readonly blr: number;
-  readonly min_lr: number;
-  readonly warmup_steps: number;
-  readonly weight_decay: number;
-  /** Write a checkpoint every this many steps (and at the end). */
-  readonly checkpoint_every: number;
-  /**
-   * Threads sharing each micro-batch (1, or 2: a replica thread, see engine/parallel). Part of the run: the
-   * numerics differ by float rounding, so a resumed run keeps the same number.
-   */
-  readonly workers?: 1 | 2;
-}
-
 /** Where the data stream stands: what a checkpoint must hold besides weights to continue exactly. */
 interface StreamState {
   step: number;
@@ -92,19 +56,6 @@ interface StreamState {
   cursor: number;
   order: number[];
   rng: number[];
-}
-
-/** One line of metrics.jsonl. */
-export interface StepRecord {
-  readonly step: number;
-  readonly loss: number;
-  readonly loss_gen?: number;
-  readonly loss_dis?: number;
-  readonly lr: number;
-  readonly agreement: number;
-  readonly img_per_s: number;
-  readonly epoch: number;
-  readonly time: string;
 }
 
 /** Student views kept per step for the patch-order view. */
@@ -317,7 +268,7 @@ export class PretrainRun {
       // a broken teacher file would otherwise show up as a NaN loss that names nothing
       if (!allFinite(teacher)) {
         teacher.dispose();
-        throw new NonFiniteTeacherError(t.spec, step, latestGoodCheckpoint(this.checkpointDir)?.folder);
+        throw new NonFiniteTeacherError(t.spec, step, goodCheckpoint(this.checkpointDir)?.folder);
       }
       return { images: tf.tensor4d(s, [b, c.img_size, c.img_size, 3]), teacher, order };
     };
@@ -350,7 +301,7 @@ export class PretrainRun {
         ? this.parallel.step(this.model, this.opt, micro, lr)
         : pretrainStep(this.model, this.opt, micro, lr);
       if (!Number.isFinite(m.loss)) {
-        const last = latestGoodCheckpoint(this.checkpointDir);
+        const last = goodCheckpoint(this.checkpointDir);
         throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
       }
       this.state.step += 1;
@@ -385,7 +336,7 @@ export class PretrainRun {
     this.state.rng = this.rng.state;
     const weights = this.model.params.exportTorch();
     const opt = this.opt.exportState();
-    checkFiniteState(this.state.step, weights, opt, () => latestGoodCheckpoint(this.checkpointDir)?.folder);
+    checkFiniteState(this.state.step, weights, opt, () => goodCheckpoint(this.checkpointDir)?.folder);
     return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
       const tensors = new Map<string, TensorToWrite>();
       for (const [k, v] of weights) tensors.set(k, { dtype: 'F32', shape: v.shape, data: v.data });

@@ -7,8 +7,8 @@ import { CLIP_MEAN, CLIP_STD, type ClipVision } from '../../engine/models/clip.j
 import { clipMetadata, fileSource, loadClip, loadVitTimm } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { forwardFloatsPerSample } from '../../engine/train/memory.js';
-import { IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
-import { sourceFile } from './finetune-run.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from './augment.js';
+import { sourceFile } from './checkpoints.js';
 
 /** A frozen teacher: what input it takes and the tokens it returns, cls first. */
 export interface Teacher {

@@ -1,7 +1,7 @@
 // The engine's side of a job: starts the backend, runs one job, streams events to the host (a worker thread or a child process).
 import { parentPort } from 'node:worker_threads';
 import { describeBackend, initBackend } from '../../engine/backend.js';
-import type { HostMessage, WorkerEvent } from './protocol.js';
+import type { HostMessage, WorkerEvent } from '../jobs/protocol.js';
 import { runJob, type JobControl, type JobEvent } from './run-job.js';
 
 /** The way back to the host: a worker thread's port, or a child process's IPC channel. */

@@ -4,7 +4,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 try {
-  await import('./worker.ts');
+  await import('./entry.ts');
 } catch (e) {
   // a thread's failure reaches the host as the Worker's 'error'; a child says it before it exits
   if (isMainThread && process.send) {

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import sharp from 'sharp';
 import { Rng } from '../../engine/rng.js';
-import { cropResizeNormalize, drawCrop, IMAGENET_MEAN, IMAGENET_STD } from '../data/augment.js';
+import { cropResizeNormalize, drawCrop, IMAGENET_MEAN, IMAGENET_STD } from './augment.js';
 import { cacheSideFor, loadSplit, scanDataset } from '../datasets/index.js';
 
 export interface PipelineBenchResult {
