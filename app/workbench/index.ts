@@ -1,22 +1,12 @@
 // The workbench service behind every UI: answers API requests (validated) and emits API events, for IPC and WebSocket alike.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { PRESETS } from '../../engine/config.js';
-import {
-  isRequestName,
-  parseEvent,
-  parseRequest,
-  parseResponse,
-  UPLOAD_CHUNK_BYTES,
-  type EventName,
-  type EventOf,
-  type RequestName,
-  type Result,
-} from '../api/contract.js';
+import { parseEvent, type EventName, type EventOf, type Result } from '../api/contract.js';
 import { cacheDir } from '../workspace.js';
 import { checkReadPath, RUN_EXPORT_FOLDER } from '../runs/paths.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { DatasetRegistry } from './datasets.js';
+import { handleRequest, requestHandlers, type Handlers } from './handlers.js';
 import { RunManager } from './runs.js';
 import { Uploads } from './uploads.js';
 
@@ -46,6 +36,8 @@ export class Workbench {
   private readonly restrict: boolean;
   private backend: string | null = null;
   private readonly uploads: Uploads;
+  /** One handler per request of the contract (handlers.ts). */
+  private readonly handlers: Handlers;
 
   constructor(o: WorkbenchOptions) {
     this.workspace = nodePath.resolve(o.workspace);
@@ -76,6 +68,13 @@ export class Workbench {
         },
       },
     );
+    this.handlers = requestHandlers({
+      workspace: this.workspace,
+      datasets: this.datasets,
+      runs: this.runs,
+      uploads: this.uploads,
+      backend: () => this.backend,
+    });
   }
 
   /**
@@ -113,75 +112,8 @@ export class Workbench {
   }
 
   /** Answers one request; never throws: bad names, bad payloads and failures come back as { ok: false, error }. */
-  async handle(name: string, payload: unknown): Promise<Result<unknown>> {
-    try {
-      if (!isRequestName(name)) throw new Error(`unknown request '${name}'`);
-      const value = await this.dispatch(name, payload);
-      return { ok: true, value: parseResponse(name, value) };
-    } catch (e) {
-      return { ok: false, error: e instanceof Error ? e.message : String(e) };
-    }
-  }
-
-  private async dispatch(name: RequestName, raw: unknown): Promise<unknown> {
-    switch (name) {
-      case 'app.info': {
-        parseRequest(name, raw);
-        const pkg = JSON.parse(
-          fs.readFileSync(nodePath.join(import.meta.dirname, '..', '..', 'package.json'), 'utf8'),
-        ) as { version: string };
-        return { version: pkg.version, backend: this.backend, workspace: this.workspace };
-      }
-      case 'presets.list':
-        parseRequest(name, raw);
-        return PRESETS.map((p) => ({ name: p.name, summary: p.summary, model: { ...p.model } }));
-      case 'datasets.list':
-        parseRequest(name, raw);
-        return this.datasets.list();
-      case 'datasets.add':
-        return this.datasets.add(parseRequest(name, raw).path);
-      case 'datasets.remove':
-        this.datasets.remove(parseRequest(name, raw).id);
-        return {};
-      case 'datasets.thumbnails': {
-        const r = parseRequest(name, raw);
-        return this.datasets.thumbnails(r.id, r.split, r.offset, r.limit);
-      }
-      case 'datasets.uploadBegin': {
-        const r = parseRequest(name, raw);
-        return { uploadId: this.uploads.begin(r.name, r), chunkBytes: UPLOAD_CHUNK_BYTES };
-      }
-      case 'datasets.uploadFile': {
-        const r = parseRequest(name, raw);
-        return this.uploads.file(r.uploadId, r.path, r.size, r.offset, r.data);
-      }
-      case 'datasets.uploadEnd':
-        return this.datasets.add(await this.uploads.end(parseRequest(name, raw).uploadId));
-      case 'datasets.uploadAbort':
-        await this.uploads.abort(parseRequest(name, raw).uploadId);
-        return {};
-      case 'runs.list':
-        parseRequest(name, raw);
-        return this.runs.list();
-      case 'runs.launch':
-        return this.runs.launch(parseRequest(name, raw));
-      case 'runs.control': {
-        const r = parseRequest(name, raw);
-        return this.runs.control(r.id, r.action);
-      }
-      case 'runs.metrics':
-        return this.runs.metrics(parseRequest(name, raw).id);
-      case 'runs.config':
-        return this.runs.config(parseRequest(name, raw).id);
-      case 'runs.patchOrder':
-        return this.runs.patchOrder(parseRequest(name, raw).id);
-      case 'runs.checkpoints':
-        return this.runs.checkpoints(parseRequest(name, raw).id);
-      case 'runs.export': {
-        const r = parseRequest(name, raw);
-        return this.runs.export(r.id, r.format, r.out, r.overwrite === true);
-      }
-    }
+  handle(name: string, payload: unknown): Promise<Result<unknown>> {
+    return handleRequest(this.handlers, name, payload);
   }
 
   async close(): Promise<void> {
