@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { ExportFormat } from '../api/contract.js';
+import type { CheckpointFormat } from '../api/contract.js';
 
 /** The workbench's install folder (the package root: the CLI's checkout, or the desktop app's resources). */
 export const INSTALL_DIR = nodePath.resolve(import.meta.dirname, '..', '..');
@@ -227,7 +227,7 @@ export interface ExportOptions {
 }
 
 /** The run's own export path of a format: RUN_DIR/export/<format>.safetensors, or the folder RUN_DIR/export/tfjs. */
-export function defaultExportPath(runDir: string, format: ExportFormat): string {
+export function defaultExportPath(runDir: string, format: CheckpointFormat): string {
   return nodePath.join(runDir, RUN_EXPORT_FOLDER, format === 'tfjs' ? 'tfjs' : `${format}.safetensors`);
 }
 
@@ -237,7 +237,7 @@ export function defaultExportPath(runDir: string, format: ExportFormat): string 
  */
 export function resolveExportTarget(
   runDir: string,
-  format: ExportFormat,
+  format: CheckpointFormat,
   out: string | undefined,
   opts: ExportOptions = {},
 ): { target: string; replace: boolean } {

@@ -1,6 +1,5 @@
 // Takes a run's newest good checkpoint out of the workbench: timm names (PyTorch/timm), official D-iGPT names, TF.js.
 import * as tf from '@tensorflow/tfjs-core';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { DigptConfig } from '../../engine/config.js';
@@ -15,12 +14,12 @@ import {
 } from '../../engine/models/naming.js';
 import { sincos2d } from '../../engine/models/geometry.js';
 import { goodCheckpoint } from './checkpoints.js';
-import { ExportExistsError, resolveExportTarget, type ExportOptions } from '../runs/paths.js';
+import { putExportFile, resolveExportTarget, writeNewFile, type ExportOptions } from '../runs/paths.js';
 import { readRunConfig } from '../runs/config.js';
-import type { ExportFormat } from '../api/contract.js';
+import type { CheckpointFormat } from '../api/contract.js';
 
 export { defaultExportPath, resolveExportTarget, type ExportOptions } from '../runs/paths.js';
-export const EXPORT_FORMATS: readonly ExportFormat[] = ['timm', 'digpt', 'tfjs'];
+export const EXPORT_FORMATS: readonly CheckpointFormat[] = ['timm', 'digpt', 'tfjs'];
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
@@ -80,49 +79,6 @@ interface Placement {
   readonly replace: boolean;
 }
 
-/** Writes bytes to a new file (never through a name that exists) and fsyncs them. */
-function writeNewFile(path: string, data: Uint8Array): void {
-  const fd = fs.openSync(path, 'wx');
-  try {
-    for (let done = 0; done < data.byteLength;) done += fs.writeSync(fd, data, done);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Puts one export file at `target`: `write(tmp)` writes a temporary file beside it, which is then renamed over the
- * target (replace) or hard-linked to it (no replace: link() fails on an existing name, so a file that appeared since
- * the check is not overwritten either). A crash or failure never leaves a half-written file at `target`, and a link
- * planted at the name is replaced, never followed.
- */
-function putFile(target: string, how: Placement, write: (tmp: string) => void): void {
-  const tmp = nodePath.join(
-    nodePath.dirname(target),
-    `.${nodePath.basename(target)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`,
-  );
-  try {
-    write(tmp);
-    if (how.replace) {
-      fs.renameSync(tmp, target);
-      return;
-    }
-    try {
-      fs.linkSync(tmp, target);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') throw new ExportExistsError(target);
-      // a filesystem without hard links (FAT, some network mounts): the check before the write has to do
-      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
-      if (fs.existsSync(target)) throw new ExportExistsError(target);
-      fs.renameSync(tmp, target);
-    }
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-}
-
 /**
  * A TF.js weights folder: model.json (config + weightsManifest) and one binary shard, readable by tf.io.loadWeights.
  * weights.bin is put in place first, so a model.json is never there without the shard it lists.
@@ -131,7 +87,7 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown, ho
   const named = [...tensors].map(([name, v]) => ({ name, tensor: tf.tensor(v.data, v.shape) }));
   const { data, specs } = await tf.io.encodeWeights(named);
   tf.dispose(named.map((n) => n.tensor));
-  putFile(nodePath.join(dir, 'weights.bin'), how, (tmp) => writeNewFile(tmp, new Uint8Array(data)));
+  putExportFile(nodePath.join(dir, 'weights.bin'), how, (tmp) => writeNewFile(tmp, new Uint8Array(data)));
   const manifest = {
     format: 'digpt-workbench',
     generatedBy: 'digpt export --format tfjs',
@@ -144,13 +100,13 @@ async function writeTfjs(dir: string, tensors: Tensors, modelConfig: unknown, ho
     weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
   };
   const json = Buffer.from(JSON.stringify(manifest, null, 1), 'utf8');
-  putFile(nodePath.join(dir, 'model.json'), how, (tmp) => writeNewFile(tmp, json));
+  putExportFile(nodePath.join(dir, 'model.json'), how, (tmp) => writeNewFile(tmp, json));
 }
 
 /** A fine-tuning run's classifier: timm names with head (as checkpointed), or TF.js. */
 async function exportClassifierRun(
   runDir: string,
-  format: ExportFormat,
+  format: CheckpointFormat,
   path: string,
   how: Placement,
 ): Promise<{ path: string; tensors: number; step: number }> {
@@ -165,7 +121,7 @@ async function exportClassifierRun(
       f.keys().map((k) => [k, { shape: [...f.entry(k).shape], data: f.readFloat32(k) }]),
     );
     if (format === 'timm')
-      putFile(path, how, (tmp) =>
+      putExportFile(path, how, (tmp) =>
         saveWeights(tmp, tensors, { ...f.metadata, step: String(ck.manifest.step) }),
       );
     else await writeTfjs(path, tensors, JSON.parse(f.metadata['config'] ?? 'null'), how);
@@ -181,7 +137,7 @@ async function exportClassifierRun(
  */
 export async function exportRun(
   runDir: string,
-  format: ExportFormat,
+  format: CheckpointFormat,
   out?: string,
   opts: ExportOptions = {},
 ): Promise<{ path: string; tensors: number; step: number }> {
@@ -214,7 +170,7 @@ export async function exportRun(
     if (format === 'timm') {
       const timm = timmEncoder(model);
       tensors = timm;
-      putFile(path, how, (tmp) =>
+      putExportFile(path, how, (tmp) =>
         saveWeights(tmp, timm, {
           ...meta,
           kind: 'timm_vit_encoder',
@@ -224,7 +180,7 @@ export async function exportRun(
     } else if (format === 'digpt') {
       const names = official(model);
       tensors = names;
-      putFile(path, how, (tmp) => saveWeights(tmp, names, { ...meta, kind: 'digpt' }));
+      putExportFile(path, how, (tmp) => saveWeights(tmp, names, { ...meta, kind: 'digpt' }));
     } else {
       tensors =
         model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);

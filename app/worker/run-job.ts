@@ -22,6 +22,7 @@ import { PretrainRun } from './pretrain-run.js';
 import { checkJobSpec, checkWorkersBackend, readRunConfig, type PretrainConfig } from '../runs/config.js';
 import { exportRun } from './export.js';
 import { RunLock } from '../runs/lock.js';
+import { onEventFileWarning } from '../runs/tensorboard.js';
 import { removeUnstartedRun, type RunOpenOptions } from './run-files.js';
 import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from '../jobs/protocol.js';
 import { cacheDir } from '../workspace.js';
@@ -403,6 +404,8 @@ async function trainNewRun(
 export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Promise<void> {
   // a UI or CLI bug must not start a run with batch 0: the same bounds as the flags and the form
   checkJobSpec(job);
+  // the TensorBoard file of the run is written where metrics.jsonl is (app/runs/metrics.ts); its warnings reach the UI
+  onEventFileWarning((text) => emit({ type: 'log', level: 'warn', text }));
   switch (job.kind) {
     case 'pretrain': {
       const model = jobModel(job);

@@ -342,9 +342,22 @@ describe('the event file appendMetrics writes beside metrics.jsonl', () => {
     );
     // a crash after step 4's lines, before its checkpoint: the resume starts again after step 2
     fs.rmSync(nodePath.join(dir, 'checkpoints', 'step-00000004'), { recursive: true });
+    // and an event file damaged on disk, which cannot be cut back: the job warns and trains on
+    const damaged = nodePath.join(dir, 'events.out.tfevents.0000000001.damaged');
+    fs.writeFileSync(damaged, new Uint8Array(40).fill(7));
     const resumed = digpt('resume', dir);
     assert.equal(resumed.status, 0, resumed.stderr);
-    assert.doesNotMatch(resumed.stderr, /TensorBoard/);
+    assert.equal(
+      resumed.stderr.match(/TensorBoard/g)?.length,
+      1,
+      `one warning, for the damaged file:\n${resumed.stderr}`,
+    );
+    assert.match(
+      resumed.stderr,
+      /warning: TensorBoard event file .*0000000001\.damaged was not cut back to step 2 \(TFRecord at byte 0: the length's CRC/,
+    );
+    assert.deepEqual([...fs.readFileSync(damaged)], new Array(40).fill(7));
+    fs.rmSync(damaged);
     const files = eventFiles(dir);
     assert.equal(files.length, 2);
     assert.deepEqual(
