@@ -1,45 +1,28 @@
 // Electron main process: one sandboxed window over the workbench of app/workbench, wired by main/ipc.ts.
-// The workbench (datasets, folder watching, runs in worker threads or, on tensorflow, child processes run as Node)
-// runs here, in the main process, from the TypeScript sources through tsx, as bin/digpt.js does; this file is
-// bundled to dist/main/index.js.
-import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell } from 'electron';
-import { createRequire } from 'node:module';
+// The workbench (datasets, folder watching, runs in worker threads or, on tensorflow, utility processes) runs here, in
+// the main process. scripts/build-main.mjs bundles this file with the workbench into dist/main/index.js, beside the
+// bundled job worker it starts, so the app runs no TypeScript and needs neither tsx nor esbuild.
+import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, utilityProcess } from 'electron';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { register } from 'tsx/esm/api';
+import { setProcessLauncher } from '../app/jobs/host.js';
+import { Workbench } from '../app/workbench/index.js';
+import { defaultWorkspace } from '../app/workspace.js';
 import { APP_SCHEME_PRIVILEGES, APP_URL } from './app-protocol.js';
 import { INVOKE_CHANNELS } from './channels.js';
-import { createEventForwarder, createIpcRouter, type Dialogs, type WorkbenchPort } from './ipc.js';
+import { createEventForwarder, createIpcRouter, type Dialogs } from './ipc.js';
+import { utilityProcessLauncher } from './job-process.js';
 import { installMenu } from './menu.js';
-import { esbuildBinaryPath } from './packaging.js';
 import { createSenderCheck } from './security.js';
 import { createMainWindow, secureSession, serveApp } from './window.js';
 
-// dist/main/ -> the built page (served as app://workbench/), the bundled preload, and the workbench's sources.
+// dist/main/ -> the built page (served as app://workbench/), the bundled preload, the job process entry.
 const here = import.meta.dirname;
 const rendererDir = join(here, '..', 'renderer');
 const preloadPath = join(here, 'preload.cjs');
-const workbenchModule = pathToFileURL(join(here, '..', '..', 'app', 'workbench', 'index.ts')).href;
-const workspaceModule = pathToFileURL(join(here, '..', '..', 'app', 'workspace.ts')).href;
+const jobProcessEntry = join(here, 'job-process.js');
 
 // before the app is ready, or the scheme gets no origin of its own
 protocol.registerSchemesAsPrivileged([APP_SCHEME_PRIVILEGES]);
-
-async function loadWorkbench(): Promise<{ workbench: WorkbenchPort; workspace: string }> {
-  if (app.isPackaged && !process.env.ESBUILD_BINARY_PATH) {
-    // Inherited by the job workers, which register tsx too.
-    const binary = esbuildBinaryPath(createRequire(import.meta.url).resolve, process.platform, process.arch);
-    if (binary) process.env.ESBUILD_BINARY_PATH = binary;
-  }
-  register();
-  // the same default as `digpt` and `digpt serve` ($DIGPT_WORKSPACE honoured), so each shows the others' runs
-  const { defaultWorkspace } = (await import(workspaceModule)) as { defaultWorkspace: () => string };
-  const { Workbench } = (await import(workbenchModule)) as {
-    Workbench: new (options: { workspace: string }) => WorkbenchPort;
-  };
-  const workspace = defaultWorkspace();
-  return { workbench: new Workbench({ workspace }), workspace };
-}
 
 function fatal(title: string, error: unknown): void {
   const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -51,8 +34,12 @@ async function main(): Promise<void> {
   await app.whenReady();
   secureSession(session.defaultSession);
   serveApp(session.defaultSession, rendererDir);
+  // process jobs (tensorflow) in utility processes: the runAsNode fuse is off, so the binary cannot fork itself as Node
+  setProcessLauncher(utilityProcessLauncher(utilityProcess.fork, jobProcessEntry));
 
-  const { workbench, workspace } = await loadWorkbench();
+  // the same default as `digpt` and `digpt serve` ($DIGPT_WORKSPACE honoured), so each shows the others' runs
+  const workspace = defaultWorkspace();
+  const workbench = new Workbench({ workspace });
   let window: BrowserWindow | null = null;
   const current = (): BrowserWindow | null => (window && !window.isDestroyed() ? window : null);
 

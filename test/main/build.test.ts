@@ -1,4 +1,5 @@
-// `npm run build:main`: esbuild bundles main/ (ESM) and the preload (one CommonJS file), Electron left external.
+// `npm run build:main`: esbuild bundles main/ with the workbench, the job worker, the replica and the job process
+// entry (ESM), and the preload (one CommonJS file), Electron and npm packages left external.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -21,23 +22,46 @@ describe('build:main', () => {
   });
   after(() => rmSync(outdir, { recursive: true, force: true }));
 
-  it('writes index.js and preload.cjs', () => {
+  it('writes index.js, preload.cjs, worker.js, replica.js and job-process.js', () => {
     assert.deepEqual(
       readdirSync(outdir)
         .filter((f) => !f.endsWith('.map'))
         .sort(),
-      ['index.js', 'preload.cjs'],
+      ['index.js', 'job-process.js', 'preload.cjs', 'replica.js', 'worker.js'],
     );
   });
 
-  it('keeps electron and npm packages external in the ESM main bundle and loads the workbench at run time', () => {
+  it('bundles the workbench into the ESM main bundle, electron and npm packages external, no tfjs', () => {
     const code = readFileSync(join(outdir, 'index.js'), 'utf8');
     assert.match(code, /^import \{[^}]*\bapp\b[^}]*\} from "electron";$/m);
     assert.match(code, /^import \{[^}]*\} from "zod";$/m);
-    assert.match(code, /app", "workbench", "index\.ts"/);
+    assert.match(code, /^\/\/ app\/workbench\/index\.ts$/m);
     assert.doesNotMatch(code, /require\(/);
-    // The engine is never bundled into main.
-    assert.doesNotMatch(code, /@tensorflow\/|engine\//);
+    // the main process starts without tfjs: the engine runs in the job worker
+    assert.doesNotMatch(code, /from "@tensorflow\//);
+    // the job host starts the bundled worker beside it
+    assert.match(code, /new URL\("\.\/worker\.js", import\.meta\.url\)/);
+  });
+
+  it('keeps import.meta.dirname of app/ pointing at its source folders (built-in sample and teacher, install root)', () => {
+    const code = readFileSync(join(outdir, 'index.js'), 'utf8');
+    // main/ runs only as a bundle: its own folder is the bundle's
+    assert.match(code, /^var here = import\.meta\.dirname;$/m);
+    // relative to the bundles' place in an install, dist/main/
+    for (const dir of ['app/datasets', 'app/teachers', 'app/runs']) {
+      assert.ok(code.includes(`__digptResolve(import.meta.dirname, "../../${dir}")`), dir);
+    }
+  });
+
+  it('the worker, replica and job-process bundles are ESM with npm packages external', () => {
+    const worker = readFileSync(join(outdir, 'worker.js'), 'utf8');
+    assert.match(worker, /^import \* as tf\d* from "@tensorflow\/tfjs-core";$/m);
+    assert.match(worker, /new URL\(entry, import\.meta\.url\)/);
+    assert.match(worker, /"\.\/replica\.js"/);
+    assert.match(readFileSync(join(outdir, 'replica.js'), 'utf8'), /from "@tensorflow\/tfjs-core";$/m);
+    const jobProcess = readFileSync(join(outdir, 'job-process.js'), 'utf8');
+    assert.match(jobProcess, /new URL\("\.\/worker\.js", import\.meta\.url\)/);
+    assert.doesNotMatch(jobProcess, /from "electron"/);
   });
 
   it('bundles the preload into one CommonJS file that requires only electron', () => {
