@@ -16,7 +16,7 @@ export interface JobEvents {
 export type TransportKind = 'thread' | 'process';
 
 /** What a transport reports to its JobHandle. */
-interface TransportEvents {
+export interface TransportEvents {
   message: [WorkerEvent];
   /** A crash with a message (a worker thread's uncaught exception). */
   crash: [Error];
@@ -25,7 +25,7 @@ interface TransportEvents {
 }
 
 /** One job's engine, behind the same protocol (app/jobs/protocol.ts) whichever it is. */
-interface Transport extends EventEmitter<TransportEvents> {
+export interface Transport extends EventEmitter<TransportEvents> {
   readonly kind: TransportKind;
   /** The child's process id (process transport). */
   readonly pid: number | undefined;
@@ -34,7 +34,13 @@ interface Transport extends EventEmitter<TransportEvents> {
   terminate(): Promise<void>;
 }
 
-const BOOT = new URL('../worker/boot.mjs', import.meta.url);
+/**
+ * The job worker's entry: the bundle beside this module when it runs from one (dist/main/worker.js beside the desktop
+ * app's dist/main/index.js, scripts/build-main.mjs), else the tsx boot file of the TypeScript sources (CLI, serve, tests).
+ */
+const BOOT = new URL(import.meta.url).pathname.endsWith('.ts')
+  ? new URL('../worker/boot.mjs', import.meta.url)
+  : new URL('./worker.js', import.meta.url);
 
 class ThreadTransport extends EventEmitter<TransportEvents> implements Transport {
   readonly kind = 'thread';
@@ -68,12 +74,11 @@ class ProcessTransport extends EventEmitter<TransportEvents> implements Transpor
   private readonly child: ChildProcess;
   private gone = false;
 
-  constructor(env: Record<string, string | undefined>) {
+  constructor(env: Record<string, string | undefined>, execArgv: string[]) {
     super();
     this.child = fork(fileURLToPath(BOOT), [], {
-      // the Electron main process forks itself, run as plain Node
-      env: process.versions['electron'] ? { ...env, ELECTRON_RUN_AS_NODE: '1' } : env,
-      execArgv: childExecArgv(),
+      env,
+      execArgv,
       // typed arrays (cluster orders, sample pixels) survive as typed arrays
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -101,6 +106,21 @@ class ProcessTransport extends EventEmitter<TransportEvents> implements Transpor
     this.child.kill('SIGKILL');
     await exited;
   }
+}
+
+/** Starts a job's engine in a child process: (its environment, its Node flags) -> its transport. */
+export type ProcessLauncher = (env: Record<string, string | undefined>, execArgv: string[]) => Transport;
+
+const forkProcess: ProcessLauncher = (env, execArgv) => new ProcessTransport(env, execArgv);
+let launchProcess: ProcessLauncher = forkProcess;
+
+/**
+ * How process jobs start: child_process.fork of this Node by default. The Electron main process gives Electron's
+ * utilityProcess (main/job-process.ts): its runAsNode fuse is off, so the binary cannot be forked as Node. null
+ * restores the default.
+ */
+export function setProcessLauncher(launcher: ProcessLauncher | null): void {
+  launchProcess = launcher ?? forkProcess;
 }
 
 const require = createRequire(import.meta.url);
@@ -214,7 +234,9 @@ export class JobHandle extends EventEmitter<JobEvents> {
 /** Starts `job` in a worker thread, or in a child process where jobTransport says so. */
 export function startJob(job: JobSpec, env: Record<string, string | undefined> = process.env): JobHandle {
   const kind = jobTransport(env).kind;
-  const handle = new JobHandle(kind === 'process' ? new ProcessTransport(env) : new ThreadTransport(env));
+  const handle = new JobHandle(
+    kind === 'process' ? launchProcess(env, childExecArgv()) : new ThreadTransport(env),
+  );
   handle.send({ type: 'start', job });
   return handle;
 }
