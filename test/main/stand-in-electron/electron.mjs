@@ -123,7 +123,6 @@ async function scenario(window, pageUrl) {
     accum: 1,
     blr: 1e-3,
     seed: 0,
-    checkpointEvery: 1000,
     workers: 1,
   });
   report({ type: 'launched', result: launched });
