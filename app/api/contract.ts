@@ -157,10 +157,36 @@ const empty = z.object({});
 export const UPLOAD_CHUNK_BYTES = 512 * 1024;
 const UPLOAD_CHUNK_BASE64 = 4 * Math.ceil(UPLOAD_CHUNK_BYTES / 3);
 
+/** A tfjs backend the engine can run on (engine/backend.ts's BackendName). */
+const BackendName = z.enum(['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
+
+/**
+ * The backend a job's worker started, as data (engine/backend.ts's BackendReport) and as the line a person reads
+ * (describeBackend), so no UI parses the line.
+ */
+export const BackendInfo = z.object({
+  /** The backend in use. */
+  name: BackendName,
+  /** tfjs's own name for it ('tensorflow', 'wasm' or 'cpu'). */
+  tfName: z.string(),
+  /** Each better candidate tried before it, and why it was not used. */
+  skipped: z.array(z.object({ name: BackendName, reason: z.string() })),
+  /** True when DIGPT_BACKEND chose it. */
+  forced: z.boolean(),
+  /** On wasm: how the engine's GEMM multiplies ('fma' or 'mul+add') and why. */
+  gemm: z.object({ kind: z.enum(['fma', 'mul+add']), why: z.string() }).optional(),
+  /** On tensorflow-gpu: whether the products run in TF32. */
+  tf32: z.string().optional(),
+  /** One line: "backend: wasm — not used: ... — products: ...". */
+  text: z.string(),
+});
+export type BackendInfo = z.infer<typeof BackendInfo>;
+
 export const Requests = {
+  /** `backend`: what the last job reported (every job of a workbench starts the same one); null before any job. */
   'app.info': [
     empty,
-    z.object({ version: z.string(), backend: z.string().nullable(), workspace: z.string() }),
+    z.object({ version: z.string(), backend: BackendInfo.nullable(), workspace: z.string() }),
   ],
   'presets.list': [empty, z.array(Preset)],
   'datasets.list': [empty, z.array(DatasetEntry)],

@@ -232,7 +232,10 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
   handle.on('event', (e) => {
     switch (e.type) {
       case 'backend':
-        progress.note(e.text);
+        // --json: the facts beside the line, so a script reads them instead of parsing it
+        if (mode === 'json')
+          out.write(`${JSON.stringify({ event: 'log', text: e.backend.text, backend: e.backend })}\n`);
+        else progress.note(e.backend.text);
         break;
       case 'log':
         progress.note(`${e.level === 'warn' ? 'warning: ' : ''}${e.text}`);

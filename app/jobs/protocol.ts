@@ -1,4 +1,5 @@
 // Messages between the job host and the engine's worker thread (Signal-style: readonly unions with a sequence number).
+import type { BackendInfo } from '../api/contract.js';
 import type { StepRecord } from '../runs/metrics.js';
 
 /** A fine-tuning step as the job reports it. */
@@ -120,7 +121,7 @@ export type HostMessage =
   | { readonly seq: number; readonly type: 'stop' };
 
 export type WorkerEvent =
-  | { readonly seq: number; readonly type: 'backend'; readonly name: string; readonly text: string }
+  | { readonly seq: number; readonly type: 'backend'; readonly backend: BackendInfo }
   | { readonly seq: number; readonly type: 'log'; readonly level: 'info' | 'warn'; readonly text: string }
   | {
       readonly seq: number;

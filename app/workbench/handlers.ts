@@ -30,8 +30,6 @@ export interface WorkbenchParts {
   readonly datasets: DatasetRegistry;
   readonly runs: RunManager;
   readonly uploads: Uploads;
-  /** The backend line of the last job that reported one, or null before any did. */
-  readonly backend: () => string | null;
 }
 
 /** The install's package.json version (read per request: app.info is rare and the file may be replaced). */
@@ -44,7 +42,7 @@ function version(): string {
 
 export function requestHandlers(p: WorkbenchParts): Handlers {
   return {
-    'app.info': () => ({ version: version(), backend: p.backend(), workspace: p.workspace }),
+    'app.info': () => ({ version: version(), backend: p.runs.backend, workspace: p.workspace }),
     'presets.list': () => PRESETS.map((s) => ({ name: s.name, summary: s.summary, model: { ...s.model } })),
     'datasets.list': () => p.datasets.list(),
     'datasets.add': (r) => p.datasets.add(r.path),

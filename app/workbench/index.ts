@@ -34,7 +34,6 @@ export class Workbench {
   private readonly datasets: DatasetRegistry;
   private readonly runs: RunManager;
   private readonly restrict: boolean;
-  private backend: string | null = null;
   private readonly uploads: Uploads;
   /** One handler per request of the contract (handlers.ts). */
   private readonly handlers: Handlers;
@@ -61,11 +60,7 @@ export class Workbench {
         update: (s) => this.emit('run.update', s),
         metrics: (runId, records) => this.emit('run.metrics', { runId, records }),
         patchOrder: (f) => this.emit('run.patchOrder', f),
-        log: (level, text) => {
-          const m = /^run \S+: (backend: .*)$/.exec(text);
-          if (m) this.backend = m[1] ?? null;
-          this.emit('log', { level, text });
-        },
+        log: (level, text) => this.emit('log', { level, text }),
       },
     );
     this.handlers = requestHandlers({
@@ -73,7 +68,6 @@ export class Workbench {
       datasets: this.datasets,
       runs: this.runs,
       uploads: this.uploads,
-      backend: () => this.backend,
     });
   }
 

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type {
+  BackendInfo,
   ExportFormat,
   LaunchRequest,
   MetricRecord,
@@ -52,6 +53,7 @@ function readJson(path: string): Record<string, unknown> | undefined {
 
 export class RunManager {
   private readonly runs = new Map<string, Live>();
+  private lastBackend: BackendInfo | null = null;
 
   constructor(
     private readonly root: string,
@@ -93,6 +95,11 @@ export class RunManager {
         step0: step,
       });
     }
+  }
+
+  /** The backend the last job reported (app.info), or null before any job did. */
+  get backend(): BackendInfo | null {
+    return this.lastBackend;
   }
 
   /** Run folders (for the path checks of `digpt serve`). */
@@ -307,7 +314,8 @@ export class RunManager {
         this.events.log(e.level, `run ${s.id}: ${e.text}`);
         break;
       case 'backend':
-        this.events.log('info', `run ${s.id}: ${e.text}`);
+        this.lastBackend = e.backend;
+        this.events.log('info', `run ${s.id}: ${e.backend.text}`);
         break;
       default:
         break;

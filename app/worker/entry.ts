@@ -1,6 +1,7 @@
 // The engine's side of a job: starts the backend, runs one job, streams events to the host (a worker thread or a child process).
 import { parentPort } from 'node:worker_threads';
-import { describeBackend, initBackend } from '../../engine/backend.js';
+import { describeBackend, initBackend, type BackendReport } from '../../engine/backend.js';
+import type { BackendInfo } from '../api/contract.js';
 import type { HostMessage, WorkerEvent } from '../jobs/protocol.js';
 import { runJob, type JobControl, type JobEvent } from './run-job.js';
 
@@ -72,6 +73,19 @@ function processLink(): HostLink {
 
 const link = parentPort ? threadLink(parentPort) : processLink();
 
+/** The backend as the host reports it (the contract's BackendInfo): the report's facts, and the line for people. */
+function backendInfo(r: BackendReport): BackendInfo {
+  return {
+    name: r.name,
+    tfName: r.tfName,
+    skipped: r.skipped.map((s) => ({ name: s.name, reason: s.reason })),
+    forced: r.forced,
+    ...(r.gemm ? { gemm: { kind: r.gemm.kind, why: r.gemm.why } } : {}),
+    ...(r.tf32 !== undefined ? { tf32: r.tf32 } : {}),
+    text: describeBackend(r),
+  };
+}
+
 let seq = 0;
 function emit(e: JobEvent): void {
   link.post({ ...e, seq: seq++ } as WorkerEvent);
@@ -84,8 +98,7 @@ link.onMessage((m) => {
     case 'start':
       void (async () => {
         try {
-          const report = await initBackend();
-          emit({ type: 'backend', name: report.name, text: describeBackend(report) });
+          emit({ type: 'backend', backend: backendInfo(await initBackend()) });
           await runJob(m.job, emit, control);
         } catch (e) {
           emit({

@@ -102,8 +102,10 @@ describe('request handlers', () => {
   it('answers valid requests through the table', async () => {
     const info = await wb.handle('app.info', {});
     assert.ok(info.ok);
-    const v = info.value as { version: string; workspace: string };
+    const v = info.value as { version: string; backend: unknown; workspace: string };
     assert.equal(v.workspace, nodePath.join(tmp, 'ws'));
+    // no job has started a backend yet (test/app/workbench.test.ts checks the report after one)
+    assert.equal(v.backend, null);
     assert.match(v.version, /^\d+\.\d+\.\d+/);
     const presets = await wb.handle('presets.list', {});
     assert.ok(presets.ok && Array.isArray(presets.value) && presets.value.length > 0);

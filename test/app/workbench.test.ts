@@ -5,11 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { DatasetEntry, RunSummary } from '../../app/api/contract.js';
+import { BackendInfo, type DatasetEntry, type RunSummary } from '../../app/api/contract.js';
 import { encodeIdx } from '../../app/datasets/idx.js';
 import { BUILTIN_TEACHER } from '../../app/teachers/index.js';
 import { Workbench } from '../../app/workbench/index.js';
-import { initBackend } from '../../engine/backend.js';
+import { describeBackend, initBackend } from '../../engine/backend.js';
 import { failIfHangs, mkfifo, oneStepRun, unixSocket } from './paths-helpers.js';
 import sharp from 'sharp';
 
@@ -97,9 +97,21 @@ describe('Workbench', () => {
       180_000,
     );
     assert.equal(updates.filter((u) => u.id === id).at(-1)?.status, 'done');
-    const backend = logs.find((l) => l.startsWith(`run ${id}: backend:`)) ?? '';
+    // the backend as data (app.info), and the same facts as the line in the log
+    const info = await wb.handle('app.info', {});
+    assert.ok(info.ok);
+    const backend = (info.value as { backend: BackendInfo | null }).backend;
+    assert.ok(backend, JSON.stringify(info.value));
+    assert.deepEqual(BackendInfo.parse(backend), backend);
+    assert.ok(logs.includes(`run ${id}: ${backend.text}`), logs.join('\n'));
+    const report = await initBackend();
+    assert.deepEqual(
+      { ...backend, text: undefined },
+      { ...report, skipped: [...report.skipped], text: undefined },
+    );
+    assert.equal(backend.text, describeBackend(report));
     const line = logs.find((l) => l.startsWith(`run ${id}: training threads:`));
-    const expected = /backend: wasm/.test(backend) && os.availableParallelism() >= 2 ? 2 : 1;
+    const expected = backend.name === 'wasm' && os.availableParallelism() >= 2 ? 2 : 1;
     assert.ok(line, logs.join('\n'));
     assert.match(line, new RegExp(`training threads: ${expected} \\(auto: `));
     const cfg = JSON.parse(fs.readFileSync(nodePath.join(tmp, 'ws', 'runs', id, 'config.json'), 'utf8')) as {

@@ -1,6 +1,7 @@
 // The app's root state: the bridge, the connection, one state object per domain, and the navigation.
 import { DatasetsState } from '../features/datasets/datasets.svelte.js';
 import { RunsState } from '../features/runs/runs.svelte.js';
+import type { ResponseOf } from '../../../app/api/contract.js';
 import { getBridge, type Bridge } from './bridge.js';
 import { ConnectionState } from './connection.svelte.js';
 
@@ -23,7 +24,7 @@ export class Workbench {
   selectedRun = $state<string | null>(null);
   /** Runs ticked for Compare. */
   compareIds = $state<string[]>([]);
-  info = $state.raw<{ version: string; backend: string | null; workspace: string } | null>(null);
+  info = $state.raw<ResponseOf<'app.info'> | null>(null);
   /** The last few warnings and errors (info lines are not shown). */
   notices = $state<Notice[]>([]);
   #noticeId = 0;
