@@ -13,7 +13,6 @@ import { sincos2d } from '../../engine/models/geometry.js';
 import { fileSource, saveWeights, type WeightSource } from '../../engine/models/naming.js';
 import { WeightsError } from '../../engine/models/params.js';
 import { VitClassifier } from '../../engine/models/vit.js';
-import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
 import { Rng } from '../../engine/rng.js';
 import {
   classifierOptimizer,
@@ -24,34 +23,15 @@ import {
   randomErase,
   top1,
   type ClassifierBatch,
+  type ClassifierStepMetrics,
 } from '../../engine/train/classify.js';
-import { checkStepMemory, classifierFloatsPerSample, currentBackend } from '../../engine/train/memory.js';
+import { classifierFloatsPerSample, type StepMemory } from '../../engine/train/memory.js';
 import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from './augment.js';
-import { writeCheckpoint } from '../runs/checkpoint.js';
-import { goodCheckpoint, sourceFile } from './checkpoints.js';
-import { parseRunConfig, readRunConfig, type FinetuneConfig } from '../runs/config.js';
-import { writing } from '../runs/disk.js';
-import {
-  appendMetrics,
-  truncateMetrics,
-  type FinetuneEvalRecord,
-  type FinetuneStepRecord,
-} from '../runs/metrics.js';
-import {
-  checkFiniteState,
-  createRunFolder,
-  holdRunLock,
-  loadOptimizer,
-  loadStreamState,
-  refuseExistingRun,
-  releaseHeld,
-  resumePoint,
-  saveOptimizer,
-  saveStreamState,
-  type HeldLock,
-  type RunOpenOptions,
-} from './run-files.js';
-import { NonFiniteLossError, trainableCount, type ImageSet } from './pretrain-run.js';
+import { sourceFile } from './checkpoints.js';
+import type { FinetuneConfig } from '../runs/config.js';
+import type { FinetuneEvalRecord, FinetuneStepRecord } from '../runs/metrics.js';
+import { refuseExistingRun, type RunOpenOptions } from './run-files.js';
+import { checkConfigReadsBack, trainableCount, TrainingRun, type ImageSet } from './training-run.js';
 
 /** Decoded labelled images: RGB uint8 HWC of one side, a class index per image, the class names. */
 export interface LabelledImageSet extends ImageSet {
@@ -104,14 +84,6 @@ export interface FinetuneOptions {
   readonly checkpoint_every?: number;
   /** Images per forward pass when evaluating (default 64). */
   readonly eval_batch?: number;
-}
-
-interface StreamState {
-  step: number;
-  epoch: number;
-  cursor: number;
-  order: number[];
-  rng: number[];
 }
 
 // --- encoders and classifiers on disk ---
@@ -313,17 +285,21 @@ function checkLabels(set: LabelledImageSet, k: number, what: string): void {
 
 // --- the run ---
 
-export class FinetuneRun {
-  readonly dir: string;
-  readonly config: FinetuneConfig;
-  readonly model: VitClassifier;
-  private readonly opt: AdamW;
+/**
+ * A fine-tuning run: what is its own is the augmented micro-batch (crop, erase, mixup/cutmix), the classifier step
+ * with drop path, epochs counted in steps with an evaluation at each epoch's end, and a timm-named weights file; the
+ * stream, loop, checkpoints and resume are TrainingRun's.
+ */
+export class FinetuneRun extends TrainingRun<
+  FinetuneConfig,
+  VitClassifier,
+  ClassifierBatch,
+  ClassifierStepMetrics,
+  FinetuneStepRecord,
+  FinetuneEvalRecord
+> {
   private readonly train: LabelledImageSet;
   private readonly val: LabelledImageSet;
-  private state: StreamState;
-  private rng: Rng;
-  /** The run folder's lock while this object writes it. */
-  private held: HeldLock | undefined;
 
   private constructor(
     dir: string,
@@ -332,11 +308,6 @@ export class FinetuneRun {
     train: LabelledImageSet,
     val: LabelledImageSet,
   ) {
-    this.dir = dir;
-    this.config = config;
-    this.model = model;
-    this.train = train;
-    this.val = val;
     const k = config.classes.length;
     if (JSON.stringify([...val.classes]) !== JSON.stringify(config.classes))
       throw new Error(
@@ -344,15 +315,16 @@ export class FinetuneRun {
       );
     checkLabels(train, k, 'train set');
     checkLabels(val, k, 'validation set');
-    this.opt = classifierOptimizer(model, {
+    const opt = classifierOptimizer(model, {
       beta1: 0.9,
       beta2: 0.999, // PyTorch's AdamW default, as MAE's fine-tuning
       eps: 1e-8,
       weightDecay: config.weight_decay,
       layerDecay: config.layer_decay,
     });
-    this.rng = new Rng(config.seed + 1);
-    this.state = { step: 0, epoch: 0, cursor: 0, order: [], rng: this.rng.state };
+    super(dir, config, model, opt, train.count, config.steps_per_epoch);
+    this.train = train;
+    this.val = val;
   }
 
   /** Starts a new run in `dir` (which must not hold one already); a batch too large is refused before the folder is made. */
@@ -404,39 +376,18 @@ export class FinetuneRun {
         checkpoint_every: o.checkpoint_every ?? spe,
         eval_batch: o.eval_batch ?? 64,
       };
-      // what is written must read back on resume: the same check, naming the field
-      parseRunConfig(JSON.parse(JSON.stringify(config)), nodePath.join(dir, 'config.json'));
+      checkConfigReadsBack(dir, config);
       run = new FinetuneRun(dir, config, opened.vit, train, val);
     } catch (e) {
       opened.vit.dispose();
       throw e;
     }
-    try {
-      run.checkMemory('--batch');
-      run.held = createRunFolder(dir, run.config, ro);
-      return run;
-    } catch (e) {
-      run.dispose();
-      throw e;
-    }
-  }
-
-  /** Refuses a micro-batch too large for this backend's memory, before a step allocates it. */
-  private checkMemory(setting: string): void {
-    checkStepMemory(
-      {
-        batch: this.config.batch,
-        studentFloats: classifierFloatsPerSample(this.config.model),
-        params: trainableCount(this.model),
-      },
-      currentBackend(),
-      setting,
-    );
+    return TrainingRun.startNew(run, ro);
   }
 
   /**
-   * Reopens a run at its newest good checkpoint (or its source if it never logged a step), dropping metrics logged
-   * after it. The lock is taken first and config.json checked; see PretrainRun.resume for what is refused.
+   * Reopens a run at its newest good checkpoint, or at its source if it never logged a step (TrainingRun.reopen
+   * says what is refused and what is dropped).
    */
   static resume(
     dir: string,
@@ -444,17 +395,13 @@ export class FinetuneRun {
     val: LabelledImageSet,
     o: RunOpenOptions = {},
   ): FinetuneRun {
-    const held = holdRunLock(dir, o);
-    let run: FinetuneRun | undefined;
-    try {
-      const config = readRunConfig(dir);
+    return TrainingRun.reopen(dir, o, (config, point) => {
       if (config.kind !== 'finetune') throw new Error(`${dir}: a ${config.kind} run, not a fine-tuning run`);
       if (JSON.stringify([...train.classes]) !== JSON.stringify(config.classes))
         throw new Error(
           `${dir}: the train set's classes differ from the run's (${config.classes.join(', ')})`,
         );
-      const ck = resumePoint(dir, o.onWarn ?? (() => undefined));
-      const model = ck
+      const model = point()
         ? new VitClassifier(config.model, config.seed)
         : openClassifier(config.from, config.classes.length, {
             seed: config.seed,
@@ -462,47 +409,29 @@ export class FinetuneRun {
             fallback: config.model,
           }).vit;
       try {
-        run = new FinetuneRun(dir, config, model, train, val);
+        return new FinetuneRun(dir, config, model, train, val);
       } catch (e) {
         model.dispose();
         throw e;
       }
-      run.checkMemory(`${nodePath.join(dir, 'config.json')}: batch`);
-      if (ck) run.load(ck.folder);
-      truncateMetrics(run.dir, run.state.step);
-    } catch (e) {
-      run?.dispose();
-      releaseHeld(held);
-      throw e;
-    }
-    run.held = held;
-    return run;
+    });
   }
 
-  get checkpointDir(): string {
-    return nodePath.join(this.dir, 'checkpoints');
+  protected memoryNeeds(): StepMemory {
+    return {
+      batch: this.config.batch,
+      studentFloats: classifierFloatsPerSample(this.config.model),
+      params: trainableCount(this.model),
+    };
   }
 
-  get step(): number {
-    return this.state.step;
-  }
-
-  /** lr of a step: blr * batch * accum / 256, linear warm-up over warmup_epochs, half-cycle cosine to min_lr. */
-  lrAt(step: number): number {
-    const c = this.config;
-    return lrAt(
-      {
-        baseLr: scaledLr(c.blr, c.batch * c.accum),
-        minLr: c.min_lr,
-        warmupSteps: Math.round(c.warmup_epochs * c.steps_per_epoch),
-        totalSteps: c.steps,
-      },
-      step,
-    );
+  /** warmup_epochs in steps. */
+  protected get warmupSteps(): number {
+    return Math.round(this.config.warmup_epochs * this.config.steps_per_epoch);
   }
 
   /** One augmented micro-batch drawn now (crop, flip, normalise, erase, mixup/cutmix); the tensors are made lazily. */
-  private microBatch(): () => ClassifierBatch {
+  protected microBatch(): () => ClassifierBatch {
     const c = this.config;
     const s = c.model.img_size;
     const b = c.batch;
@@ -511,7 +440,7 @@ export class FinetuneRun {
     const x = new Float32Array(b * s * s * 3);
     const labels = new Int32Array(b);
     for (let i = 0; i < b; i++) {
-      const idx = this.nextIndex();
+      const idx = this.stream.next();
       labels[i] = this.train.labels[idx] as number;
       const img = this.train.pixels.subarray(idx * per, (idx + 1) * per);
       cropResizeNormalize(
@@ -536,77 +465,40 @@ export class FinetuneRun {
     return () => ({ images: tf.tensor4d(x, [b, s, s, 3]), targets: tf.tensor2d(targets, [b, k]) });
   }
 
-  /**
-   * Runs up to `count` more steps (never past config.steps), logging each to metrics.jsonl; at each epoch's end (and
-   * the run's) it evaluates on the validation split, then checkpoints on schedule. A NaN/inf loss stops the run.
-   */
-  runSteps(
-    count: number,
-    onStep?: (r: FinetuneStepRecord) => void,
-    onEval?: (r: FinetuneEvalRecord) => void,
-  ): void {
-    const c = this.config;
-    const end = Math.min(c.steps, this.state.step + count);
-    while (this.state.step < end) {
-      const t0 = performance.now();
-      if (this.state.step % c.steps_per_epoch === 0) this.newEpoch(this.state.step / c.steps_per_epoch);
-      const micro = Array.from({ length: c.accum }, () => this.microBatch());
-      const lr = this.lrAt(this.state.step);
-      const m = classifierStep(this.model, this.opt, micro, lr, { dropPath: c.drop_path, rng: this.rng });
-      if (!Number.isFinite(m.loss)) {
-        const last = goodCheckpoint(this.checkpointDir);
-        throw new NonFiniteLossError(this.state.step + 1, m.loss, last?.folder);
-      }
-      this.state.step += 1;
-      const rec: FinetuneStepRecord = {
-        step: this.state.step,
-        loss: m.loss,
-        lr,
-        epoch: this.state.epoch,
-        img_per_s: (c.batch * c.accum * 1000) / (performance.now() - t0),
-        time: new Date().toISOString(),
-      };
-      this.append(rec);
-      onStep?.(rec);
-      const last = this.state.step === c.steps;
-      if (this.state.step % c.steps_per_epoch === 0 || last) {
-        const ev = this.evaluate();
-        onEval?.(ev);
-      }
-      if (this.state.step % c.checkpoint_every === 0 || last) this.save();
-    }
+  protected trainStep(micro: (() => ClassifierBatch)[], lr: number): ClassifierStepMetrics {
+    return classifierStep(this.model, this.opt, micro, lr, {
+      dropPath: this.config.drop_path,
+      rng: this.rng,
+    });
   }
 
-  private newEpoch(epoch: number): void {
-    this.state.epoch = epoch;
-    this.state.cursor = 0;
-    this.state.order = Array.from(this.rng.permutation(this.train.count));
+  protected record(m: ClassifierStepMetrics, lr: number, imgPerS: number): FinetuneStepRecord {
+    return {
+      step: this.step,
+      loss: m.loss,
+      lr,
+      epoch: this.epoch,
+      img_per_s: imgPerS,
+      time: new Date().toISOString(),
+    };
   }
 
-  /** Next image of the epoch's order; a batch larger than the set continues on a fresh order within the epoch. */
-  private nextIndex(): number {
-    if (this.state.cursor >= this.state.order.length) {
-      this.state.cursor = 0;
-      this.state.order = Array.from(this.rng.permutation(this.train.count));
-    }
-    return this.state.order[this.state.cursor++] as number;
-  }
-
-  private append(rec: object): void {
-    appendMetrics(this.dir, rec);
+  /** At each epoch's end and the run's: the validation split's top-1 and loss. */
+  protected override evaluateAfterStep(last: boolean): FinetuneEvalRecord | undefined {
+    return this.step % this.config.steps_per_epoch === 0 || last ? this.evaluate() : undefined;
   }
 
   /** Top-1 and loss on the validation split (whole images, no augmentation), logged as one line of metrics.jsonl. */
   evaluate(): FinetuneEvalRecord {
     const { val_top1, val_loss } = this.score(this.val);
     const rec: FinetuneEvalRecord = {
-      step: this.state.step,
-      epoch: this.state.epoch,
+      step: this.step,
+      epoch: this.epoch,
       val_top1,
       val_loss,
       time: new Date().toISOString(),
     };
-    this.append(rec);
+    this.appendMetrics(rec);
     return rec;
   }
 
@@ -629,42 +521,12 @@ export class FinetuneRun {
     exportClassifier(path, this.model, this.config.classes);
   }
 
-  /**
-   * Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state; never one that
-   * holds Inf or NaN (checked first, NonFiniteStateError).
-   */
-  save(): string {
-    this.state.rng = this.rng.state;
-    const weights = this.model.params.exportTorch();
-    const opt = this.opt.exportState();
-    checkFiniteState(this.state.step, weights, opt, () => goodCheckpoint(this.checkpointDir)?.folder);
-    return writeCheckpoint(this.checkpointDir, this.state.step, (folder) => {
-      const path = nodePath.join(folder, 'model.safetensors');
-      writing(path, () => exportClassifier(path, this.model, this.config.classes, weights));
-      saveOptimizer(folder, opt);
-      saveStreamState(folder, this.state);
-    });
+  protected writeWeights(path: string, weights: Map<string, { shape: number[]; data: Float32Array }>): void {
+    exportClassifier(path, this.model, this.config.classes, weights);
   }
 
-  private load(folder: string): void {
-    const f = SafetensorsFile.open(nodePath.join(folder, 'model.safetensors'));
-    try {
-      const src = fileSource(f);
-      for (const n of this.model.params.names())
-        this.model.params.assign(n, src.read(n), src.shape(n), src.label);
-    } finally {
-      f.close();
-    }
-    loadOptimizer(folder, this.opt);
-    this.state = loadStreamState<StreamState>(folder);
-    this.rng = new Rng(this.state.rng);
-  }
-
-  /** Frees the model and the optimizer, and lets go of the run's lock if this run took it. */
-  dispose(): void {
-    this.opt.dispose();
-    this.model.dispose();
-    releaseHeld(this.held);
-    this.held = undefined;
+  protected loadWeights(src: WeightSource): void {
+    for (const n of this.model.params.names())
+      this.model.params.assign(n, src.read(n), src.shape(n), src.label);
   }
 }
