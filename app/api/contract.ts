@@ -2,7 +2,7 @@
 // Both transports (Electron IPC and the `digpt serve` WebSocket) carry exactly these messages; the renderer sees
 // nothing else. Pure data and zod: no Node, no DOM, no engine imports.
 import { z } from 'zod';
-import { RunSetting as S } from './run-settings.js';
+import { FINETUNE, KNN, PRETRAIN, PROBE, settingsShape } from './run-kinds.js';
 
 // --- shared shapes ---
 
@@ -46,10 +46,13 @@ export const Preset = z.object({
 });
 export type Preset = z.infer<typeof Preset>;
 
-export const Objective = z.enum(['digpt', 'gen-only', 'dis-only', 'kd', 'mae']);
+export { Objective } from './run-kinds.js';
 const posInt = z.number().int().positive();
 
-/** What a UI can launch. Paths are dataset ids and run ids, never raw paths (except a teacher file). */
+/**
+ * What a UI can launch: where (dataset and run ids, never raw paths, except a teacher file) and the kind's settings
+ * in config.json's names (run-kinds.ts), each optional: the job applies the table's default.
+ */
 export const LaunchRequest = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('pretrain'),
@@ -57,17 +60,7 @@ export const LaunchRequest = z.discriminatedUnion('kind', [
     preset: z.string(),
     /** 'pixels', 'builtin' (the built-in teacher), a run id (a fine-tuning run), or a teacher file path. */
     teacher: z.string(),
-    objective: Objective,
-    steps: S.steps.optional(),
-    epochs: S.epochs.optional(),
-    batch: S.batch,
-    accum: S.accum,
-    /** Base lr per 256 images. */
-    blr: S.blr,
-    seed: S.seed,
-    checkpointEvery: S.checkpoint_every.optional(),
-    /** Training threads: 2 splits each micro-batch over both cores (wasm); 'auto' decides by backend and cores. */
-    workers: z.union([S.workers, z.literal('auto')]).optional(),
+    ...settingsShape(PRETRAIN),
   }),
   z.object({
     kind: z.literal('finetune'),
@@ -75,20 +68,16 @@ export const LaunchRequest = z.discriminatedUnion('kind', [
     /** A run id (pretraining or fine-tuning) or 'scratch'. */
     from: z.string(),
     preset: z.string().optional(),
-    steps: S.steps.optional(),
-    epochs: S.epochs.optional(),
-    batch: S.batch,
-    accum: S.accum,
-    blr: S.blr.optional(),
-    seed: S.seed,
+    ...settingsShape(FINETUNE),
   }),
   z.object({
-    kind: z.enum(['probe', 'knn']),
+    kind: z.literal('probe'),
     dataset: z.string(),
     /** A run id. */
     from: z.string(),
-    seed: S.seed,
+    ...settingsShape(PROBE),
   }),
+  z.object({ kind: z.literal('knn'), dataset: z.string(), from: z.string(), ...settingsShape(KNN) }),
 ]);
 export type LaunchRequest = z.infer<typeof LaunchRequest>;
 

@@ -1,7 +1,17 @@
 // The `digpt` commands as data: each command's flags with their help, defaults and number bounds; usage texts derive from it.
+// A run kind's settings come from its table in app/api/run-kinds.ts (the launch form and the job spec use it too).
 // Kept light (no tfjs, no experiments): `digpt --help` and a refused flag answer before the engine would load.
 import { z } from 'zod';
-import { ExportFormat, Objective } from '../api/contract.js';
+import { ExportFormat } from '../api/contract.js';
+import {
+  FINETUNE,
+  flagName,
+  KNN,
+  PRETRAIN,
+  PROBE,
+  shownDefault,
+  type SettingTable,
+} from '../api/run-kinds.js';
 import { PRESETS } from '../../engine/config.js';
 import type { NumberKind } from './flags.js';
 
@@ -22,6 +32,8 @@ export interface FlagSpec {
   readonly required?: boolean;
   /** A number: how it is read and bounded. */
   readonly number?: NumberKind;
+  /** The run setting it gives (config.json's name, app/api/run-kinds.ts): the job spec's field. */
+  readonly setting?: string;
 }
 
 export interface CommandSpec {
@@ -38,10 +50,6 @@ export interface CommandSpec {
 }
 
 const int = (setting: NumberKind['setting']): NumberKind => ({ int: true, ...(setting ? { setting } : {}) });
-const real = (setting: NumberKind['setting']): NumberKind => ({
-  int: false,
-  ...(setting ? { setting } : {}),
-});
 
 const json: FlagSpec = { type: 'boolean', help: 'one JSON object per line on stdout (progress, result)' };
 const OUT_RUN = (kind: string): FlagSpec => ({
@@ -51,25 +59,36 @@ const OUT_RUN = (kind: string): FlagSpec => ({
   shown: `WORKSPACE/runs/${kind}-<time>`,
 });
 
-/** The length, batch and seed flags of both training commands; `epochs` is the default length they show. */
-const TRAINING_FLAGS = (epochs: string): Readonly<Record<string, FlagSpec>> => ({
-  epochs: {
-    type: 'string',
-    value: 'X',
-    help: 'passes over the train set',
-    shown: epochs,
-    number: real('epochs'),
-  },
-  steps: {
-    type: 'string',
-    value: 'N',
-    help: 'optimisation steps in all (instead of --epochs)',
-    number: int('steps'),
-  },
-  batch: { type: 'string', value: 'N', help: 'images per micro-batch', default: '32', number: int('batch') },
-  accum: { type: 'string', value: 'N', help: 'micro-batches per step', default: '1', number: int('accum') },
-  seed: { type: 'string', value: 'N', help: 'seed of every random draw', default: '0', number: int('seed') },
-});
+/**
+ * The flags of a run kind's settings (app/api/run-kinds.ts): `--checkpoint-every` for `checkpoint_every`, the
+ * table's help, its default shown (the job applies it, so a flag left out stays out of the job spec) and its bounds.
+ */
+function settingFlags(table: SettingTable): Record<string, FlagSpec> {
+  return Object.fromEntries(
+    Object.entries(table).map(([name, s]): [string, FlagSpec] => {
+      const shown = shownDefault(s);
+      const number: NumberKind | undefined =
+        s.type === 'text'
+          ? undefined
+          : {
+              int: s.type === 'int',
+              bounds: s.schema as z.ZodType<number>,
+              ...(s.auto ? { auto: true, accepts: 'takes 1, 2 or auto' } : {}),
+            };
+      return [
+        flagName(name),
+        {
+          type: 'string',
+          value: s.value,
+          help: s.help,
+          ...(shown !== undefined ? { shown } : {}),
+          ...(number ? { number } : {}),
+          setting: name,
+        },
+      ];
+    }),
+  );
+}
 
 const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   data: { type: 'string', value: 'DIR', help: 'dataset folder or IDX files', required: true },
@@ -80,42 +99,8 @@ const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: "targets: 'pixels', a CLIP safetensors file, or a classifier the workbench exported",
     required: true,
   },
-  objective: {
-    type: 'string',
-    value: 'NAME',
-    help: `training objective: ${Objective.options.join(', ')}`,
-    default: 'digpt',
-  },
-  ...TRAINING_FLAGS('1'),
-  blr: {
-    type: 'string',
-    value: 'X',
-    help: 'base learning rate per 256 images',
-    default: '1.5e-4',
-    number: real('blr'),
-  },
+  ...settingFlags(PRETRAIN),
   out: OUT_RUN('pretrain'),
-  'checkpoint-every': {
-    type: 'string',
-    value: 'N',
-    help: 'steps between checkpoints',
-    default: '100',
-    number: int('checkpoint_every'),
-  },
-  'img-size': {
-    type: 'string',
-    value: 'PX',
-    help: "input side instead of the preset's",
-    shown: "the preset's",
-    number: int('img_size'),
-  },
-  workers: {
-    type: 'string',
-    value: '1|2|auto',
-    help: 'training threads sharing each micro-batch; auto: 2 on wasm with 2+ cores',
-    default: 'auto',
-    number: { int: true, setting: 'workers', auto: true, accepts: 'takes 1, 2 or auto' },
-  },
   json,
 };
 
@@ -133,14 +118,6 @@ const EVAL_SOURCE: Readonly<Record<string, FlagSpec>> = {
     required: true,
   },
 };
-
-const RECIPE = (help: string, shown: string, setting: NumberKind['setting']): FlagSpec => ({
-  type: 'string',
-  value: 'X',
-  help: `${help} (0 switches it off)`,
-  shown,
-  number: real(setting),
-});
 
 /** Export targets: an existing file (other than the run's own export/) is replaced only when asked. */
 const OVERWRITE: FlagSpec = {
@@ -186,47 +163,14 @@ export const COMMANDS: readonly CommandSpec[] = [
         required: true,
       },
       preset: { type: 'string', value: 'NAME', help: 'the architecture for --from scratch' },
-      ...TRAINING_FLAGS('100'),
-      blr: {
-        type: 'string',
-        value: 'X',
-        help: 'base learning rate per 256 images',
-        shown: '1e-3',
-        number: real('blr'),
-      },
-      'warmup-epochs': {
-        type: 'string',
-        value: 'X',
-        help: 'linear warm-up of the learning rate',
-        shown: '5',
-        number: real('warmup_epochs'),
-      },
+      ...settingFlags(FINETUNE),
       out: OUT_RUN('finetune'),
-      'checkpoint-every': {
-        type: 'string',
-        value: 'N',
-        help: 'steps between checkpoints',
-        shown: 'one epoch',
-        number: int('checkpoint_every'),
-      },
       export: {
         type: 'string',
         value: 'PATH',
         help: 'also write the classifier there (timm names; usable as --teacher)',
       },
       overwrite: OVERWRITE,
-      'layer-decay': {
-        type: 'string',
-        value: 'X',
-        help: 'layer-wise learning-rate decay (1: none)',
-        shown: '0.65',
-        number: real('layer_decay'),
-      },
-      'drop-path': RECIPE('stochastic depth rate', '0.1', 'drop_path'),
-      smoothing: RECIPE('label smoothing', '0.1', 'smoothing'),
-      mixup: RECIPE('mixup alpha', '0.8', 'mixup'),
-      cutmix: RECIPE('cutmix alpha', '1.0', 'cutmix'),
-      erase: RECIPE('random erasing probability', '0.25', 'erase'),
       json,
     },
     notes: ['give --steps or --epochs, not both'],
@@ -237,8 +181,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'linear probe of a frozen encoder, top-1 on the validation split',
     flags: {
       ...EVAL_SOURCE,
-      epochs: { type: 'string', value: 'N', help: "the probe's epochs", shown: '90', number: int('epochs') },
-      seed: { type: 'string', value: 'N', help: 'seed of the probe', default: '0', number: int('seed') },
+      ...settingFlags(PROBE),
       json,
     },
   },
@@ -248,8 +191,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'weighted k-NN of a frozen encoder, top-1 on the validation split',
     flags: {
       ...EVAL_SOURCE,
-      k: { type: 'string', value: 'N', help: 'neighbours', shown: '20', number: int('k') },
-      seed: { type: 'string', value: 'N', help: 'seed', default: '0', number: int('seed') },
+      ...settingFlags(KNN),
       json,
     },
   },

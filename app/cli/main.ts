@@ -5,11 +5,12 @@ import { constants as osConstants } from 'node:os';
 import * as nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import { ExportFormat } from '../api/contract.js';
+import { FINETUNE, KNN, PRETRAIN, PROBE, type Settings } from '../api/run-kinds.js';
 import { PRESETS } from '../../engine/config.js';
 import { BUILTIN_SAMPLE_DIR } from '../datasets/index.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
-import type { ExportJob, JobSpec } from '../jobs/protocol.js';
+import type { ExportJob, FinetuneJob, JobSpec, PretrainJob } from '../jobs/protocol.js';
 import { exportMetricsCsv } from '../runs/csv.js';
 import { defaultWorkspace, newRunDir, runsDir, runStamp } from '../workspace.js';
 import { commandUsage, COMMANDS, findCommand, groupOf, topUsage, type CommandSpec } from './commands.js';
@@ -114,67 +115,58 @@ function wantsHelp(args: readonly string[]): boolean {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
 }
 
-function stepsOrEpochs(f: Flags): { steps?: number; epochs?: number } {
-  const steps = f.num('steps');
-  const epochs = f.num('epochs');
-  if (steps !== undefined && epochs !== undefined)
-    throw new UsageError('give --steps or --epochs, not both', f.spec.name);
-  return { ...(steps !== undefined ? { steps } : {}), ...(epochs !== undefined ? { epochs } : {}) };
-}
-
 /** A run folder: --out, else a new folder in the workspace's runs (where `digpt serve` and the app list runs). */
 function outDir(f: Flags, kind: string): string {
   const out = f.str('out');
   return nodePath.resolve(out ?? newRunDir(runsDir(defaultWorkspace()), kind));
 }
 
-function pretrainJob(f: Flags, init?: string): JobSpec {
-  const imgSize = f.num('img-size');
+/**
+ * The run settings given on the command line (flags that carry a `setting`), under config.json's names; a flag
+ * left out stays out, and the job applies the table's default (app/api/run-kinds.ts).
+ */
+function givenSettings(f: Flags): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const [flag, spec] of Object.entries(f.spec.flags)) {
+    if (spec.setting === undefined) continue;
+    const v = spec.number ? f.numOrAuto(flag) : f.str(flag);
+    if (v !== undefined) out[spec.setting] = v;
+  }
+  if (out['steps'] !== undefined && out['epochs'] !== undefined)
+    throw new UsageError('give --steps or --epochs, not both', f.spec.name);
+  return out;
+}
+
+function pretrainJob(f: Flags, init?: string): PretrainJob {
   return {
     kind: 'pretrain',
     data: f.req('data'),
     preset: f.req('preset'),
-    ...(imgSize !== undefined ? { imgSize } : {}),
     teacher: f.req('teacher'),
-    objective: f.req('objective'),
-    ...stepsOrEpochs(f),
-    batch: f.num('batch') as number,
-    accum: f.num('accum') as number,
-    seed: f.num('seed') as number,
-    blr: f.num('blr') as number,
-    checkpointEvery: f.num('checkpoint-every') as number,
-    workers: f.numOrAuto('workers') ?? 'auto',
+    // checked with the job's schema when the job starts (checkJobSpec): --objective's words among them
+    ...(givenSettings(f) as Settings<typeof PRETRAIN>),
     ...(init ? { init } : {}),
     out: outDir(f, init ? 'import' : 'pretrain'),
   };
 }
 
-function finetuneJob(f: Flags): JobSpec {
-  /** Flags the job has defaults for: only the given ones are passed. */
-  const given = (flag: string, key: string): Record<string, number> => {
-    const v = f.num(flag);
-    return v !== undefined ? { [key]: v } : {};
-  };
+function finetuneJob(f: Flags): FinetuneJob {
   return {
     kind: 'finetune',
     data: f.req('data'),
     from: f.req('from'),
     ...(f.str('preset') ? { preset: f.str('preset') as string } : {}),
-    ...stepsOrEpochs(f),
-    batch: f.num('batch') as number,
-    accum: f.num('accum') as number,
-    seed: f.num('seed') as number,
-    ...given('blr', 'blr'),
-    ...given('warmup-epochs', 'warmupEpochs'),
-    ...given('checkpoint-every', 'checkpointEvery'),
-    ...given('layer-decay', 'layerDecay'),
-    ...given('drop-path', 'dropPath'),
-    ...given('smoothing', 'smoothing'),
-    ...given('mixup', 'mixup'),
-    ...given('cutmix', 'cutmix'),
-    ...given('erase', 'erase'),
+    ...(givenSettings(f) as Settings<typeof FINETUNE>),
     out: outDir(f, 'finetune'),
   };
+}
+
+/** A probe or k-NN job: the encoder, the dataset and the kind's settings. */
+function evalJob(f: Flags, kind: 'probe' | 'knn'): JobSpec {
+  const where = { data: f.req('data'), source: f.req('from') };
+  return kind === 'probe'
+    ? { kind, ...where, ...(givenSettings(f) as Settings<typeof PROBE>) }
+    : { kind, ...where, ...(givenSettings(f) as Settings<typeof KNN>) };
 }
 
 /**
@@ -458,7 +450,7 @@ async function main(argv: string[]): Promise<number> {
           seed: 0,
           blr: 5e-3,
           out,
-          checkpointEvery: 60,
+          checkpoint_every: 60,
           workers: 'auto',
         },
         json,
@@ -522,7 +514,7 @@ async function main(argv: string[]): Promise<number> {
       const job = finetuneJob(f);
       const code = await runJobCli(job, f.bool('json'));
       const target = f.str('export');
-      if (code === 0 && target && job.kind === 'finetune') {
+      if (code === 0 && target) {
         const r = await runExport({
           kind: 'export',
           run: job.out,
@@ -535,21 +527,8 @@ async function main(argv: string[]): Promise<number> {
       return code;
     }
     case 'probe':
-    case 'knn': {
-      const k = spec.name === 'knn' ? f.num('k') : undefined;
-      const epochs = spec.name === 'probe' ? f.num('epochs') : undefined;
-      return runJobCli(
-        {
-          kind: spec.name,
-          data: f.req('data'),
-          source: f.req('from'),
-          seed: f.num('seed') as number,
-          ...(k !== undefined ? { k } : {}),
-          ...(epochs !== undefined ? { epochs } : {}),
-        },
-        f.bool('json'),
-      );
-    }
+    case 'knn':
+      return runJobCli(evalJob(f, spec.name), f.bool('json'));
     case 'resume':
       return runJobCli({ kind: 'resume', run: f.arg(0, 'RUN_DIR') }, f.bool('json'));
     case 'export': {

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
+import type { Objective } from '../api/run-kinds.js';
 import { Rng } from '../../engine/rng.js';
 import { formatDuration } from '../cli/progress.js';
 import { scanDataset } from '../datasets/index.js';
@@ -154,11 +155,11 @@ function plan(
     seed,
     blr: ft.blr,
     // 10% warm-up, in epochs of the train subset
-    warmupEpochs: (0.1 * b.finetuneSteps) / Math.max(1, Math.floor(trainCount / b.batch)),
+    warmup_epochs: (0.1 * b.finetuneSteps) / Math.max(1, Math.floor(trainCount / b.batch)),
     out: nodePath.join(runs, dirName),
-    checkpointEvery: b.finetuneSteps,
-    layerDecay: ft.layerDecay,
-    dropPath: ft.dropPath,
+    checkpoint_every: b.finetuneSteps,
+    layer_decay: ft.layer_decay,
+    drop_path: ft.drop_path,
     smoothing: ft.smoothing,
     mixup: ft.mixup,
     cutmix: ft.cutmix,
@@ -180,11 +181,11 @@ function plan(
         accum: 1,
         seed: 0,
         blr: RECIPE.teacherBlr,
-        warmupEpochs: (0.05 * b.teacherSteps) / Math.max(1, Math.floor(trainCount / b.batch)),
+        warmup_epochs: (0.05 * b.teacherSteps) / Math.max(1, Math.floor(trainCount / b.batch)),
         out: nodePath.join(runs, 'teacher'),
-        checkpointEvery: b.teacherSteps,
-        layerDecay: 1,
-        dropPath: 0,
+        checkpoint_every: b.teacherSteps,
+        layer_decay: 1,
+        drop_path: 0,
         smoothing: 0.1,
         mixup: 0,
         cutmix: 0,
@@ -209,14 +210,14 @@ function plan(
             data,
             preset: b.preset,
             teacher: row.target === 'teacher' ? teacherFile : 'pixels',
-            objective: row.objective as string,
+            objective: row.objective as Objective,
             steps: b.pretrainSteps,
             batch: b.batch,
             accum: 1,
             seed,
             blr: RECIPE.pretrainBlr,
             out: nodePath.join(runs, `pretrain-${row.name}-s${seed}`),
-            checkpointEvery: b.pretrainSteps,
+            checkpoint_every: b.pretrainSteps,
           }),
         });
       }

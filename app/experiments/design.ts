@@ -102,7 +102,7 @@ export const RECIPE = {
    * blr 1e-2: with `small`, 2e-3 left every fine-tune under its linear probe (digpt 0.35, scratch 0.23 after 200
    * steps); 1e-2 gave 0.49 / 0.41 and 3e-2 0.49 / 0.45.
    */
-  finetune: { blr: 1e-2, layerDecay: 0.75, dropPath: 0, smoothing: 0.1, mixup: 0, cutmix: 0, erase: 0 },
+  finetune: { blr: 1e-2, layer_decay: 0.75, drop_path: 0, smoothing: 0.1, mixup: 0, cutmix: 0, erase: 0 },
 } as const;
 
 /** What one finished job measured. */

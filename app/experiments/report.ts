@@ -231,7 +231,7 @@ export async function writeReport(i: ReportInput): Promise<{ report: string; res
     '| --- | --- | --- | --- |',
     `| teacher (supervised, from scratch, blr ${RECIPE.teacherBlr}, no mixup/cutmix/erasing/drop path/layer decay) | ${b.teacherSteps} | ${b.batch} | ${b.teacherSteps * b.batch} |`,
     `| pretraining (each of 5, blr ${RECIPE.pretrainBlr}, 10% warm-up) | ${b.pretrainSteps} | ${b.batch} | ${b.pretrainSteps * b.batch} |`,
-    `| fine-tune (each of 6, blr ${RECIPE.finetune.blr}, layer decay ${RECIPE.finetune.layerDecay}, smoothing ${RECIPE.finetune.smoothing}, no mixup/cutmix/erasing) | ${b.finetuneSteps} | ${b.batch} | ${b.finetuneSteps * b.batch} |`,
+    `| fine-tune (each of 6, blr ${RECIPE.finetune.blr}, layer decay ${RECIPE.finetune.layer_decay}, smoothing ${RECIPE.finetune.smoothing}, no mixup/cutmix/erasing) | ${b.finetuneSteps} | ${b.batch} | ${b.finetuneSteps * b.batch} |`,
     `| linear probe (frozen features, AdamW) | ${b.probeEpochs} epochs | | |`,
     '',
     teacher?.top1 !== undefined

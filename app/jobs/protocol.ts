@@ -1,4 +1,6 @@
 // Messages between the job host and the engine's worker thread (Signal-style: readonly unions with a sequence number).
+import { z } from 'zod';
+import { FINETUNE, KNN, PRETRAIN, PROBE, settingsShape } from '../api/run-kinds.js';
 import type { BackendInfo } from '../api/contract.js';
 import type { StepRecord } from '../runs/metrics.js';
 
@@ -13,35 +15,26 @@ export interface FinetuneStepLine {
   readonly loss_dis?: undefined;
 }
 
-/** A D-iGPT pretraining job as the CLI, the desktop app and `serve` describe it. */
-export interface PretrainJob {
-  readonly kind: 'pretrain';
+const path = z.string().min(1);
+
+/**
+ * A D-iGPT pretraining job as the CLI, the desktop app and `serve` describe it: where, and the settings of
+ * run-kinds.ts's PRETRAIN table (config.json's names; absent = the table's default, applied in the job).
+ */
+export const PretrainJob = z.strictObject({
+  kind: z.literal('pretrain'),
   /** Dataset folder (ImageFolder, flat, splits, or IDX files). */
-  readonly data: string;
-  readonly preset: string;
-  /** Input side in pixels instead of the preset's (must divide by patch_size x clusters_per_side). */
-  readonly imgSize?: number;
+  data: path,
+  preset: z.string(),
   /** 'pixels', a CLIP checkpoint, or a classifier checkpoint the workbench exported. */
-  readonly teacher: string;
-  readonly objective: string;
-  /** Either steps or epochs; steps wins when both are given. */
-  readonly steps?: number;
-  readonly epochs?: number;
-  readonly batch: number;
-  readonly accum: number;
-  readonly seed: number;
-  readonly blr: number;
+  teacher: path,
   /** Run folder to create. */
-  readonly out: string;
-  readonly checkpointEvery: number;
+  out: path,
   /** Optional official D-iGPT checkpoint to start from (`digpt import`). */
-  readonly init?: string;
-  /**
-   * 2: split each micro-batch with a replica thread (both cores on the wasm backend); 'auto': 2 on wasm with 2+
-   * cores, else 1 (decided in the job, where the backend is known; the run's config records the number).
-   */
-  readonly workers?: number | 'auto';
-}
+  init: path.optional(),
+  ...settingsShape(PRETRAIN),
+});
+export type PretrainJob = Readonly<z.infer<typeof PretrainJob>>;
 
 /** Continue a pretraining or fine-tuning run from its newest good checkpoint. */
 export interface ResumeJob {
@@ -49,44 +42,47 @@ export interface ResumeJob {
   readonly run: string;
 }
 
-/** Fine-tune a classifier on a labelled dataset (the spec's recipe; see app/train/finetune-run.ts for defaults). */
-export interface FinetuneJob {
-  readonly kind: 'finetune';
-  readonly data: string;
+/** Fine-tune a classifier on a labelled dataset: where, and the FINETUNE table's settings (the spec's recipe). */
+export const FinetuneJob = z.strictObject({
+  kind: z.literal('finetune'),
+  data: path,
   /** A pretraining run, a fine-tuning run, a weights file, or 'scratch'. */
-  readonly from: string;
+  from: path,
   /** Architecture for 'scratch': a D-iGPT preset whose encoder is used. */
-  readonly preset?: string;
-  readonly steps?: number;
-  readonly epochs?: number;
-  readonly batch: number;
-  readonly accum: number;
-  readonly seed: number;
-  readonly blr?: number;
-  readonly warmupEpochs?: number;
-  readonly out: string;
-  readonly checkpointEvery?: number;
-  /** Recipe overrides (defaults: the spec's recipe). */
-  readonly layerDecay?: number;
-  readonly dropPath?: number;
-  readonly smoothing?: number;
-  readonly mixup?: number;
-  readonly cutmix?: number;
-  readonly erase?: number;
-}
+  preset: z.string().optional(),
+  out: path,
+  ...settingsShape(FINETUNE),
+});
+export type FinetuneJob = Readonly<z.infer<typeof FinetuneJob>>;
 
-/** Evaluate a frozen encoder on a labelled dataset: a linear probe or weighted k-NN, top-1 on the validation split. */
-export interface EvalJob {
-  readonly kind: 'probe' | 'knn';
-  readonly data: string;
+/** Evaluate a frozen encoder on a labelled dataset (a linear probe), top-1 on the validation split. */
+export const ProbeJob = z.strictObject({
+  kind: z.literal('probe'),
+  data: path,
   /** A pretraining run, a fine-tuning run or a weights file. */
-  readonly source: string;
-  readonly seed: number;
-  /** k of k-NN (20). */
-  readonly k?: number;
-  /** Epochs of the probe (90). */
-  readonly epochs?: number;
-}
+  source: path,
+  ...settingsShape(PROBE),
+});
+export type ProbeJob = Readonly<z.infer<typeof ProbeJob>>;
+
+/** The same with weighted k-NN. */
+export const KnnJob = z.strictObject({
+  kind: z.literal('knn'),
+  data: path,
+  source: path,
+  ...settingsShape(KNN),
+});
+export type KnnJob = Readonly<z.infer<typeof KnnJob>>;
+
+export type EvalJob = ProbeJob | KnnJob;
+
+/** The schemas of the jobs that run a kind of run-kinds.ts (checked at job start, checkJobSpec). */
+export const RunJobSchemas = {
+  pretrain: PretrainJob,
+  finetune: FinetuneJob,
+  probe: ProbeJob,
+  knn: KnnJob,
+} as const;
 
 /** Write a run's export (done in the worker: it needs the engine). */
 export interface ExportJob {

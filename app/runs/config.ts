@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { z } from 'zod';
 import { Objective } from '../api/contract.js';
-import { RunSetting as S, checkSetting, type RunSettingName } from '../api/run-settings.js';
+import { FINETUNE, PRETRAIN, storedShape } from '../api/run-kinds.js';
+import { RunSetting as S, checkSetting } from '../api/run-settings.js';
 import {
   ConfigError,
   resolveDigptConfig,
@@ -12,7 +13,7 @@ import {
   type DigptConfig,
   type VitConfig,
 } from '../../engine/config.js';
-import type { JobSpec } from '../jobs/protocol.js';
+import { RunJobSchemas, type JobSpec } from '../jobs/protocol.js';
 
 /** Everything that defines a pretraining run; config.json holds exactly this. */
 export interface PretrainConfig {
@@ -99,17 +100,11 @@ export const PretrainConfigSchema = z.strictObject({
   preset: z.string(),
   model: modelBlock<DigptConfig>((raw) => resolveDigptConfig(raw)),
   teacher: path,
-  objective: Objective,
-  steps: S.steps,
-  batch: S.batch,
-  accum: S.accum,
-  seed: S.seed,
-  blr: S.blr,
+  ...storedShape(PRETRAIN, ['objective', 'steps', 'batch', 'accum', 'seed', 'blr', 'checkpoint_every']),
   min_lr: S.min_lr,
   warmup_steps: S.warmup_steps,
   weight_decay: S.weight_decay,
-  checkpoint_every: S.checkpoint_every,
-  workers: S.workers.optional(),
+  workers: PRETRAIN.workers.schema.optional(),
 });
 
 /** config.json of a fine-tuning run (FinetuneConfig). */
@@ -120,23 +115,10 @@ export const FinetuneConfigSchema = z
     data: path.optional(),
     model: modelBlock<VitConfig>((raw) => resolveVitConfig(raw)),
     classes: z.array(z.string()).min(2).readonly(),
-    steps: S.steps,
     steps_per_epoch: z.number().int().positive(),
-    epochs: S.epochs,
-    batch: S.batch,
-    accum: S.accum,
-    blr: S.blr,
+    ...storedShape(FINETUNE),
     min_lr: S.min_lr,
-    layer_decay: S.layer_decay,
     weight_decay: S.weight_decay,
-    drop_path: S.drop_path,
-    smoothing: S.smoothing,
-    mixup: S.mixup,
-    cutmix: S.cutmix,
-    erase: S.erase,
-    warmup_epochs: S.warmup_epochs,
-    seed: S.seed,
-    checkpoint_every: S.checkpoint_every,
     eval_batch: S.eval_batch,
   })
   .superRefine((c, ctx) => {
@@ -214,52 +196,23 @@ export function checkWorkersBackend(workers: number, backend: string, label: str
     );
 }
 
-/** One setting of a job, when present, checked against its bounds; the error names the job and the setting. */
-function check(kind: string, name: RunSettingName, value: unknown): void {
-  if (value !== undefined) checkSetting(name, value, `${kind} job: ${name}`);
-}
-
 /**
- * Checks a job spec's numbers with the run settings' bounds before anything starts: a UI or CLI bug must not
- * start a run with batch 0 or a negative lr. Paths and names are checked where they are used.
+ * Checks a job spec with its kind's schema (run-kinds.ts's bounds, config.json's names, no unknown field) before
+ * anything starts: a UI or CLI bug must not start a run with batch 0, a negative lr or a misspelt setting. Paths are
+ * checked where they are used. The error names the job and the field: "pretrain job: batch: Too small ... (got 0)".
  */
 export function checkJobSpec(job: JobSpec): void {
   switch (job.kind) {
     case 'pretrain':
-      check(job.kind, 'steps', job.steps);
-      check(job.kind, 'epochs', job.epochs);
-      check(job.kind, 'batch', job.batch);
-      check(job.kind, 'accum', job.accum);
-      check(job.kind, 'seed', job.seed);
-      check(job.kind, 'blr', job.blr);
-      check(job.kind, 'checkpoint_every', job.checkpointEvery);
-      check(job.kind, 'img_size', job.imgSize);
-      if (job.workers !== 'auto') check(job.kind, 'workers', job.workers);
-      return;
     case 'finetune':
-      check(job.kind, 'steps', job.steps);
-      check(job.kind, 'epochs', job.epochs);
-      check(job.kind, 'batch', job.batch);
-      check(job.kind, 'accum', job.accum);
-      check(job.kind, 'seed', job.seed);
-      check(job.kind, 'blr', job.blr);
-      check(job.kind, 'warmup_epochs', job.warmupEpochs);
-      check(job.kind, 'checkpoint_every', job.checkpointEvery);
-      check(job.kind, 'layer_decay', job.layerDecay);
-      check(job.kind, 'drop_path', job.dropPath);
-      check(job.kind, 'smoothing', job.smoothing);
-      check(job.kind, 'mixup', job.mixup);
-      check(job.kind, 'cutmix', job.cutmix);
-      check(job.kind, 'erase', job.erase);
-      return;
     case 'probe':
-    case 'knn':
-      check(job.kind, 'seed', job.seed);
-      check(job.kind, 'k', job.k);
-      check(job.kind, 'epochs', job.epochs);
+    case 'knn': {
+      const r = RunJobSchemas[job.kind].safeParse(job);
+      if (!r.success) throw new Error(`${job.kind} job: ${issuesText(r.error.issues, job)}`);
       return;
+    }
     case 'init':
-      check(job.kind, 'seed', job.seed);
+      checkSetting('seed', job.seed, 'init job: seed');
       return;
     case 'resume':
     case 'export':

@@ -9,6 +9,7 @@ import type {
   PatchOrderFrame,
   RunSummary,
 } from '../api/contract.js';
+import { PRETRAIN_DEFAULTS } from '../api/run-kinds.js';
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
 import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
@@ -148,47 +149,28 @@ export class RunManager {
     const data = this.resolveDataset(req.dataset);
     let job: JobSpec;
     let title: string;
+    // the settings keep config.json's names from the launch to the job, which applies the defaults (run-kinds.ts)
     switch (req.kind) {
-      case 'pretrain':
-        job = {
-          kind: 'pretrain',
-          data,
-          preset: req.preset,
-          teacher: this.teacherSpec(req.teacher),
-          objective: req.objective,
-          ...(req.steps !== undefined ? { steps: req.steps } : {}),
-          ...(req.epochs !== undefined ? { epochs: req.epochs } : {}),
-          batch: req.batch,
-          accum: req.accum,
-          seed: req.seed,
-          blr: req.blr,
-          out: dir,
-          checkpointEvery: req.checkpointEvery ?? 100,
-          ...(req.workers !== undefined ? { workers: req.workers } : {}),
-        };
-        title = `${req.objective} · ${req.preset} · teacher ${req.teacher}`;
+      case 'pretrain': {
+        const { kind, dataset: _dataset, teacher, ...settings } = req;
+        job = { kind, data, ...settings, teacher: this.teacherSpec(teacher), out: dir };
+        const objective = req.objective ?? PRETRAIN_DEFAULTS.objective;
+        title = `${objective} · ${req.preset} · teacher ${req.teacher}`;
         break;
-      case 'finetune':
-        job = {
-          kind: 'finetune',
-          data,
-          from: this.runDir(req.from, 'fine-tune from'),
-          ...(req.preset ? { preset: req.preset } : {}),
-          ...(req.steps !== undefined ? { steps: req.steps } : {}),
-          ...(req.epochs !== undefined ? { epochs: req.epochs } : {}),
-          batch: req.batch,
-          accum: req.accum,
-          seed: req.seed,
-          ...(req.blr !== undefined ? { blr: req.blr } : {}),
-          out: dir,
-        };
+      }
+      case 'finetune': {
+        const { kind, dataset: _dataset, from, ...settings } = req;
+        job = { kind, data, ...settings, from: this.runDir(from, 'fine-tune from'), out: dir };
         title = `finetune from ${req.from}`;
         break;
-      default:
-        job = { kind: req.kind, data, source: this.runDir(req.from, req.kind), seed: req.seed };
-        title = `${req.kind} of ${req.from}`;
+      }
+      default: {
+        const { dataset: _dataset, from, ...settings } = req;
+        job = { ...settings, data, source: this.runDir(from, req.kind) };
+        title = `${req.kind} of ${from}`;
         fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify({ ...job, title }, null, 2));
+      }
     }
     const live: Live = {
       summary: {

@@ -1,6 +1,7 @@
 // Runs a job (pretrain, import, fine-tune, resume, probe, k-NN) step by step, reporting through `emit`; shared by every host.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { KNN_DEFAULTS, PRETRAIN_DEFAULTS, PRETRAIN_RECIPE, PROBE_DEFAULTS } from '../api/run-kinds.js';
 import { getPreset, resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { PRETRAIN_OBJECTIVES, isPretrainObjective } from '../../engine/models/factory.js';
@@ -115,33 +116,37 @@ function sourceImgSize(from: string, preset?: string): number {
 /** The preset's model, at another input size when the job asks (checked: the error names the sizes). */
 function jobModel(job: PretrainJob): DigptConfig {
   const preset = getPreset(job.preset);
-  return job.imgSize === undefined
+  return job.img_size === undefined
     ? preset.model
-    : resolveDigptConfig({ ...preset.model, img_size: job.imgSize });
+    : resolveDigptConfig({ ...preset.model, img_size: job.img_size });
 }
 
+/** The job's settings resolved (the PRETRAIN table's defaults, the recipe) into what config.json records. */
 function pretrainConfig(job: PretrainJob, count: number, workers: 1 | 2): Omit<PretrainConfig, 'kind'> {
-  if (!isPretrainObjective(job.objective)) {
-    throw new Error(`unknown objective '${job.objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
+  const D = PRETRAIN_DEFAULTS;
+  const objective = job.objective ?? D.objective;
+  if (!isPretrainObjective(objective)) {
+    throw new Error(`unknown objective '${objective}'; use one of ${PRETRAIN_OBJECTIVES.join(', ')}`);
   }
-  const perStep = job.batch * job.accum;
-  const stepsPerEpoch = Math.max(1, Math.floor(count / perStep));
-  const steps = job.steps ?? Math.max(1, Math.round((job.epochs ?? 1) * stepsPerEpoch));
+  const batch = job.batch ?? D.batch;
+  const accum = job.accum ?? D.accum;
+  const stepsPerEpoch = Math.max(1, Math.floor(count / (batch * accum)));
+  const steps = job.steps ?? Math.max(1, Math.round((job.epochs ?? D.epochs) * stepsPerEpoch));
   return {
     data: nodePath.resolve(job.data),
     preset: job.preset,
     model: jobModel(job),
     teacher: job.teacher === 'pixels' ? 'pixels' : nodePath.resolve(job.teacher),
-    objective: job.objective,
+    objective,
     steps,
-    batch: job.batch,
-    accum: job.accum,
-    seed: job.seed,
-    blr: job.blr,
-    min_lr: 0,
-    warmup_steps: Math.max(1, Math.round(steps * 0.1)),
-    weight_decay: 0.05,
-    checkpoint_every: job.checkpointEvery,
+    batch,
+    accum,
+    seed: job.seed ?? D.seed,
+    blr: job.blr ?? D.blr,
+    min_lr: PRETRAIN_RECIPE.min_lr,
+    warmup_steps: Math.max(1, Math.round(steps * PRETRAIN_RECIPE.warmup_share)),
+    weight_decay: PRETRAIN_RECIPE.weight_decay,
+    checkpoint_every: job.checkpoint_every ?? D.checkpoint_every,
     ...(workers > 1 ? { workers } : {}),
   };
 }
@@ -295,27 +300,11 @@ async function runFinetune(run: FinetuneRun, emit: Emit, control: JobControl): P
 async function startFinetune(job: FinetuneJob, emit: Emit): Promise<FinetuneRun> {
   const side = cacheSideFor(sourceImgSize(job.from, job.preset));
   const { train, val } = await labelledSplits(job.data, side, emit);
+  // the settings keep config.json's names from the job to the run; FinetuneRun.create resolves the defaults
+  const { kind: _kind, data, out, preset, ...settings } = job;
   return FinetuneRun.create(
-    nodePath.resolve(job.out),
-    {
-      from: job.from,
-      data: job.data,
-      ...(job.preset ? { preset: job.preset } : {}),
-      ...(job.steps !== undefined ? { steps: job.steps } : {}),
-      ...(job.epochs !== undefined ? { epochs: job.epochs } : {}),
-      batch: job.batch,
-      accum: job.accum,
-      seed: job.seed,
-      ...(job.blr !== undefined ? { blr: job.blr } : {}),
-      ...(job.warmupEpochs !== undefined ? { warmup_epochs: job.warmupEpochs } : {}),
-      ...(job.checkpointEvery !== undefined ? { checkpoint_every: job.checkpointEvery } : {}),
-      ...(job.layerDecay !== undefined ? { layer_decay: job.layerDecay } : {}),
-      ...(job.dropPath !== undefined ? { drop_path: job.dropPath } : {}),
-      ...(job.smoothing !== undefined ? { smoothing: job.smoothing } : {}),
-      ...(job.mixup !== undefined ? { mixup: job.mixup } : {}),
-      ...(job.cutmix !== undefined ? { cutmix: job.cutmix } : {}),
-      ...(job.erase !== undefined ? { erase: job.erase } : {}),
-    },
+    nodePath.resolve(out),
+    { ...settings, data, ...(preset ? { preset } : {}) },
     train,
     val,
     openOptions(job, emit),
@@ -328,10 +317,10 @@ async function runEval(job: EvalJob, emit: Emit): Promise<void> {
   emit({ type: 'progress', phase: 'features', done: 0, total: 1 });
   const result =
     job.kind === 'knn'
-      ? knn(job.source, train, val, { ...(job.k !== undefined ? { k: job.k } : {}) })
+      ? knn(job.source, train, val, { k: job.k ?? KNN_DEFAULTS.k })
       : probe(job.source, train, val, {
-          seed: job.seed,
-          ...(job.epochs !== undefined ? { epochs: job.epochs } : {}),
+          seed: job.seed ?? PROBE_DEFAULTS.seed,
+          epochs: job.epochs ?? PROBE_DEFAULTS.epochs,
         });
   const out: Record<string, number | string> = {
     kind: job.kind,
@@ -368,12 +357,13 @@ function openOptions(job: JobSpec, emit: Emit): RunOpenOptions {
 
 /** The threads a pretraining job trains with: 'auto' decided by the backend, 2 refused off wasm. */
 function jobWorkers(job: PretrainJob, emit: Emit): 1 | 2 {
-  if (job.workers === 'auto') {
+  const asked = job.workers ?? PRETRAIN_DEFAULTS.workers;
+  if (asked === 'auto') {
     const auto = autoWorkers();
     emit({ type: 'log', level: 'info', text: `training threads: ${auto.workers} (auto: ${auto.why})` });
     return auto.workers;
   }
-  const workers = job.workers === 2 ? 2 : 1;
+  const workers = asked === 2 ? 2 : 1;
   checkWorkersBackend(workers, currentBackend(), '--workers');
   return workers;
 }

@@ -160,7 +160,7 @@ describe('one workspace for the CLI, the Workbench and digpt serve', () => {
       accum: 1,
       blr: 1e-3,
       seed: 0,
-      checkpointEvery: 1000,
+      checkpoint_every: 1000,
     });
     assert.ok(launched.ok, launched.error);
     const run = launched.value as RunSummary;

@@ -29,7 +29,7 @@ function pretrain(out: string, steps: number): PretrainJob {
     seed: 1,
     blr: 0.01,
     out: nodePath.join(tmp, out),
-    checkpointEvery: 1000,
+    checkpoint_every: 1000,
     workers: 1,
   };
 }

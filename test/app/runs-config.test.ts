@@ -94,13 +94,13 @@ describe('config.json on resume', () => {
       data: 'x',
       preset: 'digpt-micro-32',
       teacher: 'pixels',
-      objective: 'digpt',
+      objective: 'digpt' as const,
       batch: 0,
       accum: 1,
       seed: 0,
       blr: 1e-3,
       out: 'x',
-      checkpointEvery: 1,
+      checkpoint_every: 1,
     };
     assert.throws(
       () => checkJobSpec(job),

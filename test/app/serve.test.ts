@@ -161,7 +161,7 @@ describe('digpt serve', () => {
       accum: 1,
       blr: 1e-3,
       seed: 0,
-      checkpointEvery: 3,
+      checkpoint_every: 3,
     })) as { ok: boolean; value: { id: string }; error?: string };
     assert.ok(launched.ok, launched.error);
     const id = launched.value.id;

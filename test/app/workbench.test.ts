@@ -45,7 +45,7 @@ describe('Workbench', () => {
       accum: 1,
       blr: 1e-3,
       seed: 0,
-      checkpointEvery: 1,
+      checkpoint_every: 1,
     });
     assert.ok(r.ok);
     const id = (r.value as RunSummary).id;

@@ -27,7 +27,7 @@ worker.on('exit', (code) => process.send({ seq: -1, type: 'exit', code }, () => 
 process.on('message', (m) => worker.postMessage(m));
 `;
 
-function job(name: string, workers: number): PretrainJob {
+function job(name: string, workers: 1 | 2): PretrainJob {
   return {
     kind: 'pretrain',
     data: BUILTIN_SAMPLE_DIR,
@@ -40,7 +40,7 @@ function job(name: string, workers: number): PretrainJob {
     seed: 1,
     blr: 0.01,
     out: join(tmp, name),
-    checkpointEvery: 1000,
+    checkpoint_every: 1000,
     workers,
   };
 }

@@ -1,5 +1,11 @@
 // Pure: the launch form's values -> a LaunchRequest checked with the contract's own schema (field -> message).
 import { LaunchRequest } from '../../../../app/api/contract.js';
+import {
+  FINETUNE_DEFAULTS,
+  KNN_DEFAULTS,
+  PRETRAIN_DEFAULTS,
+  PROBE_DEFAULTS,
+} from '../../../../app/api/run-kinds.js';
 
 export type LaunchKind = 'pretrain' | 'finetune' | 'probe' | 'knn';
 export type Objective = 'digpt' | 'gen-only' | 'dis-only' | 'kd' | 'mae';
@@ -36,11 +42,20 @@ export const OBJECTIVES: readonly { value: Objective; label: string }[] = [
   { value: 'mae', label: 'MAE with teacher targets' },
 ];
 
+/** The table's default of a setting as the form's text (run-kinds.ts: the CLI and the job use the same). */
+const text = (v: number | string): string => String(v);
+
+/**
+ * A new form: the run kind's defaults from its settings table, except the training length, where the form suggests
+ * a short run (200 steps or 10 epochs) instead of the recipes' 1 and 100 epochs.
+ */
 export function defaultForm(kind: LaunchKind = 'pretrain'): LaunchForm {
+  const training = kind === 'finetune' ? FINETUNE_DEFAULTS : PRETRAIN_DEFAULTS;
+  const seed = kind === 'probe' ? PROBE_DEFAULTS.seed : kind === 'knn' ? KNN_DEFAULTS.seed : training.seed;
   return {
     kind,
     dataset: '',
-    objective: 'digpt',
+    objective: PRETRAIN_DEFAULTS.objective,
     teacher: 'builtin',
     teacherFile: '',
     preset: '',
@@ -48,11 +63,11 @@ export function defaultForm(kind: LaunchKind = 'pretrain'): LaunchForm {
     lengthBy: 'steps',
     steps: '200',
     epochs: '10',
-    batch: kind === 'pretrain' ? '32' : '64',
-    accum: '1',
-    blr: kind === 'pretrain' ? '1.5e-4' : '5e-4',
-    seed: '0',
-    workers: 'auto',
+    batch: text(training.batch),
+    accum: text(training.accum),
+    blr: text(training.blr),
+    seed: text(seed),
+    workers: text(PRETRAIN_DEFAULTS.workers) as LaunchForm['workers'],
   };
 }
 
