@@ -196,10 +196,6 @@ async function trainLoop(
   emit({ type: 'done', dir: run.dir, step: run.step, stopped: control.stopping && run.step < total });
 }
 
-function checkpointFolder(run: PretrainRun | FinetuneRun): string {
-  return nodePath.join(run.dir, 'checkpoints', `step-${String(run.step).padStart(8, '0')}`);
-}
-
 /**
  * The images a pretraining run trains on, and (for a labelled dataset with a validation split) the sets its
  * per-epoch k-NN uses; the train images are decoded once for both.
@@ -250,7 +246,7 @@ async function runPretrainSteps(
   await trainLoop(
     run,
     () => {
-      run.runSteps(1, (record, m) =>
+      const written = run.runSteps(1, (record, m) =>
         emit({
           type: 'step',
           record,
@@ -259,8 +255,7 @@ async function runPretrainSteps(
           ...(run.samples ? { samples: run.samples } : {}),
         }),
       );
-      if (run.step % c.checkpoint_every === 0 || run.step === c.steps)
-        emit({ type: 'checkpoint', folder: checkpointFolder(run), step: run.step });
+      for (const folder of written) emit({ type: 'checkpoint', folder, step: run.step });
       if (evalSets && (run.step % spe === 0 || run.step === c.steps)) {
         const rec = {
           step: run.step,
@@ -282,14 +277,12 @@ async function runFinetune(run: FinetuneRun, emit: Emit, control: JobControl): P
   await trainLoop(
     run,
     () => {
-      run.runSteps(
+      const written = run.runSteps(
         1,
         (record) => emit({ type: 'step', record }),
         (ev) => emit({ type: 'eval', record: { ...ev } as Record<string, number | string> }),
       );
-      if (run.step % run.config.checkpoint_every === 0 || run.step === run.config.steps) {
-        emit({ type: 'checkpoint', folder: checkpointFolder(run), step: run.step });
-      }
+      for (const folder of written) emit({ type: 'checkpoint', folder, step: run.step });
     },
     emit,
     control,
