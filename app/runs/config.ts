@@ -3,7 +3,6 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { z } from 'zod';
-import { Objective } from '../api/contract.js';
 import { FINETUNE, PRETRAIN, storedShape } from '../api/run-kinds.js';
 import { RunSetting as S, checkSetting } from '../api/run-settings.js';
 import {
@@ -15,68 +14,14 @@ import {
 } from '../../engine/config.js';
 import { RunJobSchemas, type JobSpec } from '../jobs/protocol.js';
 
-/** Everything that defines a pretraining run; config.json holds exactly this. */
-export interface PretrainConfig {
-  readonly kind: 'pretrain';
-  /** Dataset folder (as given). */
-  readonly data: string;
-  readonly preset: string;
-  /** The model, teacher_grid/teacher_dim already set from the teacher. */
-  readonly model: DigptConfig;
-  /** 'pixels' or a teacher file. */
-  readonly teacher: string;
-  /** digpt | gen-only | dis-only | kd | mae (engine/models/factory.ts). */
-  readonly objective: z.infer<typeof Objective>;
-  /** Optimisation steps in all. */
-  readonly steps: number;
-  /** Micro-batch size. */
-  readonly batch: number;
-  /** Micro-batches per step (gradient accumulation). */
-  readonly accum: number;
-  readonly seed: number;
-  /** Base lr per 256 images (1.5e-4 in the paper); lr = blr * batch * accum / 256. */
-  readonly blr: number;
-  readonly min_lr: number;
-  readonly warmup_steps: number;
-  readonly weight_decay: number;
-  /** Write a checkpoint every this many steps (and at the end). */
-  readonly checkpoint_every: number;
-  /**
-   * Threads sharing each micro-batch (1, or 2: a replica thread, see engine/parallel). Part of the run: the
-   * numerics differ by float rounding, so a resumed run keeps the same number.
-   */
-  readonly workers?: 1 | 2;
-}
+/**
+ * Everything that defines a pretraining run; config.json holds exactly this: the PRETRAIN table's settings resolved
+ * (app/api/run-kinds.ts, where each is documented), the recipe, and the model with teacher_grid/teacher_dim set.
+ */
+export type PretrainConfig = Readonly<z.infer<typeof PretrainConfigSchema>>;
 
-/** Everything that defines a fine-tuning run; config.json holds exactly this (every default resolved). */
-export interface FinetuneConfig {
-  readonly kind: 'finetune';
-  readonly from: string;
-  /** The dataset folder (absolute), when the run was started from one. */
-  readonly data?: string;
-  readonly model: VitConfig;
-  readonly classes: readonly string[];
-  readonly steps: number;
-  /** Train images per epoch / (batch * accum), rounded down (the last partial batch is dropped, as MAE). */
-  readonly steps_per_epoch: number;
-  /** steps / steps_per_epoch (fractional when steps was given). */
-  readonly epochs: number;
-  readonly batch: number;
-  readonly accum: number;
-  readonly blr: number;
-  readonly min_lr: number;
-  readonly layer_decay: number;
-  readonly weight_decay: number;
-  readonly drop_path: number;
-  readonly smoothing: number;
-  readonly mixup: number;
-  readonly cutmix: number;
-  readonly erase: number;
-  readonly warmup_epochs: number;
-  readonly seed: number;
-  readonly checkpoint_every: number;
-  readonly eval_batch: number;
-}
+/** Everything that defines a fine-tuning run; config.json holds exactly this (the FINETUNE table, every default resolved). */
+export type FinetuneConfig = Readonly<z.infer<typeof FinetuneConfigSchema>>;
 
 /** A model block: an object whose numbers the engine's resolver checks (it names the field). */
 function modelBlock<T>(resolve: (raw: Record<string, unknown>) => T) {
@@ -96,14 +41,21 @@ const path = z.string().min(1);
 /** config.json of a pretraining run (PretrainConfig). */
 export const PretrainConfigSchema = z.strictObject({
   kind: z.literal('pretrain'),
+  /** Dataset folder (absolute). */
   data: path,
   preset: z.string(),
+  /** The model, teacher_grid/teacher_dim already set from the teacher. */
   model: modelBlock<DigptConfig>((raw) => resolveDigptConfig(raw)),
+  /** 'pixels' or a teacher file. */
   teacher: path,
   ...storedShape(PRETRAIN, ['objective', 'steps', 'batch', 'accum', 'seed', 'blr', 'checkpoint_every']),
   min_lr: S.min_lr,
   warmup_steps: S.warmup_steps,
   weight_decay: S.weight_decay,
+  /**
+   * Threads sharing each micro-batch, written when 2 ('auto' resolved in the job). Part of the run: the numerics
+   * differ by float rounding, so a resumed run keeps the same number.
+   */
   workers: PRETRAIN.workers.schema.optional(),
 });
 
@@ -112,10 +64,13 @@ export const FinetuneConfigSchema = z
   .strictObject({
     kind: z.literal('finetune'),
     from: path,
+    /** The dataset folder (absolute), when the run was started from one. */
     data: path.optional(),
     model: modelBlock<VitConfig>((raw) => resolveVitConfig(raw)),
     classes: z.array(z.string()).min(2).readonly(),
+    /** Train images per epoch / (batch * accum), rounded down (the last partial batch is dropped, as MAE). */
     steps_per_epoch: z.number().int().positive(),
+    /** The table's settings resolved; `epochs` is steps / steps_per_epoch (fractional when steps was given). */
     ...storedShape(FINETUNE),
     min_lr: S.min_lr,
     weight_decay: S.weight_decay,
@@ -131,12 +86,6 @@ export const FinetuneConfigSchema = z
   });
 
 export type RunConfig = PretrainConfig | FinetuneConfig;
-
-// the schemas and the interfaces the runs use must agree (a compile-time check)
-type Agree<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const _pretrainAgrees: Agree<z.infer<typeof PretrainConfigSchema>, PretrainConfig> = true;
-const _finetuneAgrees: Agree<z.infer<typeof FinetuneConfigSchema>, FinetuneConfig> = true;
-void [_pretrainAgrees, _finetuneAgrees];
 
 function issuesText(issues: readonly z.core.$ZodIssue[], value: unknown): string {
   return issues

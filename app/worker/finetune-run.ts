@@ -1,6 +1,7 @@
 // A fine-tuning run on disk (MAE/D-iGPT recipe): config.json, metrics.jsonl, checkpoints, exact resume, timm export.
 import * as tf from '@tensorflow/tfjs-core';
 import * as nodePath from 'node:path';
+import { FINETUNE_DEFAULTS, FINETUNE_RECIPE, type FINETUNE, type Settings } from '../api/run-kinds.js';
 import {
   getPreset,
   resolveDigptConfig,
@@ -39,8 +40,13 @@ export interface LabelledImageSet extends ImageSet {
   readonly classes: readonly string[];
 }
 
-/** What `FinetuneRun.create` takes; every field but `from` has the recipe's default. */
-export interface FinetuneOptions {
+/**
+ * What `FinetuneRun.create` takes: where it starts, and the FINETUNE table's settings (app/api/run-kinds.ts, config.json's
+ * names), each defaulting to the table's value (the recipe); `steps` overrides `epochs`; `checkpoint_every` defaults
+ * to one epoch.
+ */
+export interface FinetuneOptions
+  extends Settings<typeof FINETUNE>, Partial<Record<keyof typeof FINETUNE_RECIPE, number>> {
   /** A pretraining run folder, a fine-tuning run folder, a safetensors file (vit_classifier or D-iGPT), or 'scratch'. */
   readonly from: string;
   /** The dataset folder, recorded so that `digpt resume` can reload it. */
@@ -49,41 +55,8 @@ export interface FinetuneOptions {
   readonly model?: Partial<VitConfig>;
   /** A D-iGPT preset name whose encoder gives the architecture (instead of `model`). */
   readonly preset?: string;
-  /** Passes over the train set (ignored when `steps` is given). Default 100 (the recipe). */
-  readonly epochs?: number;
-  /** Optimisation steps in all; overrides epochs. */
-  readonly steps?: number;
-  /** Micro-batch size (default 32). */
-  readonly batch?: number;
-  /** Micro-batches per step (default 1). */
-  readonly accum?: number;
-  /** Base lr per 256 images (default 1e-3); lr = blr * batch * accum / 256. */
-  readonly blr?: number;
-  /** Floor of the cosine schedule (1e-6, MAE). */
-  readonly min_lr?: number;
-  /** Layer-wise lr decay (0.65). */
-  readonly layer_decay?: number;
-  /** AdamW weight decay (0.05). */
-  readonly weight_decay?: number;
-  /** Stochastic depth at the last block (0.1). */
-  readonly drop_path?: number;
-  /** Label smoothing (0.1). */
-  readonly smoothing?: number;
-  /** Mixup alpha (0.8; 0 off). */
-  readonly mixup?: number;
-  /** Cutmix alpha (1.0; 0 off). */
-  readonly cutmix?: number;
-  /** Random erasing probability (0.25). */
-  readonly erase?: number;
-  /** Linear warm-up length in epochs (5). */
-  readonly warmup_epochs?: number;
-  readonly seed?: number;
   /** Mean of patch tokens + fc_norm (true, default) or the cls token + norm. */
   readonly global_pool?: boolean;
-  /** Write a checkpoint every this many steps (default: each epoch) and at the end. */
-  readonly checkpoint_every?: number;
-  /** Images per forward pass when evaluating (default 64). */
-  readonly eval_batch?: number;
 }
 
 // --- encoders and classifiers on disk ---
@@ -337,7 +310,7 @@ export class FinetuneRun extends TrainingRun<
   ): FinetuneRun {
     refuseExistingRun(dir);
     const classes = [...train.classes];
-    const seed = o.seed ?? 0;
+    const seed = o.seed ?? FINETUNE_DEFAULTS.seed;
     const fallback =
       o.model ?? (o.preset ? vitConfigOfDigpt(getPreset(o.preset).model, classes.length) : undefined);
     const opened = openClassifier(o.from, classes.length, {
@@ -347,10 +320,11 @@ export class FinetuneRun extends TrainingRun<
     });
     let run: FinetuneRun;
     try {
-      const batch = o.batch ?? 32;
-      const accum = o.accum ?? 1;
+      const D = { ...FINETUNE_DEFAULTS, ...FINETUNE_RECIPE };
+      const batch = o.batch ?? D.batch;
+      const accum = o.accum ?? D.accum;
       const spe = Math.max(1, Math.floor(train.count / (batch * accum)));
-      const steps = o.steps ?? (o.epochs ?? 100) * spe;
+      const steps = o.steps ?? (o.epochs ?? D.epochs) * spe;
       const config: FinetuneConfig = {
         kind: 'finetune',
         from: o.from,
@@ -362,19 +336,19 @@ export class FinetuneRun extends TrainingRun<
         epochs: steps / spe,
         batch,
         accum,
-        blr: o.blr ?? 1e-3,
-        min_lr: o.min_lr ?? 1e-6,
-        layer_decay: o.layer_decay ?? 0.65,
-        weight_decay: o.weight_decay ?? 0.05,
-        drop_path: o.drop_path ?? 0.1,
-        smoothing: o.smoothing ?? 0.1,
-        mixup: o.mixup ?? 0.8,
-        cutmix: o.cutmix ?? 1.0,
-        erase: o.erase ?? 0.25,
-        warmup_epochs: o.warmup_epochs ?? 5,
+        blr: o.blr ?? D.blr,
+        min_lr: o.min_lr ?? D.min_lr,
+        layer_decay: o.layer_decay ?? D.layer_decay,
+        weight_decay: o.weight_decay ?? D.weight_decay,
+        drop_path: o.drop_path ?? D.drop_path,
+        smoothing: o.smoothing ?? D.smoothing,
+        mixup: o.mixup ?? D.mixup,
+        cutmix: o.cutmix ?? D.cutmix,
+        erase: o.erase ?? D.erase,
+        warmup_epochs: o.warmup_epochs ?? D.warmup_epochs,
         seed,
         checkpoint_every: o.checkpoint_every ?? spe,
-        eval_batch: o.eval_batch ?? 64,
+        eval_batch: o.eval_batch ?? D.eval_batch,
       };
       checkConfigReadsBack(dir, config);
       run = new FinetuneRun(dir, config, opened.vit, train, val);
