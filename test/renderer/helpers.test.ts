@@ -4,7 +4,14 @@ import { test } from 'node:test';
 import { configDiff, flattenConfig } from '../../renderer/src/features/compare/config-diff.js';
 import { pathFromDrop, pathFromText } from '../../renderer/src/features/datasets/drop-path.js';
 import { classTable, nextThumbPage } from '../../renderer/src/features/datasets/thumbnails.js';
-import { buildLaunch, defaultForm } from '../../renderer/src/features/launch/launch-form.js';
+import {
+  FINETUNE,
+  FINETUNE_DEFAULTS,
+  KNN_DEFAULTS,
+  PRETRAIN_DEFAULTS,
+  PROBE,
+} from '../../app/api/run-kinds.js';
+import { buildLaunch, defaultForm, settingHelp } from '../../renderer/src/features/launch/launch-form.js';
 import {
   clusterCells,
   errorRange,
@@ -114,6 +121,25 @@ test('buildLaunch: a valid pretrain request, and the schema names bad fields', (
   assert.deepEqual(knn, { ok: true, request: { kind: 'knn', dataset: 'd1', from: 'run-1', seed: 0 } });
   const ft = buildLaunch({ ...defaultForm('finetune'), dataset: 'd1', from: 'scratch' });
   assert.ok(!ft.ok && ft.errors.preset);
+});
+
+test("launch form: each kind's defaults and hints come from its settings table (the CLI's too)", () => {
+  const ft = defaultForm('finetune');
+  assert.equal(Number(ft.batch), FINETUNE_DEFAULTS.batch);
+  assert.equal(Number(ft.blr), FINETUNE_DEFAULTS.blr);
+  const pre = defaultForm('pretrain');
+  assert.equal(Number(pre.blr), PRETRAIN_DEFAULTS.blr);
+  assert.equal(pre.workers, PRETRAIN_DEFAULTS.workers);
+  assert.equal(pre.objective, PRETRAIN_DEFAULTS.objective);
+  assert.equal(Number(defaultForm('knn').seed), KNN_DEFAULTS.seed);
+  assert.equal(settingHelp('finetune', 'batch'), FINETUNE.batch.help);
+  assert.equal(settingHelp('probe', 'seed'), PROBE.seed.help);
+  assert.equal(settingHelp('knn', 'batch'), undefined);
+  // a fine-tune launched with the form's defaults asks for the recipe's settings, in config.json's names
+  const r = buildLaunch({ ...ft, dataset: 'd1', from: 'run-1' });
+  assert.ok(r.ok && r.request.kind === 'finetune');
+  assert.equal(r.request.batch, FINETUNE_DEFAULTS.batch);
+  assert.equal(r.request.blr, FINETUNE_DEFAULTS.blr);
 });
 
 test('run actions: continue for paused, resume for stopped/failed', () => {

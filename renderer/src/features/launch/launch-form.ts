@@ -5,6 +5,8 @@ import {
   KNN_DEFAULTS,
   PRETRAIN_DEFAULTS,
   PROBE_DEFAULTS,
+  RUN_KINDS,
+  type SettingTable,
 } from '../../../../app/api/run-kinds.js';
 
 export type LaunchKind = 'pretrain' | 'finetune' | 'probe' | 'knn';
@@ -69,6 +71,12 @@ export function defaultForm(kind: LaunchKind = 'pretrain'): LaunchForm {
     seed: text(seed),
     workers: text(PRETRAIN_DEFAULTS.workers) as LaunchForm['workers'],
   };
+}
+
+/** A setting's one-line help from its run kind's table (the CLI's --help says the same), for the form's hints. */
+export function settingHelp(kind: LaunchKind, name: string): string | undefined {
+  const table: SettingTable = RUN_KINDS[kind];
+  return table[name]?.help;
 }
 
 /** A number from a text field; '' -> undefined, garbage -> NaN (the schema then names the field). */
