@@ -1,5 +1,8 @@
 // The run kinds' settings tables (app/api/run-kinds.ts) and what derives from them: launch request, job spec, CLI flags, config.json.
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
 import { describe, it } from 'node:test';
 import { LaunchRequest } from '../../app/api/contract.js';
 import {
@@ -7,6 +10,8 @@ import {
   FINETUNE_DEFAULTS,
   KNN,
   PRETRAIN,
+  PRETRAIN_DEFAULTS,
+  PRETRAIN_RECIPE,
   PROBE,
   RUN_KINDS,
   defaultsOf,
@@ -14,8 +19,29 @@ import {
   shownDefault,
 } from '../../app/api/run-kinds.js';
 import { COMMANDS } from '../../app/cli/commands.js';
-import { RunJobSchemas } from '../../app/jobs/protocol.js';
-import { FinetuneConfigSchema, PretrainConfigSchema, checkJobSpec } from '../../app/runs/config.js';
+import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
+import { startJob } from '../../app/jobs/host.js';
+import { RunJobSchemas, type JobSpec } from '../../app/jobs/protocol.js';
+import {
+  FinetuneConfigSchema,
+  PretrainConfigSchema,
+  checkJobSpec,
+  readRunConfig,
+} from '../../app/runs/config.js';
+
+const tmp = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-run-schema-'));
+const env = { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache') };
+
+/** Runs a job in a worker thread to its end; resolves to its error, if any. */
+async function run(job: JobSpec): Promise<string | undefined> {
+  const h = startJob(job, env);
+  let error: string | undefined;
+  h.on('event', (e) => {
+    if (e.type === 'error') error = e.message;
+  });
+  const r = await h.done();
+  return error ?? (r.ok ? undefined : (r.error ?? 'failed'));
+}
 
 const command = (name: string) => COMMANDS.find((c) => c.name === name);
 
@@ -110,5 +136,55 @@ describe('run kinds: one table per kind', () => {
     assert.ok(!PretrainConfigSchema.shape.workers.safeParse('auto').success);
     assert.equal(FINETUNE_DEFAULTS.drop_path, 0.1);
     assert.deepEqual(defaultsOf(KNN), { k: 20, seed: 0 });
+  });
+
+  it("resolves what a job leaves out to the table's defaults: config.json records them (one step of each kind)", async () => {
+    const pre = nodePath.join(tmp, 'pretrain');
+    const err = await run({
+      kind: 'pretrain',
+      data: BUILTIN_SAMPLE_DIR,
+      preset: 'digpt-micro-32',
+      teacher: 'pixels',
+      out: pre,
+      steps: 1,
+      batch: 4,
+      workers: 1,
+    });
+    assert.equal(err, undefined);
+    const p = readRunConfig(pre);
+    assert.ok(p.kind === 'pretrain');
+    assert.equal(p.objective, PRETRAIN_DEFAULTS.objective);
+    assert.equal(p.accum, PRETRAIN_DEFAULTS.accum);
+    assert.equal(p.blr, PRETRAIN_DEFAULTS.blr);
+    assert.equal(p.seed, PRETRAIN_DEFAULTS.seed);
+    assert.equal(p.checkpoint_every, PRETRAIN_DEFAULTS.checkpoint_every);
+    assert.equal(p.weight_decay, PRETRAIN_RECIPE.weight_decay);
+    assert.equal(p.batch, 4);
+    const ft = nodePath.join(tmp, 'finetune');
+    const err2 = await run({
+      kind: 'finetune',
+      data: BUILTIN_SAMPLE_DIR,
+      from: 'scratch',
+      preset: 'digpt-micro-32',
+      out: ft,
+      steps: 1,
+      batch: 4,
+      drop_path: 0,
+    });
+    assert.equal(err2, undefined);
+    const f = readRunConfig(ft);
+    assert.ok(f.kind === 'finetune');
+    assert.equal(f.drop_path, 0);
+    for (const name of [
+      'blr',
+      'layer_decay',
+      'smoothing',
+      'mixup',
+      'cutmix',
+      'erase',
+      'warmup_epochs',
+    ] as const)
+      assert.equal(f[name], FINETUNE_DEFAULTS[name], name);
+    assert.equal(f.checkpoint_every, f.steps_per_epoch, 'checkpoint_every: one epoch');
   });
 });
