@@ -10,6 +10,7 @@ import { encodeIdx, readIdx } from '../datasets/idx.js';
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec } from '../jobs/protocol.js';
 import { runModelFile } from '../runs/checkpoint.js';
+import { readMetrics } from '../runs/metrics.js';
 import {
   BUDGETS,
   RECIPE,
@@ -255,17 +256,13 @@ function plan(
   return tasks;
 }
 
-/** [step, loss] of each training line of a run's metrics.jsonl. */
+/** [step, loss] of each training line of a run's metrics.jsonl (through its one reader: a cut last line is left out). */
 export function readLosses(dir: string): [number, number][] {
-  const p = nodePath.join(dir, 'metrics.jsonl');
-  if (!fs.existsSync(p)) return [];
-  const out: [number, number][] = [];
-  for (const line of fs.readFileSync(p, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const r = JSON.parse(line) as { step?: number; loss?: number };
-    if (typeof r.step === 'number' && typeof r.loss === 'number') out.push([r.step, r.loss]);
-  }
-  return out;
+  return readMetrics(dir).flatMap((r) =>
+    typeof r.step === 'number' && typeof r['loss'] === 'number'
+      ? [[r.step, r['loss']] as [number, number]]
+      : [],
+  );
 }
 
 /** Runs one job in a worker, printing its progress; resolves to what it measured, rejects on failure. */

@@ -122,17 +122,50 @@ export function parseRunConfig(value: unknown, file: string): RunConfig {
   return r.data as RunConfig;
 }
 
-/** The checked config.json of the run folder `dir`. */
-export function readRunConfig(dir: string): RunConfig {
+/** config.json of a probe or k-NN run the workbench launched: the job it ran, and the run's title. */
+export const EvalRunConfigSchemas = {
+  probe: RunJobSchemas.probe.extend({ title: z.string() }),
+  knn: RunJobSchemas.knn.extend({ title: z.string() }),
+} as const;
+export type EvalRunConfig = z.infer<(typeof EvalRunConfigSchemas)['probe' | 'knn']>;
+
+/** The config.json of any run folder: a training run's, or a probe's or k-NN's. */
+export type AnyRunConfig = RunConfig | EvalRunConfig;
+
+/** Checks the config.json of any run kind; the error names the file and the field. */
+export function parseAnyRunConfig(value: unknown, file: string): AnyRunConfig {
+  const kind = value && typeof value === 'object' ? (value as { kind?: unknown }).kind : undefined;
+  if (kind !== 'probe' && kind !== 'knn') return parseRunConfig(value, file);
+  const r = EvalRunConfigSchemas[kind].safeParse(value);
+  if (!r.success)
+    throw new ConfigError(
+      `${file}: ${issuesText(r.error.issues, value)}`,
+      String(r.error.issues[0]?.path[0] ?? ''),
+    );
+  return r.data;
+}
+
+/** RUN_DIR/config.json parsed as JSON (not yet checked); the error names the file. */
+function readConfigFile(dir: string): { file: string; value: unknown } {
   const file = nodePath.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json; not a run folder`);
-  let value: unknown;
   try {
-    value = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return { file, value: JSON.parse(fs.readFileSync(file, 'utf8')) };
   } catch (e) {
     throw new ConfigError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
   }
+}
+
+/** The checked config.json of the training run folder `dir` (pretrain or finetune). */
+export function readRunConfig(dir: string): RunConfig {
+  const { file, value } = readConfigFile(dir);
   return parseRunConfig(value, file);
+}
+
+/** The checked config.json of any run folder `dir` (what the workbench lists and shows). */
+export function readAnyRunConfig(dir: string): AnyRunConfig {
+  const { file, value } = readConfigFile(dir);
+  return parseAnyRunConfig(value, file);
 }
 
 /** Threads sharing a micro-batch: two only where the replica gives a second core its work (wasm runs one thread). */

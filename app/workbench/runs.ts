@@ -13,6 +13,7 @@ import { PRETRAIN_DEFAULTS } from '../api/run-kinds.js';
 import { startJob, type JobHandle } from '../jobs/host.js';
 import type { JobSpec, WorkerEvent } from '../jobs/protocol.js';
 import { listCheckpoints, verifyCheckpoint } from '../runs/checkpoint.js';
+import { parseAnyRunConfig, readAnyRunConfig, type AnyRunConfig } from '../runs/config.js';
 import { exportMetricsCsv } from '../runs/csv.js';
 import { resolveExportTarget } from '../runs/paths.js';
 import { clearLockOfEndedJob } from '../runs/lock.js';
@@ -39,6 +40,8 @@ interface Live {
   summary: RunSummary;
   handle?: JobHandle;
   frame?: PatchOrderFrame;
+  /** The run's checked config.json, read when its job reports the run (the patch-order view needs its model). */
+  config?: AnyRunConfig;
   /** Wall time and step when the job started, for the ETA. */
   t0: number;
   step0: number;
@@ -49,6 +52,27 @@ function readJson(path: string): Record<string, unknown> | undefined {
     return JSON.parse(fs.readFileSync(path, 'utf8')) as Record<string, unknown>;
   } catch {
     return undefined;
+  }
+}
+
+const KINDS: readonly RunSummary['kind'][] = ['pretrain', 'finetune', 'probe', 'knn'];
+
+/**
+ * What the list shows of a run folder on disk: its checked config.json, or, when that does not check, the run as
+ * failed with the reason (naming the file and field), so a damaged run is seen rather than hidden. Undefined for a
+ * folder that holds no config.json (not a run).
+ */
+function listed(
+  dir: string,
+): { config?: AnyRunConfig; kind: RunSummary['kind']; error?: string } | undefined {
+  if (!fs.existsSync(nodePath.join(dir, 'config.json'))) return undefined;
+  try {
+    const config = readAnyRunConfig(dir);
+    return { config, kind: config.kind };
+  } catch (e) {
+    const raw = readJson(nodePath.join(dir, 'config.json'))?.['kind'];
+    const kind = KINDS.find((k) => k === raw) ?? 'pretrain';
+    return { kind, error: e instanceof Error ? e.message : String(e) };
   }
 }
 
@@ -65,10 +89,10 @@ export class RunManager {
     fs.mkdirSync(root, { recursive: true });
     for (const id of fs.readdirSync(root).sort()) {
       const dir = nodePath.join(root, id);
-      const cfg = readJson(nodePath.join(dir, 'config.json'));
-      if (!cfg) continue;
-      const kind = (cfg['kind'] as RunSummary['kind'] | undefined) ?? 'pretrain';
-      const total = Number(cfg['steps'] ?? 0);
+      const l = listed(dir);
+      if (!l) continue;
+      const { config: cfg, kind } = l;
+      const total = cfg && 'steps' in cfg ? cfg.steps : 0;
       const step = lastLoggedStep(readMetrics(dir));
       const result = readJson(nodePath.join(dir, 'result.json')) as RunSummary['result'];
       this.runs.set(id, {
@@ -76,9 +100,11 @@ export class RunManager {
           id,
           dir,
           kind,
-          title: String(cfg['title'] ?? `${kind} ${String(cfg['preset'] ?? '')}`.trim()),
-          status:
-            kind === 'probe' || kind === 'knn'
+          title:
+            cfg && 'title' in cfg ? cfg.title : `${kind} ${cfg && 'preset' in cfg ? cfg.preset : ''}`.trim(),
+          status: l.error
+            ? 'failed'
+            : kind === 'probe' || kind === 'knn'
               ? result
                 ? 'done'
                 : 'failed'
@@ -90,6 +116,7 @@ export class RunManager {
           etaSeconds: null,
           imgPerSec: null,
           ...(result ? { result } : {}),
+          ...(l.error ? { error: l.error } : {}),
           startedAt: fs.statSync(dir).mtime.toISOString(),
         },
         t0: 0,
@@ -168,8 +195,11 @@ export class RunManager {
         const { dataset: _dataset, from, ...settings } = req;
         job = { ...settings, data, source: this.runDir(from, req.kind) };
         title = `${req.kind} of ${from}`;
+        const file = nodePath.join(dir, 'config.json');
+        // written as it will be read back (listing, runs.config): checked first
+        const config = parseAnyRunConfig({ ...job, title }, file);
         fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify({ ...job, title }, null, 2));
+        fs.writeFileSync(file, JSON.stringify(config, null, 2));
       }
     }
     const live: Live = {
@@ -227,6 +257,7 @@ export class RunManager {
         });
         live.t0 = Date.now();
         live.step0 = e.startStep;
+        live.config = listed(s.dir)?.config;
         break;
       case 'step': {
         const rec = { ...e.record } as unknown as MetricRecord;
@@ -236,10 +267,8 @@ export class RunManager {
         this.events.metrics(s.id, [rec]);
         this.update(live, { step: e.record.step, imgPerSec: e.record.img_per_s, etaSeconds: eta });
         if (e.order && e.clusterError && e.samples && s.kind === 'pretrain') {
-          const cfg = readJson(nodePath.join(s.dir, 'config.json'));
-          const cps = Number(
-            (cfg?.['model'] as Record<string, unknown> | undefined)?.['clusters_per_side'] ?? 2,
-          );
+          const cfg = live.config?.kind === 'pretrain' ? live.config : undefined;
+          const cps = cfg?.model.clusters_per_side ?? 2;
           const k = cps * cps;
           const n = e.samples.count;
           // kd/mae have no cluster order to draw
@@ -331,7 +360,7 @@ export class RunManager {
   }
 
   config(id: string): Record<string, unknown> {
-    return readJson(nodePath.join(this.get(id).summary.dir, 'config.json')) ?? {};
+    return readAnyRunConfig(this.get(id).summary.dir) as unknown as Record<string, unknown>;
   }
 
   patchOrder(id: string): PatchOrderFrame | null {
