@@ -5,7 +5,8 @@ import { resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
 import { createPretrainModel } from '../../engine/models/factory.js';
 import type { DigptBatch, PretrainModel } from '../../engine/models/pretrain-model.js';
-import { loadDigptCanonical, type WeightSource } from '../../engine/models/naming.js';
+import { loadDigptCanonical, mapSource, type WeightSource } from '../../engine/models/naming.js';
+import { VitClassifier } from '../../engine/models/vit.js';
 import { DataParallel } from '../../engine/parallel/data-parallel.js';
 import {
   digptOptimizer,
@@ -21,6 +22,8 @@ import {
 } from '../../engine/train/memory.js';
 import { cropResizeNormalize, drawCrop } from './augment.js';
 import { goodCheckpoint } from './checkpoints.js';
+import { featuresOf, knn } from './evaluate.js';
+import { loadClassifierParts, vitConfigOfDigpt, type LabelledImageSet } from './finetune-run.js';
 import { checkWorkersBackend, type PretrainConfig } from '../runs/config.js';
 import type { StepRecord } from '../runs/metrics.js';
 import { refuseExistingRun, type RunOpenOptions } from './run-files.js';
@@ -47,6 +50,23 @@ function studentSamples(view: Float32Array, n: number, size: number): StudentSam
   return { count: n, size, pixels: out };
 }
 
+/** The per-epoch k-NN uses at most this many training images, so an epoch's evaluation stays cheap. */
+const KNN_TRAIN_CAP = 10_000;
+
+/** The labelled sets a pretraining run's per-epoch k-NN evaluates on. */
+export interface KnnSets {
+  readonly train: LabelledImageSet;
+  readonly val: LabelledImageSet;
+}
+
+/** A pretraining run's evaluation line of metrics.jsonl: k-NN top-1 of its encoder at an epoch's end. */
+export interface KnnRecord {
+  readonly step: number;
+  /** Epochs of the k-NN's train set done (steps / its steps per epoch). */
+  readonly epoch: number;
+  readonly knn_top1: number;
+}
+
 /** A few of the images a step trained on, as the student saw them. */
 export interface StudentSamples {
   readonly count: number;
@@ -64,13 +84,16 @@ export class PretrainRun extends TrainingRun<
   PretrainModel,
   DigptBatch,
   PretrainStepMetrics,
-  StepRecord
+  StepRecord,
+  KnnRecord
 > {
   private readonly teacher: Teacher;
   private readonly data: ImageSet;
   private parallel: DataParallel | undefined;
   /** The first images of the last micro-batch built (the one whose cluster order a step reports). */
   samples: StudentSamples | undefined;
+  /** Where the per-epoch k-NN runs (none: no k-NN), and its steps per epoch. */
+  private knnOn: { sets: KnnSets; stepsPerEpoch: number } | undefined;
 
   private constructor(dir: string, config: PretrainConfig, teacher: Teacher, data: ImageSet) {
     const model = createPretrainModel(config.model, { seed: config.seed, objective: config.objective });
@@ -217,6 +240,46 @@ export class PretrainRun extends TrainingRun<
 
   protected loadWeights(src: WeightSource): void {
     loadDigptCanonical(this.model, src);
+  }
+
+  /**
+   * Evaluates the encoder by k-NN on `sets` at the end of each of their epochs (train images / (batch * accum)
+   * steps) and of the run, logging each to metrics.jsonl before that step's checkpoint.
+   */
+  evaluateOn(sets: KnnSets): void {
+    const c = this.config;
+    this.knnOn = { sets, stepsPerEpoch: Math.max(1, Math.floor(sets.train.count / (c.batch * c.accum))) };
+  }
+
+  protected override evaluateAfterStep(last: boolean): KnnRecord | undefined {
+    const on = this.knnOn;
+    if (!on || !(this.step % on.stepsPerEpoch === 0 || last)) return undefined;
+    const rec: KnnRecord = {
+      step: this.step,
+      epoch: this.step / on.stepsPerEpoch,
+      knn_top1: this.knnTop1(on.sets),
+    };
+    this.appendMetrics(rec);
+    return rec;
+  }
+
+  /** k-NN top-1 of the current encoder on the validation split (LayerNorm of the mean patch token). */
+  private knnTop1({ train, val }: KnnSets): number {
+    const vit = new VitClassifier(vitConfigOfDigpt(this.config.model, train.classes.length));
+    try {
+      loadClassifierParts(vit, mapSource('encoder', this.model.params.exportTorch()));
+      const n = Math.min(train.count, KNN_TRAIN_CAP);
+      const per = train.side * train.side * 3;
+      const sub: LabelledImageSet = {
+        ...train,
+        count: n,
+        pixels: train.pixels.subarray(0, n * per),
+        labels: train.labels.subarray(0, n),
+      };
+      return knn(featuresOf(vit, sub, val), sub, val).top1;
+    } finally {
+      vit.dispose();
+    }
   }
 
   /** Starts the replica thread when the run asks for two workers (call once after create/resume). */

@@ -5,21 +5,15 @@ import { KNN_DEFAULTS, PRETRAIN_DEFAULTS, PRETRAIN_RECIPE, PROBE_DEFAULTS } from
 import { getPreset, resolveDigptConfig, type DigptConfig } from '../../engine/config.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
 import { PRETRAIN_OBJECTIVES, isPretrainObjective } from '../../engine/models/factory.js';
-import { fileSource, loadDigptOfficial, mapSource } from '../../engine/models/naming.js';
+import { fileSource, loadDigptOfficial } from '../../engine/models/naming.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { autoWorkers } from '../../engine/parallel/data-parallel.js';
 import { currentBackend } from '../../engine/train/memory.js';
 import { cacheSideFor, loadSplit, scanDataset, type DatasetScan, type SplitName } from '../datasets/index.js';
 import { sourceFile } from './checkpoints.js';
-import { featuresOf, knn, probe } from './evaluate.js';
-import {
-  FinetuneRun,
-  exportClassifier,
-  loadClassifierParts,
-  vitConfigOfDigpt,
-  type LabelledImageSet,
-} from './finetune-run.js';
-import { PretrainRun } from './pretrain-run.js';
+import { knn, probe } from './evaluate.js';
+import { FinetuneRun, exportClassifier, vitConfigOfDigpt, type LabelledImageSet } from './finetune-run.js';
+import { PretrainRun, type KnnSets } from './pretrain-run.js';
 import { checkJobSpec, checkWorkersBackend, readRunConfig, type PretrainConfig } from '../runs/config.js';
 import { exportRun } from './export.js';
 import { RunLock } from '../runs/lock.js';
@@ -42,9 +36,6 @@ export interface JobControl {
 }
 
 type Emit = (e: JobEvent) => void;
-
-/** The pretraining k-NN uses at most this many training images, so an epoch's evaluation stays cheap. */
-const KNN_TRAIN_CAP = 10_000;
 
 async function scan(data: string, emit: Emit): Promise<DatasetScan> {
   if (!fs.existsSync(data)) throw new Error(`dataset folder ${data} does not exist`);
@@ -151,26 +142,6 @@ function pretrainConfig(job: PretrainJob, count: number, workers: 1 | 2): Omit<P
   };
 }
 
-/** k-NN top-1 of the run's current encoder on the validation split (LayerNorm of the mean patch token). */
-function pretrainKnn(run: PretrainRun, train: LabelledImageSet, val: LabelledImageSet): number {
-  const cfg: DigptConfig = run.config.model;
-  const vit = new VitClassifier(vitConfigOfDigpt(cfg, train.classes.length));
-  try {
-    loadClassifierParts(vit, mapSource('encoder', run.model.params.exportTorch()));
-    const n = Math.min(train.count, KNN_TRAIN_CAP);
-    const per = train.side * train.side * 3;
-    const sub: LabelledImageSet = {
-      ...train,
-      count: n,
-      pixels: train.pixels.subarray(0, n * per),
-      labels: train.labels.subarray(0, n),
-    };
-    return knn(featuresOf(vit, sub, val), sub, val).top1;
-  } finally {
-    vit.dispose();
-  }
-}
-
 async function trainLoop(
   run: PretrainRun | FinetuneRun,
   step: () => void,
@@ -204,7 +175,7 @@ async function pretrainData(
   data: string,
   side: number,
   emit: Emit,
-): Promise<{ train: LabelledImageSet; evalSets?: { train: LabelledImageSet; val: LabelledImageSet } }> {
+): Promise<{ train: LabelledImageSet; evalSets?: KnnSets }> {
   const s = await scan(data, emit);
   const split = s.splits.find((x) => x.name === 'train') ?? (s.splits[0] as { name: SplitName });
   const train = await loadImages(s, split.name, side, emit);
@@ -215,7 +186,7 @@ async function pretrainData(
 
 async function runPretrain(
   run: PretrainRun,
-  evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined,
+  evalSets: KnnSets | undefined,
   emit: Emit,
   control: JobControl,
 ): Promise<void> {
@@ -229,13 +200,12 @@ async function runPretrain(
 
 async function runPretrainSteps(
   run: PretrainRun,
-  evalSets: { train: LabelledImageSet; val: LabelledImageSet } | undefined,
+  evalSets: KnnSets | undefined,
   emit: Emit,
   control: JobControl,
 ): Promise<void> {
   const c = run.config;
-  const trainCount = evalSets?.train.count ?? 0;
-  const spe = trainCount ? Math.max(1, Math.floor(trainCount / (c.batch * c.accum))) : Infinity;
+  if (evalSets) run.evaluateOn(evalSets);
   emit({
     type: 'run',
     dir: run.dir,
@@ -246,25 +216,19 @@ async function runPretrainSteps(
   await trainLoop(
     run,
     () => {
-      const written = run.runSteps(1, (record, m) =>
-        emit({
-          type: 'step',
-          record,
-          order: m.order,
-          clusterError: m.clusterError,
-          ...(run.samples ? { samples: run.samples } : {}),
-        }),
+      const written = run.runSteps(
+        1,
+        (record, m) =>
+          emit({
+            type: 'step',
+            record,
+            order: m.order,
+            clusterError: m.clusterError,
+            ...(run.samples ? { samples: run.samples } : {}),
+          }),
+        (record) => emit({ type: 'eval', record: { ...record } }),
       );
       for (const folder of written) emit({ type: 'checkpoint', folder, step: run.step });
-      if (evalSets && (run.step % spe === 0 || run.step === c.steps)) {
-        const rec = {
-          step: run.step,
-          epoch: run.step / spe,
-          knn_top1: pretrainKnn(run, evalSets.train, evalSets.val),
-        };
-        run.appendMetrics(rec);
-        emit({ type: 'eval', record: rec });
-      }
     },
     emit,
     control,

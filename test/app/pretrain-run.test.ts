@@ -1,4 +1,4 @@
-// Pretraining runs on disk: metrics, checkpoints, exact resume, an interrupted checkpoint write, NaN handling.
+// Pretraining runs on disk: metrics, checkpoints, exact resume, an interrupted checkpoint write, NaN handling, k-NN.
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,6 +9,7 @@ import { getPreset } from '../../engine/config.js';
 import { Rng } from '../../engine/rng.js';
 import { latestGoodCheckpoint, listCheckpoints } from '../../app/runs/checkpoint.js';
 import type { StepRecord } from '../../app/runs/metrics.js';
+import type { LabelledImageSet } from '../../app/worker/finetune-run.js';
 import { PretrainRun, type ImageSet } from '../../app/worker/pretrain-run.js';
 
 before(async () => {
@@ -148,6 +149,54 @@ describe('PretrainRun', () => {
     assert.equal(a.step, 2);
     a.dispose();
     assert.equal(metrics(dir).length, 2);
+  });
+
+  it('with k-NN sets, evaluates at each of their epochs and at the end, before the checkpoint, changing no loss', () => {
+    const labelled = (count: number, seed: number): LabelledImageSet => ({
+      ...images(count, 36, seed),
+      labels: Int32Array.from({ length: count }, (_, i) => i % 2),
+      classes: ['a', 'b'],
+    });
+    const cfg = { ...base, steps: 5, batch: 2, accum: 1, checkpoint_every: 2 };
+    const plain = nodePath.join(tmp(), 'plain');
+    const a = PretrainRun.create(plain, cfg, data);
+    a.runSteps(5);
+    a.dispose();
+    const dir = nodePath.join(tmp(), 'knn');
+    const b = PretrainRun.create(dir, cfg, data);
+    b.evaluateOn({ train: labelled(8, 2), val: labelled(4, 3) }); // 8 / (2 * 1): an epoch is 4 steps
+    const evals: unknown[] = [];
+    try {
+      b.runSteps(5, undefined, (e) => {
+        const ck = nodePath.join(b.checkpointDir, `step-${String(e.step).padStart(8, '0')}`);
+        assert.equal(fs.existsSync(ck), false, `${ck} written before its step's k-NN`);
+        evals.push(e);
+      });
+    } finally {
+      b.dispose();
+    }
+    const lines = fs
+      .readFileSync(nodePath.join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>);
+    assert.deepEqual(
+      lines.map((l) => ('knn_top1' in l ? `knn@${l['step']}` : l['step'])),
+      [1, 2, 3, 4, 'knn@4', 5, 'knn@5'],
+    );
+    assert.deepEqual(
+      evals.map((e) => (e as { epoch: number }).epoch),
+      [1, 1.25],
+    );
+    for (const e of evals) {
+      const top1 = (e as { knn_top1: number }).knn_top1;
+      assert.ok(top1 >= 0 && top1 <= 1, `knn_top1 ${top1}`);
+    }
+    // the k-NN reads the weights and draws nothing from the run's Rng
+    assert.deepEqual(
+      lines.filter((l) => !('knn_top1' in l)).map((l) => l['loss']),
+      metrics(plain).map((r) => r.loss),
+    );
   });
 
   it('refuses to overwrite a run folder', () => {
