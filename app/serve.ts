@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { RequestEnvelope } from './api/contract.js';
 import { Workbench } from './workbench/index.js';
+import { contentType } from './ui-files.js';
 
 export interface ServeOptions {
   readonly host?: string;
@@ -41,16 +42,6 @@ export const DEFAULT_STATIC_DIR = nodePath.resolve(import.meta.dirname, '..', 'd
 /** The largest WebSocket message accepted; upload chunks (app/api/contract.ts) are sized to fit well under it. */
 export const MAX_MESSAGE_BYTES = 1 << 20;
 const DEFAULT_PING_MS = 30_000;
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.json': 'application/json',
-  '.woff2': 'font/woff2',
-};
 
 const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'";
@@ -267,7 +258,7 @@ export async function serve(o: ServeOptions): Promise<Server> {
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) return answer(res, 404);
     res.writeHead(200, {
       ...COMMON_HEADERS,
-      'Content-Type': TYPES[nodePath.extname(file)] ?? 'application/octet-stream',
+      'Content-Type': contentType(nodePath.extname(file)),
     });
     // a read error (file removed or unreadable) cuts this response only
     pipeline(fs.createReadStream(file), res, (err) => {

@@ -3,6 +3,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { CONTENT_SECURITY_POLICY } from './security.js';
+import { contentType } from '../app/ui-files.js';
 
 export const APP_SCHEME = 'app';
 /** A standard scheme needs a host; the window's origin is app://workbench. */
@@ -19,18 +20,6 @@ export const APP_SCHEME_PRIVILEGES = {
   scheme: APP_SCHEME,
   privileges: { standard: true, secure: true, supportFetchAPI: true },
 } as const;
-
-/** What the built page holds (vite's output), by extension. */
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.json': 'application/json',
-  '.woff2': 'font/woff2',
-  '.wasm': 'application/wasm',
-};
 
 /** Where a request goes: a file under the root, or a refusal with its status. */
 export type AppTarget = { file: string } | { status: 400 | 403 | 404 };
@@ -85,7 +74,7 @@ export function createAppProtocolHandler(root: string): (request: Request) => Pr
       if (!built) return refuse(503, `The interface is not built (${root}): run \`npm run build:renderer\`.`);
       return refuse(404);
     }
-    const type = TYPES[nodePath.extname(target.file)] ?? 'application/octet-stream';
+    const type = contentType(nodePath.extname(target.file));
     const headers = { ...COMMON_HEADERS, 'Content-Type': type };
     if (request.method === 'HEAD') return new Response(null, { status: 200, headers });
     return new Response(await readFile(target.file), { status: 200, headers });
