@@ -245,11 +245,13 @@ def _plan(path, tensors):
         if not isinstance(name, str) or name == "__metadata__":
             raise SafetensorsError(path, "name is reserved for metadata or not a string", name)
         a = np.asarray(a)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
         code = _WRITE_DTYPES.get(a.dtype)
         if code is None:
             raise SafetensorsError(path, f"cannot write dtype {a.dtype} (supported: "
                                          f"{', '.join(str(d) for d in _WRITE_DTYPES)})", name)
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype)
+        a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (ascontiguousarray would not)
         planned.append((name, code, a))
     # sorted by UTF-8 bytes, as Python's reference writer and the workbench order them
     planned.sort(key=lambda t: t[0].encode("utf-8"))
