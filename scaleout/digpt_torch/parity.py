@@ -145,7 +145,7 @@ def _digpt_setup(config, tensors, objective="digpt", device="cpu"):
 
     from .model import _OFFICIAL_BUFFERS, _TAP_COPY, build_pretrain, load_official_state, official_name
 
-    model = build_pretrain(config, objective).to(device)
+    model = build_pretrain(config, objective, init="fast").to(device)
     w = _sub(tensors, "weights.")
     if objective != "digpt":
         # the one decoder's official names only (the other decoder is not part of this model)

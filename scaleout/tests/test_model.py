@@ -248,6 +248,23 @@ class EngineCrossCheckTest(unittest.TestCase):
                     for key in ("exp_avg", "exp_avg_sq"):
                         self.assertLess(_rel(opt2.state[p][key], opt.state[p][key]), 1e-4)
 
+    def test_workbench_initial_weights(self):
+        """A fresh model starts from the workbench's exact weights for the same seed (every objective)."""
+        for obj in M.OBJECTIVES:
+            with self.subTest(objective=obj):
+                m = M.build_pretrain(ENGINE_CFG, obj, seed=3)
+                ref = {k[len(obj) + 3:]: v for k, v in self.t.items() if k.startswith(f"{obj}/w/")}
+                sd = m.state_dict()
+                self.assertEqual(set(sd), set(ref))
+                for k, v in ref.items():
+                    got = sd[k].numpy()
+                    if k.endswith("_token"):  # Box-Muller through libm vs V8's fdlibm: equal but for a rare ulp
+                        self.assertLessEqual(np.abs(got - v).max(), 1e-7, k)
+                    else:
+                        self.assertTrue(np.array_equal(got, v), k)
+                fast = M.build_pretrain(ENGINE_CFG, obj, seed=3, init="fast")
+                self.assertEqual(set(fast.state_dict()), set(ref))
+
     def test_teachers(self):
         cfg = dict(ENGINE_CFG, teacher_grid=4, teacher_dim=48)
         pix = T.load_teacher("pixels", cfg)
