@@ -10,8 +10,10 @@ the ImageNet mean/std) are non-persistent buffers: not parameters (so no optimiz
 Tensors are PyTorch's NCHW for images, (B, tokens, features) for sequences. The official checkpoint names (with
 their ar_/kd_ memory quirk) are converted here too: `official_name`, `load_official_state`, `official_state`.
 """
+import contextlib
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -54,7 +56,16 @@ OBJECTIVES = ("digpt", "gen-only", "dis-only", "kd", "mae")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_SDPA = getattr(F, "scaled_dot_product_attention", None)
+# torch >= 2.0's fused attention; DIGPT_TORCH_ATTENTION=math forces the plain softmax(q k^T) v path
+_SDPA = None if os.environ.get("DIGPT_TORCH_ATTENTION") == "math" else getattr(F, "scaled_dot_product_attention", None)
+
+
+def _fp32(device_type):
+    """The losses in float32 even inside a bf16 autocast region (2 - 2cos and its means are precision-sensitive)."""
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except (RuntimeError, TypeError, ValueError):
+        return contextlib.nullcontext()
 
 
 class ConfigError(ValueError):
@@ -658,7 +669,8 @@ class DigptPretrain(_PretrainModel):
         lead = None
         for role in self.roles:
             pred = self.forward_decoder(role, taps, order)
-            loss, cerr, agree = self.decoder_loss(pred, self.targets_for(role, targets, order))
+            with _fp32(x.device.type):
+                loss, cerr, agree = self.decoder_loss(pred.float(), self.targets_for(role, targets.float(), order))
             res[f"loss_{role}"] = loss
             parts[f"pred_{role}"] = pred
             total = loss if total is None else total + loss
@@ -694,11 +706,14 @@ class KdPretrain(_PretrainModel):
         gg = self.grid ** 2
         h, _ = self.encode(self.embed(x))
         pred = self.kd_pred(self.kd_norm(h))  # [B, GG+1, Dt], cls last
-        body = pred[:, :gg]
-        if self.grid != c["teacher_grid"]:
-            body = torch.matmul(self.resize, body)
-        cos, err = _cosine_error(torch.cat([pred[:, gg:], body], dim=1), targets)  # the teacher's layout, cls first
-        loss = err.mean()
+        with _fp32(x.device.type):
+            p32 = pred.float()
+            body = p32[:, :gg]
+            if self.grid != c["teacher_grid"]:
+                body = torch.matmul(self.resize, body)
+            # the teacher's layout, cls first
+            cos, err = _cosine_error(torch.cat([p32[:, gg:], body], dim=1), targets.float())
+            loss = err.mean()
         res = {"loss": loss, "loss_gen": None, "loss_dis": loss, "agreement": cos.mean().detach(),
                "cluster_error": err.mean(1, keepdim=True).detach()}
         if return_parts:
@@ -755,20 +770,21 @@ class MaePretrain(_PretrainModel):
         for blk in self.decoder_blocks:
             q = blk(q)
         pred = self.decoder_pred(self.decoder_norm(q))  # [B, GG+1, Dt]
-        m = torch.zeros(b, gg, device=x.device, dtype=pred.dtype)
-        m.scatter_(1, order[:, v:], 1.0)  # 1 at the masked patches
-        body = pred[:, :gg]
-        if self.grid != c["teacher_grid"]:
-            body = torch.matmul(self.resize, body)
-            m = m @ self.resize.t()
-        cos, err = _cosine_error(body, targets[:, 1:])
-        per_sample = m.sum(1)
-        total = per_sample.sum()
-        werr = err * m
-        loss = werr.sum() / total
-        res = {"loss": loss, "loss_gen": None, "loss_dis": loss,
-               "agreement": ((cos * m).sum() / total).detach(),
-               "cluster_error": (werr.sum(1) / per_sample).unsqueeze(1).detach()}
+        with _fp32(x.device.type):
+            m = torch.zeros(b, gg, device=x.device, dtype=torch.float32)
+            m.scatter_(1, order[:, v:], 1.0)  # 1 at the masked patches
+            body = pred.float()[:, :gg]
+            if self.grid != c["teacher_grid"]:
+                body = torch.matmul(self.resize, body)
+                m = m @ self.resize.t()
+            cos, err = _cosine_error(body, targets.float()[:, 1:])
+            per_sample = m.sum(1)
+            total = per_sample.sum()
+            werr = err * m
+            loss = werr.sum() / total
+            res = {"loss": loss, "loss_gen": None, "loss_dis": loss,
+                   "agreement": ((cos * m).sum() / total).detach(),
+                   "cluster_error": (werr.sum(1) / per_sample).unsqueeze(1).detach()}
         if return_parts:
             res.update(encoder_out=h, pred_gen=None, pred_dis=pred)
         return res
