@@ -99,24 +99,20 @@ def main(argv=None):
             p = subprocess.Popen([sys.executable, "-m", a.module] + rest, env=env, preexec_fn=_child_setup)
             procs.append(p)
             print(f"launch: rank {a.node_rank * a.nproc + lr} pid {p.pid}", file=sys.stderr, flush=True)
-        failed = None
         while True:
-            alive = 0
-            for r, p in enumerate(procs):
-                code = p.poll()
-                if code is None:
-                    alive += 1
-                elif code != 0 and failed is None:
-                    failed = (r, code)
-            if failed is not None or alive == 0:
+            codes = [p.poll() for p in procs]
+            failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed or all(c is not None for c in codes):
                 break
             time.sleep(0.1)
-        if failed is None:
+        if not failed:
             return 0
-        r, code = failed
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        print(f"launch: rank {a.node_rank * a.nproc + r} {how}; stopping the other ranks", file=sys.stderr,
-              flush=True)
+        # a rank killed by a signal is the likelier cause (its peers then fail in their collectives)
+        failed.sort(key=lambda rc: (rc[1] > 0, rc[0]))
+        code = failed[0][1]
+        how = "; ".join(f"rank {a.node_rank * a.nproc + r} " +
+                        (f"was killed by signal {-c}" if c < 0 else f"exited with status {c}") for r, c in failed)
+        print(f"launch: {how}; stopping the other ranks", file=sys.stderr, flush=True)
         for p in procs:
             if p.poll() is None:
                 try:

@@ -77,9 +77,17 @@ class Dist:
         import torch
 
         self.torch = torch
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        env = os.environ
+        if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+            # one task per GPU started by srun (launch/slurm.sbatch): Slurm's numbering is the process group's
+            env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_NTASKS"]
+            env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        self.world = int(env.get("WORLD_SIZE", "1"))
+        self.rank = int(env.get("RANK", "0"))
+        self.local_rank = int(env.get("LOCAL_RANK", "0"))
+        if self.world > 1 and ("MASTER_ADDR" not in env or "MASTER_PORT" not in env):
+            raise TrainError(f"WORLD_SIZE is {self.world} but MASTER_ADDR/MASTER_PORT are not set; start the ranks "
+                             "with torchrun, python3 -m digpt_torch.launch or the bundle's launch files")
         if device_kind == "auto":
             device_kind = "cuda" if torch.cuda.is_available() else "cpu"
         if device_kind == "cuda":
