@@ -96,7 +96,7 @@ const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   teacher: {
     type: 'string',
     value: 'SPEC',
-    help: "targets: 'pixels', a CLIP safetensors file, or a classifier the workbench exported",
+    help: "targets: 'pixels', 'builtin' (the built-in teacher), a CLIP safetensors file, or a classifier the workbench exported",
     required: true,
   },
   ...settingFlags(PRETRAIN),

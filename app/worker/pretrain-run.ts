@@ -25,7 +25,7 @@ import { goodCheckpoint } from './checkpoints.js';
 import { featuresOf, knn } from './evaluate.js';
 import { loadClassifierParts, vitConfigOfDigpt, type LabelledImageSet } from './finetune-run.js';
 import { checkWorkersBackend, type PretrainConfig } from '../runs/config.js';
-import type { StepRecord } from '../runs/metrics.js';
+import { readMetrics, type StepRecord } from '../runs/metrics.js';
 import { refuseExistingRun, type RunOpenOptions } from './run-files.js';
 import { NonFiniteTeacherError, openTeacher, withTeacher, type Teacher } from './teacher.js';
 import { checkConfigReadsBack, trainableCount, TrainingRun, type ImageSet } from './training-run.js';
@@ -244,11 +244,18 @@ export class PretrainRun extends TrainingRun<
 
   /**
    * Evaluates the encoder by k-NN on `sets` at the end of each of their epochs (train images / (batch * accum)
-   * steps) and of the run, logging each to metrics.jsonl before that step's checkpoint.
+   * steps) and of the run, logging each to metrics.jsonl before that step's checkpoint. A run at step 0 is
+   * evaluated at once (its random encoder: where the curve starts), unless a restarted run logged that already;
+   * that record is returned.
    */
-  evaluateOn(sets: KnnSets): void {
+  evaluateOn(sets: KnnSets): KnnRecord | undefined {
     const c = this.config;
     this.knnOn = { sets, stepsPerEpoch: Math.max(1, Math.floor(sets.train.count / (c.batch * c.accum))) };
+    if (this.step !== 0 || readMetrics(this.dir).some((r) => r.step === 0 && 'knn_top1' in r))
+      return undefined;
+    const rec: KnnRecord = { step: 0, epoch: 0, knn_top1: this.knnTop1(sets) };
+    this.appendMetrics(rec);
+    return rec;
   }
 
   protected override evaluateAfterStep(last: boolean): KnnRecord | undefined {

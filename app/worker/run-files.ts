@@ -196,7 +196,8 @@ export function createRunFolder(dir: string, config: object, o: RunOpenOptions):
 
 /**
  * Removes the run folder a job created when it failed before its first step: only if it holds nothing but what
- * creation wrote (config.json, an empty metrics.jsonl, an empty checkpoints/), and no lock (no one else took it up).
+ * creation and the step-0 evaluation wrote (config.json, a metrics.jsonl of step-0 lines only, their TensorBoard
+ * event file, an empty checkpoints/), and no lock (no one else took it up).
  * Returns whether it was removed.
  */
 export function removeUnstartedRun(dir: string): boolean {
@@ -204,13 +205,31 @@ export function removeUnstartedRun(dir: string): boolean {
   for (const name of fs.readdirSync(dir)) {
     const p = nodePath.join(dir, name);
     if (name === 'config.json') continue;
-    if (name === 'metrics.jsonl' && fs.statSync(p).size === 0) continue;
+    if (name === 'metrics.jsonl' && onlyStepZero(p)) continue;
     if (name === 'checkpoints' && fs.statSync(p).isDirectory() && fs.readdirSync(p).length === 0) continue;
+    // the TensorBoard mirror of metrics.jsonl's step-0 lines
+    if (name.startsWith('events.out.tfevents.') && fs.statSync(p).isFile()) continue;
     // anything else (a lock, a checkpoint, a user's file) means the folder is not only ours to remove
     return false;
   }
   fs.rmSync(dir, { recursive: true, force: true });
   return true;
+}
+
+/** Whether a metrics file holds only step-0 lines (the random encoder's evaluation), or nothing. */
+function onlyStepZero(path: string): boolean {
+  if (!fs.statSync(path).isFile()) return false;
+  const lines = fs
+    .readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  return lines.every((l) => {
+    try {
+      return (JSON.parse(l) as { step?: unknown }).step === 0;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The folder the checkpoint of `step` is (or will be) written to. */

@@ -21,6 +21,13 @@ import { onEventFileWarning } from '../runs/tensorboard.js';
 import { removeUnstartedRun, type RunOpenOptions } from './run-files.js';
 import type { EvalJob, FinetuneJob, JobSpec, PretrainJob, WorkerEvent } from '../jobs/protocol.js';
 import { cacheDir } from '../workspace.js';
+import { BUILTIN_TEACHER } from '../teachers/index.js';
+
+/** A job's teacher as config.json records it: 'pixels', the built-in teacher's file for 'builtin', or a file. */
+function teacherSpec(t: string): string {
+  if (t === 'pixels') return 'pixels';
+  return t === 'builtin' ? BUILTIN_TEACHER : nodePath.resolve(t);
+}
 
 /** Event without its sequence number (the host numbers them). */
 export type JobEvent = WorkerEvent extends infer E
@@ -127,7 +134,7 @@ function pretrainConfig(job: PretrainJob, count: number, workers: 1 | 2): Omit<P
     data: nodePath.resolve(job.data),
     preset: job.preset,
     model: jobModel(job),
-    teacher: job.teacher === 'pixels' ? 'pixels' : nodePath.resolve(job.teacher),
+    teacher: teacherSpec(job.teacher),
     objective,
     steps,
     batch,
@@ -205,7 +212,8 @@ async function runPretrainSteps(
   control: JobControl,
 ): Promise<void> {
   const c = run.config;
-  if (evalSets) run.evaluateOn(evalSets);
+  const first = evalSets ? run.evaluateOn(evalSets) : undefined;
+  if (first) emit({ type: 'eval', record: { ...first } });
   emit({
     type: 'run',
     dir: run.dir,

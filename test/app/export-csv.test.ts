@@ -110,11 +110,11 @@ describe('metricsTable', () => {
 });
 
 describe('digpt export --format csv', () => {
-  it('writes RUN/export/metrics.csv: one row per step, the k-NN column at the last step, numbers exact', () => {
+  it('writes RUN/export/metrics.csv: one row per step and step 0, the k-NN at steps 0 and 3, numbers exact', () => {
     const r = digpt('export', run, '--format', 'csv');
     assert.equal(r.status, 0, r.stderr);
     const path = nodePath.join(fs.realpathSync(run), 'export', 'metrics.csv');
-    assert.equal(r.stdout, `wrote ${path} (3 rows, steps up to 3)\n`);
+    assert.equal(r.stdout, `wrote ${path} (4 rows, steps up to 3)\n`);
     const [header, ...rows] = parseCsv(fs.readFileSync(path, 'utf8'));
     assert.deepEqual(header, [
       'step',
@@ -131,26 +131,27 @@ describe('digpt export --format csv', () => {
     ]);
     assert.deepEqual(
       rows.map((c) => c[0]),
-      ['1', '2', '3'],
+      ['0', '1', '2', '3'],
     );
     const lines = readMetrics(run);
-    assert.equal(lines.length, 4); // three steps and the evaluation
+    assert.equal(lines.length, 5); // the step-0 evaluation, three steps and the last evaluation
     const col = (name: string) => (header as string[]).indexOf(name);
     for (const line of lines) {
-      const row = rows[(line.step as number) - 1] as string[];
+      const row = rows[line.step as number] as string[];
       for (const [k, v] of Object.entries(line)) {
         const c = 'loss' in line || k === 'step' || k === 'knn_top1' ? col(k) : col(`eval_${k}`);
         assert.equal(typeof v === 'number' ? Number(row[c]) : row[c], v, `${k} at step ${line.step}`);
       }
     }
-    assert.deepEqual([rows[0]?.[col('knn_top1')], rows[1]?.[col('eval_epoch')]], ['', '']);
+    assert.deepEqual([rows[1]?.[col('knn_top1')], rows[2]?.[col('eval_epoch')]], ['', '']);
+    assert.deepEqual([rows[0]?.[col('loss')], rows[0]?.[col('eval_epoch')]], ['', '0']);
   });
 
   it('--out and --json; an existing file only with --overwrite; never a run file; the default is replaced', () => {
     const out = nodePath.join(tmp, 'a.csv');
     const j = digpt('export', run, '--format', 'csv', '--out', out, '--json');
     assert.equal(j.status, 0, j.stderr);
-    assert.deepEqual(JSON.parse(j.stdout), { path: out, rows: 3, step: 3 });
+    assert.deepEqual(JSON.parse(j.stdout), { path: out, rows: 4, step: 3 });
     const again = digpt('export', run, '--format', 'csv', '--out', out);
     assert.equal(again.status, 1);
     assert.match(again.stderr, /a\.csv already exists; export with overwrite/);
@@ -189,7 +190,7 @@ describe('runs.export csv (the workbench, as digpt serve runs it)', () => {
         path: nodePath.join(fs.realpathSync(run), 'export', 'metrics.csv'),
         tensors: 0,
         step: 3,
-        rows: 3,
+        rows: 4,
       });
       const inExports = await wb.handle('runs.export', {
         id: 'a',

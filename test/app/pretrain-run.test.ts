@@ -164,7 +164,11 @@ describe('PretrainRun', () => {
     a.dispose();
     const dir = nodePath.join(tmp(), 'knn');
     const b = PretrainRun.create(dir, cfg, data);
-    b.evaluateOn({ train: labelled(8, 2), val: labelled(4, 3) }); // 8 / (2 * 1): an epoch is 4 steps
+    const sets = { train: labelled(8, 2), val: labelled(4, 3) };
+    const first = b.evaluateOn(sets); // 8 / (2 * 1): an epoch is 4 steps
+    // a run at step 0 is evaluated at once (the random encoder), and only once
+    assert.equal(first?.step, 0);
+    assert.equal(b.evaluateOn(sets), undefined);
     const evals: unknown[] = [];
     try {
       b.runSteps(5, undefined, (e) => {
@@ -182,7 +186,7 @@ describe('PretrainRun', () => {
       .map((l) => JSON.parse(l) as Record<string, number>);
     assert.deepEqual(
       lines.map((l) => ('knn_top1' in l ? `knn@${l['step']}` : l['step'])),
-      [1, 2, 3, 4, 'knn@4', 5, 'knn@5'],
+      ['knn@0', 1, 2, 3, 4, 'knn@4', 5, 'knn@5'],
     );
     assert.deepEqual(
       evals.map((e) => (e as { epoch: number }).epoch),

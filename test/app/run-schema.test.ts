@@ -81,7 +81,7 @@ describe('run kinds: one table per kind', () => {
     }
     assert.equal(flagName('checkpoint_every'), 'checkpoint-every');
     assert.equal(command('finetune')?.flags['drop-path']?.shown, '0.1');
-    assert.equal(command('pretrain')?.flags['blr']?.shown, '1.5e-4');
+    assert.equal(command('pretrain')?.flags['blr']?.shown, '5e-3');
     assert.equal(command('finetune')?.flags['checkpoint-every']?.shown, 'one epoch');
   });
 

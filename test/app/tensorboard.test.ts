@@ -331,15 +331,16 @@ describe('the event file appendMetrics writes beside metrics.jsonl', () => {
     assert.deepEqual(
       [...before.keys()],
       [
+        'eval/knn_top1', // step 0: the random encoder
         'train/loss',
         'train/loss_gen',
         'train/loss_dis',
         'train/lr',
         'train/agreement',
         'train/img_per_s',
-        'eval/knn_top1',
       ],
     );
+    assert.equal(before.get('eval/knn_top1')?.[0]?.step, 0);
     // a crash after step 4's lines, before its checkpoint: the resume starts again after step 2
     fs.rmSync(nodePath.join(dir, 'checkpoints', 'step-00000004'), { recursive: true });
     // and an event file damaged on disk, which cannot be cut back: the job warns and trains on
@@ -362,7 +363,7 @@ describe('the event file appendMetrics writes beside metrics.jsonl', () => {
     assert.equal(files.length, 2);
     assert.deepEqual(
       readEventFile(files[0] as string).events.flatMap((e) => (e.scalars.length ? [e.step] : [])),
-      [1, 2],
+      [0, 1, 2],
     );
     const second = readEventFile(files[1] as string).events;
     assert.deepEqual([second[1]?.sessionStatus, second[1]?.step], [SESSION_START, 3]);

@@ -103,7 +103,7 @@ test('buildLaunch: a valid pretrain request, and the schema names bad fields', (
     steps: 200,
     batch: 32,
     accum: 1,
-    blr: 1.5e-4,
+    blr: 5e-3,
     seed: 0,
     workers: 'auto',
   });
