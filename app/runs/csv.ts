@@ -1,7 +1,7 @@
 // A run's metrics.jsonl as one CSV table for pandas: one row per step, train and eval columns side by side.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { isStepLine, metricsPath, readMetrics, type MetricLine } from './metrics.js';
+import { isEventLine, isStepLine, metricsPath, readMetrics, type MetricLine } from './metrics.js';
 import {
   checkExportTarget,
   isRunFolder,
@@ -31,7 +31,7 @@ export function metricsTable(lines: readonly MetricLine[]): { columns: string[];
   const trainKeys = new Set<string>();
   const evalKeys = new Set<string>();
   for (const r of lines) {
-    if (typeof r.step !== 'number') continue;
+    if (typeof r.step !== 'number' || isEventLine(r)) continue;
     const keys = isStepLine(r) ? trainKeys : evalKeys;
     for (const k of Object.keys(r)) if (k !== 'step') keys.add(k);
   }
@@ -41,7 +41,7 @@ export function metricsTable(lines: readonly MetricLine[]): { columns: string[];
 
   const byStep = new Map<number, unknown[]>();
   for (const r of lines) {
-    if (typeof r.step !== 'number') continue;
+    if (typeof r.step !== 'number' || isEventLine(r)) continue;
     const row = byStep.get(r.step) ?? [r.step];
     byStep.set(r.step, row);
     const train = isStepLine(r);

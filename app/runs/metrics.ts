@@ -81,6 +81,40 @@ export function isStepLine(r: MetricLine): boolean {
   return typeof r.step === 'number' && typeof r['loss'] === 'number';
 }
 
+/**
+ * An event line, not a measurement: `{"event": "engine", "step", "engine", ...}` is written when a run changes engine
+ * (the workbench, or digpt_torch on a cluster: scaleout/). Tables, charts and TensorBoard leave event lines out.
+ */
+export function isEventLine(r: MetricLine): boolean {
+  return typeof r['event'] === 'string';
+}
+
+/** The engine name the workbench writes in its engine events (digpt_torch writes its own). */
+export const WORKBENCH_ENGINE = 'workbench';
+
+/**
+ * Notes a change of engine: when the run's last engine event names another engine (it trained on a cluster), an
+ * event line saying that the workbench goes on from `step`. A run that never left the workbench gets none.
+ */
+export function markEngine(
+  dir: string,
+  step: number,
+  detail: Readonly<Record<string, string | number>> = {},
+): boolean {
+  const last = readMetrics(dir)
+    .filter((r) => r['event'] === 'engine')
+    .at(-1);
+  if (!last || last['engine'] === WORKBENCH_ENGINE) return false;
+  appendMetrics(dir, {
+    event: 'engine',
+    step,
+    engine: WORKBENCH_ENGINE,
+    ...detail,
+    time: new Date().toISOString(),
+  });
+  return true;
+}
+
 /** The last step trained according to metrics.jsonl (0 when none). */
 export function lastLoggedStep(records: readonly MetricLine[]): number {
   let step = 0;

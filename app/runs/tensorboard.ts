@@ -350,6 +350,8 @@ export function readRunScalars(dir: string): Map<string, ScalarPoint[]> {
  * `step` and `epoch` are the x-axis, not curves; non-numbers (time) and non-finite values are left out.
  */
 export function metricScalars(rec: Readonly<Record<string, unknown>>): EventScalar[] {
+  // an event line (a change of engine) is no measurement
+  if (typeof rec['event'] === 'string') return [];
   const group = typeof rec['loss'] === 'number' ? 'train' : 'eval';
   const out: EventScalar[] = [];
   for (const [k, v] of Object.entries(rec)) {

@@ -4,33 +4,76 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
 import type { AdamW, AdamWState } from '../../engine/optim/adamw.js';
+import { fromTorch, toTorch, type ParamSpec } from '../../engine/models/params.js';
 import { checkpointName, removeTmpCheckpoints, type GoodCheckpoint } from '../runs/checkpoint.js';
 import { scanGoodCheckpoints } from './checkpoints.js';
 import { writeFileChecked, writing } from '../runs/disk.js';
 import { RunLock } from '../runs/lock.js';
 import { lastLoggedStep, metricsPath, readMetrics } from '../runs/metrics.js';
 
-/** Writes AdamW's moments (engine layout, flat) and step as `optimizer.safetensors` in a checkpoint folder. */
-export function saveOptimizer(folder: string, st: AdamWState): void {
+/**
+ * `optimizer.safetensors`, version 2: AdamW's moments `m.NAME` and `v.NAME` in PyTorch layouts (each the shape of
+ * its weight in model.safetensors, converted as the weights are), metadata `format_version` "2" and `step`. The
+ * workbench and digpt_torch (scaleout/) both write it and read it. Version 1 (no `format_version`) held the moments
+ * flat in the engine's own layout; it is still read.
+ */
+export const OPTIMIZER_FORMAT_VERSION = 2;
+
+/** Writes AdamW's moments (version 2, PyTorch layouts) and step as `optimizer.safetensors` in a checkpoint folder. */
+export function saveOptimizer(folder: string, st: AdamWState, specs: ReadonlyMap<string, ParamSpec>): void {
   const moments = new Map<string, TensorToWrite>();
   for (const [label, m] of [
     ['m', st.m],
     ['v', st.v],
   ] as const) {
-    for (const [k, data] of m) moments.set(`${label}.${k}`, { dtype: 'F32', shape: [data.length], data });
+    for (const [k, data] of m) {
+      const s = specs.get(k);
+      if (!s) throw new Error(`optimizer state names ${k}, which is no parameter of the model`);
+      moments.set(`${label}.${k}`, { dtype: 'F32', shape: [...s.shape], data: toTorch(s, data) });
+    }
   }
   const path = nodePath.join(folder, 'optimizer.safetensors');
-  writing(path, () => writeSafetensors(path, moments, { step: String(st.step) }));
+  writing(path, () =>
+    writeSafetensors(path, moments, {
+      format_version: String(OPTIMIZER_FORMAT_VERSION),
+      step: String(st.step),
+    }),
+  );
 }
 
-/** Restores what saveOptimizer wrote. */
-export function loadOptimizer(folder: string, opt: AdamW): void {
-  const o = SafetensorsFile.open(nodePath.join(folder, 'optimizer.safetensors'));
+/** Restores what saveOptimizer wrote (version 2), or a version 1 file (flat, engine layout). */
+export function loadOptimizer(folder: string, opt: AdamW, specs: ReadonlyMap<string, ParamSpec>): void {
+  const path = nodePath.join(folder, 'optimizer.safetensors');
+  const o = SafetensorsFile.open(path);
   try {
+    const version = o.metadata['format_version'] ?? '1';
+    if (version !== '1' && version !== '2')
+      throw new Error(
+        `${path}: optimizer format_version ${version} is not one this workbench reads (1 or 2)`,
+      );
+    const step = Number(o.metadata['step']);
+    if (!Number.isInteger(step) || step < 0) throw new Error(`${path}: metadata step is not a step number`);
     const m = new Map<string, Float32Array>();
     const v = new Map<string, Float32Array>();
-    for (const k of o.keys()) (k.startsWith('m.') ? m : v).set(k.slice(2), o.readFloat32(k));
-    opt.importState({ step: Number(o.metadata['step']), m, v });
+    for (const k of o.keys()) {
+      const into = k.startsWith('m.') ? m : k.startsWith('v.') ? v : undefined;
+      if (!into) throw new Error(`${path}: unexpected key ${k} (moments are m.NAME and v.NAME)`);
+      const name = k.slice(2);
+      const data = o.readFloat32(k);
+      if (version === '1') {
+        into.set(name, data);
+        continue;
+      }
+      const s = specs.get(name);
+      if (!s) throw new Error(`${path}: ${k} names no parameter of the model`);
+      const shape = o.entry(k).shape;
+      if (shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i]))
+        throw new Error(
+          `${path}: ${k} has shape [${shape.join(', ')}], the parameter has [${s.shape.join(', ')}]`,
+        );
+      into.set(name, fromTorch(s, data));
+    }
+    opt.importState({ step, m, v });
   } finally {
     o.close();
   }

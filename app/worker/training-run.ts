@@ -9,7 +9,7 @@ import { checkStepMemory, currentBackend, type StepMemory } from '../../engine/t
 import { writeCheckpoint, type GoodCheckpoint } from '../runs/checkpoint.js';
 import { parseRunConfig, readRunConfig, type RunConfig } from '../runs/config.js';
 import { writing } from '../runs/disk.js';
-import { appendMetrics, truncateMetrics } from '../runs/metrics.js';
+import { appendMetrics, markEngine, truncateMetrics } from '../runs/metrics.js';
 import { goodCheckpoint } from './checkpoints.js';
 import {
   checkFiniteState,
@@ -296,7 +296,7 @@ export abstract class TrainingRun<
     return writeCheckpoint(this.checkpointDir, this.step, (folder) => {
       const path = nodePath.join(folder, 'model.safetensors');
       writing(path, () => this.writeWeights(path, weights));
-      saveOptimizer(folder, opt);
+      saveOptimizer(folder, opt, this.model.params.specs);
       saveStreamState(folder, state);
     });
   }
@@ -308,7 +308,7 @@ export abstract class TrainingRun<
     } finally {
       f.close();
     }
-    loadOptimizer(folder, this.opt);
+    loadOptimizer(folder, this.opt, this.model.params.specs);
     this.stream.restore(loadStreamState<StreamState>(folder));
   }
 
@@ -365,6 +365,8 @@ export abstract class TrainingRun<
       const ck = point();
       if (ck) run.load(ck.folder);
       truncateMetrics(run.dir, run.step);
+      // a run that trained elsewhere (digpt_torch) goes on here: said in metrics.jsonl
+      markEngine(run.dir, run.step, { backend: currentBackend() });
     } catch (e) {
       run?.dispose();
       releaseHeld(held);

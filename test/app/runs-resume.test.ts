@@ -5,11 +5,14 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkpointName, verifyCheckpoint, writeCheckpoint } from '../../app/runs/checkpoint.js';
+import { readRunConfig } from '../../app/runs/config.js';
 import { parseMetrics, readMetrics, truncateMetrics } from '../../app/runs/metrics.js';
 import { FinetuneRun, type LabelledImageSet } from '../../app/worker/finetune-run.js';
 import { PretrainRun } from '../../app/worker/pretrain-run.js';
 import { initBackend } from '../../engine/backend.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../../engine/io/safetensors.js';
+import { digptSpecs } from '../../engine/models/digpt.js';
+import { fromTorch } from '../../engine/models/params.js';
 import { digpt, images, MICRO, sandbox, spawnDigpt, TRAIN } from './runs-helpers.js';
 
 before(async () => {
@@ -148,6 +151,89 @@ describe('resume', () => {
     const before = metricsText(dir);
     assert.throws(() => FinetuneRun.resume(dir, train, val), /cannot resume .*: it has no checkpoint/);
     assert.equal(metricsText(dir), before);
+  });
+});
+
+describe('optimizer.safetensors', () => {
+  it('is version 2, the moments in PyTorch shapes; a version-1 file (flat, engine layout) resumes to the same run', () => {
+    const dir = sixSteps(3);
+    const folder = nodePath.join(dir, 'checkpoints', checkpointName(3));
+    const opt = readSafetensors(nodePath.join(folder, 'optimizer.safetensors'));
+    assert.deepEqual(opt.metadata, { format_version: '2', step: '3' });
+    const weights = readSafetensors(nodePath.join(folder, 'model.safetensors'));
+    const config = readRunConfig(dir);
+    assert.equal(config.kind, 'pretrain');
+    const trained = digptSpecs(config.model).filter((s) => s.trainable);
+    assert.deepEqual(
+      [...opt.tensors.keys()].sort(),
+      trained.flatMap((s) => [`m.${s.name}`, `v.${s.name}`]).sort(),
+    );
+    for (const s of trained)
+      assert.deepEqual(opt.tensors.get(`m.${s.name}`)?.shape, weights.tensors.get(s.name)?.shape);
+
+    // the same checkpoint as version 1 wrote it, in a copy of the run
+    const v1 = fresh();
+    fs.cpSync(dir, v1, { recursive: true });
+    const v1Folder = nodePath.join(v1, 'checkpoints', checkpointName(3));
+    fs.rmSync(nodePath.join(v1, 'checkpoints', checkpointName(6)), { recursive: true });
+    truncateMetrics(v1, 3);
+    const flat = new Map<string, TensorToWrite>();
+    for (const s of trained)
+      for (const label of ['m', 'v']) {
+        const data = fromTorch(s, opt.tensors.get(`${label}.${s.name}`)?.data as Float32Array);
+        flat.set(`${label}.${s.name}`, { dtype: 'F32', shape: [data.length], data });
+      }
+    const ck = nodePath.join(v1, 'checkpoints');
+    const saved = fs.mkdtempSync(nodePath.join(box.dir, 'v1-'));
+    for (const f of ['model.safetensors', 'state.json'])
+      fs.copyFileSync(nodePath.join(v1Folder, f), nodePath.join(saved, f));
+    fs.rmSync(v1Folder, { recursive: true });
+    writeCheckpoint(ck, 3, (f) => {
+      for (const name of ['model.safetensors', 'state.json'])
+        fs.copyFileSync(nodePath.join(saved, name), nodePath.join(f, name));
+      writeSafetensors(nodePath.join(f, 'optimizer.safetensors'), flat, { step: '3' });
+    });
+    const r = PretrainRun.resume(v1, data);
+    r.runSteps(3);
+    r.dispose();
+    const losses = (d: string) => readMetrics(d).flatMap((m) => ('loss' in m ? [[m.step, m.loss]] : []));
+    assert.deepEqual(losses(v1), losses(dir));
+    // what it writes from then on is version 2 again
+    const after6 = readSafetensors(nodePath.join(ck, checkpointName(6), 'optimizer.safetensors'));
+    assert.equal(after6.metadata['format_version'], '2');
+  });
+
+  it('names the file and the key when a moment has the wrong shape or an unknown format version', () => {
+    const dir = sixSteps(3);
+    const ck = nodePath.join(dir, 'checkpoints');
+    const file = nodePath.join(ck, checkpointName(6), 'optimizer.safetensors');
+    const opt = readSafetensors(file);
+    const bent = new Map<string, TensorToWrite>();
+    for (const [k, t] of opt.tensors)
+      bent.set(k, {
+        dtype: 'F32',
+        shape: k === 'm.cls_token' ? [t.data.length] : t.shape,
+        data: t.data as Float32Array,
+      });
+    const rewrite = (meta: Record<string, string>) => {
+      fs.rmSync(nodePath.join(ck, checkpointName(6)), { recursive: true });
+      const src = nodePath.join(ck, checkpointName(3));
+      writeCheckpoint(ck, 6, (f) => {
+        for (const name of ['model.safetensors', 'state.json'])
+          fs.copyFileSync(nodePath.join(src, name), nodePath.join(f, name));
+        writeSafetensors(nodePath.join(f, 'optimizer.safetensors'), bent, meta);
+      });
+    };
+    rewrite({ format_version: '2', step: '6' });
+    assert.throws(
+      () => PretrainRun.resume(dir, data),
+      /optimizer\.safetensors: m\.cls_token has shape \[\d+\], the parameter has \[1, 1, \d+\]/,
+    );
+    rewrite({ format_version: '9', step: '6' });
+    assert.throws(
+      () => PretrainRun.resume(dir, data),
+      /optimizer format_version 9 is not one this workbench reads/,
+    );
   });
 });
 
