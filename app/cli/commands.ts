@@ -203,6 +203,47 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: { json },
   },
   {
+    name: 'scaleout',
+    args: '[RUN_DIR]',
+    positionals: 1,
+    summary:
+      'hand a pretraining run to PyTorch DDP (digpt_torch): a bundle with launch files for torchrun, Slurm and this machine',
+    flags: {
+      out: { type: 'string', value: 'BUNDLE', help: 'the bundle folder to create', required: true },
+      // a new run for the cluster: the settings of digpt pretrain (its step-0 checkpoint is bundled)
+      ...Object.fromEntries(
+        Object.entries(PRETRAIN_FLAGS)
+          .filter(([k]) => k !== 'out' && k !== 'json' && k !== 'workers')
+          .map(([k, v]) => [k, { ...v, required: false }]),
+      ),
+      nodes: {
+        type: 'string',
+        value: 'N',
+        help: 'machines of the launch',
+        default: '1',
+        number: int(undefined),
+      },
+      'gpus-per-node': {
+        type: 'string',
+        value: 'G',
+        help: 'ranks per machine (GPUs, or processes on a CPU machine)',
+        default: '1',
+        number: int(undefined),
+      },
+      'data-root': {
+        type: 'string',
+        value: 'PATH',
+        help: 'where the dataset folder is on the cluster',
+        shown: "the run's dataset folder",
+      },
+      json,
+    },
+    notes: [
+      'RUN_DIR: a pretraining run (its newest good checkpoint is bundled); without it, --data, --preset, --teacher',
+      "and digpt pretrain's settings make a new run at step 0 for the cluster to train",
+    ],
+  },
+  {
     name: 'export',
     args: 'RUN_DIR',
     positionals: 1,
@@ -258,6 +299,13 @@ export const COMMANDS: readonly CommandSpec[] = [
         type: 'string',
         value: 'DIR',
         help: 'list the run folders in DIR instead of WORKSPACE/runs (new runs are made there too)',
+      },
+      external: {
+        type: 'string',
+        value: 'DIR',
+        help:
+          'follow runs trained elsewhere (a synced copy of digpt_torch runs): DIR is such a run or holds them; ' +
+          'the UI may add runs inside DIR only',
       },
     },
   },

@@ -10,7 +10,7 @@ import { PRESETS } from '../../engine/config.js';
 import { BUILTIN_SAMPLE_DIR } from '../datasets/index.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { startJob } from '../jobs/host.js';
-import type { ExportJob, FinetuneJob, JobSpec, PretrainJob } from '../jobs/protocol.js';
+import type { ExportJob, FinetuneJob, JobSpec, PretrainJob, ScaleoutJob } from '../jobs/protocol.js';
 import { exportMetricsCsv } from '../runs/csv.js';
 import { defaultWorkspace, newRunDir, runsDir, runStamp } from '../workspace.js';
 import { commandUsage, COMMANDS, findCommand, groupOf, topUsage, type CommandSpec } from './commands.js';
@@ -335,6 +335,50 @@ async function runExport(job: ExportJob): Promise<{ path: string; tensors: numbe
   return { path: String(result['path']), tensors: Number(result['tensors']), step: Number(result['step']) };
 }
 
+/** `digpt scaleout`: the bundle is written by a job (it reads checkpoints and the teacher with the engine). */
+async function scaleoutCommand(f: Flags): Promise<number> {
+  const run = f.positionals.length > 0 ? f.arg(0, 'RUN_DIR') : undefined;
+  const fresh = ['data', 'preset', 'teacher'].filter((k) => f.has(k));
+  if (run && fresh.length > 0)
+    throw new UsageError(`give RUN_DIR or --data/--preset/--teacher for a new run, not both`, 'scaleout');
+  let pretrain: Omit<PretrainJob, 'out'> | undefined;
+  if (!run) {
+    const { out: _out, ...settings } = pretrainJob(f);
+    pretrain = settings;
+  }
+  const json = f.bool('json');
+  const job: ScaleoutJob = {
+    kind: 'scaleout',
+    ...(run ? { run } : {}),
+    ...(pretrain ? { pretrain } : {}),
+    out: f.req('out'),
+    nodes: f.num('nodes') as number,
+    gpus_per_node: f.num('gpus-per-node') as number,
+    ...(f.has('data-root') ? { data_root: f.req('data-root') } : {}),
+  };
+  const handle = startJob(job);
+  let result: Record<string, number | string> | undefined;
+  let error: string | undefined;
+  handle.on('event', (e) => {
+    if (e.type === 'result') result = { ...e.result };
+    else if (e.type === 'error') error = e.message;
+    else if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${e.text}\n`);
+    else if (e.type === 'progress' && !json && e.done === e.total)
+      process.stderr.write(`${e.phase}: ${e.done}/${e.total}\n`);
+  });
+  const r = await handle.done();
+  if (error ?? !r.ok) throw new Error(error ?? r.error ?? 'scaleout failed');
+  if (!result) throw new Error('scaleout finished without a result');
+  process.stdout.write(
+    json
+      ? `${JSON.stringify(result)}\n`
+      : `wrote ${result['path']}: step ${result['step']}, ${result['world_size']} rank(s) x batch ` +
+          `${result['per_rank_batch']}, ${result['files']} dataset file(s) referenced\n` +
+          `run it here: ${result['path']}/launch/local.sh --nproc 2; on a cluster: launch/torchrun.sh or sbatch launch/slurm.sbatch\n`,
+  );
+  return 0;
+}
+
 async function benchUsage(): Promise<string> {
   const { USAGE } = await import('../../engine/bench/main.js');
   return [
@@ -362,12 +406,16 @@ async function serveCommand(f: Flags): Promise<number> {
   const logdir = f.has('logdir') ? nodePath.resolve(f.req('logdir')) : undefined;
   if (logdir !== undefined && !fs.existsSync(logdir))
     throw new UsageError(`--logdir: ${logdir} does not exist`, f.spec.name);
+  const external = f.has('external') ? nodePath.resolve(f.req('external')) : undefined;
+  if (external !== undefined && !fs.existsSync(external))
+    throw new UsageError(`--external: ${external} does not exist`, f.spec.name);
   const host = f.req('host');
   const s = await serve({
     host,
     port: f.num('port') as number,
     workspace,
     ...(logdir !== undefined ? { runsDir: logdir } : {}),
+    ...(external !== undefined ? { external } : {}),
   });
   process.stdout.write(
     `digpt serve: workspace ${workspace}, runs in ${logdir ?? runsDir(workspace)}\n  open ${s.url}\n`,
@@ -531,6 +579,8 @@ async function main(argv: string[]): Promise<number> {
       return runJobCli(evalJob(f, spec.name), f.bool('json'));
     case 'resume':
       return runJobCli({ kind: 'resume', run: f.arg(0, 'RUN_DIR') }, f.bool('json'));
+    case 'scaleout':
+      return scaleoutCommand(f);
     case 'export': {
       const format = f.req('format');
       if (!(ExportFormat.options as readonly string[]).includes(format)) {

@@ -108,7 +108,23 @@ export interface InitJob {
   readonly out: string;
 }
 
-export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob | InitJob;
+/**
+ * Write a scale-out bundle (`digpt scaleout`): of the pretraining run `run`, or of a new run of `pretrain`'s settings
+ * made for it (its step-0 checkpoint: the workbench's initial weights), for `nodes` x `gpus_per_node` ranks.
+ */
+export interface ScaleoutJob {
+  readonly kind: 'scaleout';
+  readonly run?: string;
+  readonly pretrain?: Omit<PretrainJob, 'out'>;
+  /** The bundle folder to create (it must not exist). */
+  readonly out: string;
+  readonly nodes: number;
+  readonly gpus_per_node: number;
+  /** Where the dataset folder is on the cluster (default: where it is here). */
+  readonly data_root?: string;
+}
+
+export type JobSpec = PretrainJob | ResumeJob | FinetuneJob | EvalJob | ExportJob | InitJob | ScaleoutJob;
 
 export type HostMessage =
   | { readonly seq: number; readonly type: 'start'; readonly job: JobSpec }

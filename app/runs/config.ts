@@ -57,6 +57,19 @@ export const PretrainConfigSchema = z.strictObject({
    * differ by float rounding, so a resumed run keeps the same number.
    */
   workers: PRETRAIN.workers.schema.optional(),
+  /** How a scale-out bundle launches the run (app/worker/scaleout.ts); kept when the run comes back. */
+  scaleout: z
+    .strictObject({
+      nodes: z.number().int().min(1),
+      gpus_per_node: z.number().int().min(1),
+      world_size: z.number().int().min(1),
+      per_rank_batch: z.number().int().min(1),
+      precision: z.enum(['fp32', 'bf16', 'fp16']),
+      tf32: z.boolean(),
+      teacher_file: z.string().min(1).nullable(),
+      dataset: z.string().min(1),
+    })
+    .optional(),
 });
 
 /** config.json of a fine-tuning run (FinetuneConfig). */
@@ -198,6 +211,7 @@ export function checkJobSpec(job: JobSpec): void {
       return;
     case 'resume':
     case 'export':
+    case 'scaleout':
       return;
   }
 }

@@ -16,6 +16,7 @@ import { FinetuneRun, exportClassifier, vitConfigOfDigpt, type LabelledImageSet 
 import { PretrainRun, type KnnSets } from './pretrain-run.js';
 import { checkJobSpec, checkWorkersBackend, readRunConfig, type PretrainConfig } from '../runs/config.js';
 import { exportRun } from './export.js';
+import { launchShape, stageFor, writeBundle } from './scaleout.js';
 import { RunLock } from '../runs/lock.js';
 import { onEventFileWarning } from '../runs/tensorboard.js';
 import { removeUnstartedRun, type RunOpenOptions } from './run-files.js';
@@ -455,6 +456,58 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
       }
       emit({ type: 'result', result: { kind: 'init', path: job.out } });
       emit({ type: 'done', dir: '', step: 0, stopped: false });
+      return;
+    }
+    case 'scaleout': {
+      const out = nodePath.resolve(job.out);
+      const stage = stageFor(out);
+      let runDir: string;
+      if (job.pretrain) {
+        // a new run for the cluster: its step-0 checkpoint holds the workbench's initial weights
+        const p: PretrainJob = { ...job.pretrain, out: nodePath.join(stage, 'run') };
+        checkJobSpec(p);
+        const model = jobModel(p);
+        const { train } = await pretrainData(p.data, cacheSideFor(model.img_size), emit);
+        launchShape({ batch: p.batch ?? PRETRAIN_DEFAULTS.batch }, job.nodes, job.gpus_per_node);
+        fs.mkdirSync(stage);
+        try {
+          const run = PretrainRun.create(p.out, pretrainConfig(p, train.count, 1), train);
+          try {
+            run.save();
+          } finally {
+            run.dispose();
+          }
+        } catch (e) {
+          fs.rmSync(stage, { recursive: true, force: true });
+          throw e;
+        }
+        runDir = p.out;
+      } else if (job.run) {
+        runDir = nodePath.resolve(job.run);
+        if (!fs.existsSync(nodePath.join(runDir, 'config.json')))
+          throw new Error(`${runDir}: no config.json; not a run folder`);
+      } else throw new Error('a scaleout job names a run or the settings of a new one');
+      const config = readRunConfig(runDir);
+      if (config.kind !== 'pretrain')
+        throw new Error(`${runDir} is a ${config.kind} run; only pretraining runs are handed to digpt_torch`);
+      const r = writeBundle(runDir, await scan(config.data, emit), stage, out, {
+        nodes: job.nodes,
+        gpusPerNode: job.gpus_per_node,
+        ...(job.data_root !== undefined ? { dataRoot: job.data_root } : {}),
+        onProgress: (phase, done, total) => emit({ type: 'progress', phase, done, total }),
+      });
+      emit({
+        type: 'result',
+        result: {
+          kind: 'scaleout',
+          path: r.path,
+          step: r.step,
+          world_size: r.worldSize,
+          per_rank_batch: r.perRankBatch,
+          files: r.files,
+        },
+      });
+      emit({ type: 'done', dir: r.path, step: r.step, stopped: false });
       return;
     }
     case 'export': {
