@@ -19,6 +19,8 @@ export interface ServeOptions {
   readonly workspace: string;
   /** The folder of run folders to list and launch into (`digpt serve --logdir`); default WORKSPACE/runs. */
   readonly runsDir?: string;
+  /** A folder of runs trained elsewhere, or one such run (`digpt serve --external`): followed, the only place `runs.watch` may add from. */
+  readonly external?: string;
   /** The built renderer (index.html and assets). */
   readonly staticDir?: string;
   /** Fixed token (tests); random otherwise. */
@@ -210,7 +212,9 @@ export async function serve(o: ServeOptions): Promise<Server> {
     workspace: o.workspace,
     ...(o.runsDir !== undefined ? { runsDir: o.runsDir } : {}),
     restrictPaths: true,
+    externalRoots: o.external !== undefined ? [o.external] : [],
   });
+  if (o.external !== undefined) workbench.followExternal(o.external);
   // both are known once listening (port 0 picks one)
   let cookie = '';
   let hosts = new Set<string>();

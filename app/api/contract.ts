@@ -98,6 +98,8 @@ export const RunSummary = z.object({
   error: z.string().optional(),
   /** probe / knn results, the last evaluation of a training run. */
   result: z.record(z.string(), z.union([z.number(), z.string()])).optional(),
+  /** A run folder trained elsewhere (digpt_torch on a cluster) that the workbench follows: `runs.watch`. */
+  external: z.boolean().optional(),
   startedAt: z.string(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
@@ -234,6 +236,9 @@ export const Requests = {
   'runs.config': [z.object({ id: z.string() }), z.record(z.string(), z.unknown())],
   'runs.patchOrder': [z.object({ id: z.string() }), PatchOrderFrame.nullable()],
   'runs.checkpoints': [z.object({ id: z.string() }), z.array(Checkpoint)],
+  /** Follows a run folder trained elsewhere (a synced copy of a digpt_torch run): listed as external, live. */
+  'runs.watch': [z.object({ path: z.string().min(1).max(4096) }), RunSummary],
+  'runs.unwatch': [z.object({ id: z.string() }), empty],
   'runs.export': [
     z.object({
       id: z.string(),

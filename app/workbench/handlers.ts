@@ -66,6 +66,11 @@ export function requestHandlers(p: WorkbenchParts): Handlers {
     'runs.patchOrder': (r) => p.runs.patchOrder(r.id),
     'runs.checkpoints': (r) => p.runs.checkpoints(r.id),
     'runs.export': (r) => p.runs.export(r.id, r.format, r.out, r.overwrite === true),
+    'runs.watch': (r) => p.runs.watchExternal(r.path),
+    'runs.unwatch': async (r) => {
+      await p.runs.unwatchExternal(r.id);
+      return {};
+    },
   };
 }
 

@@ -24,6 +24,11 @@ export interface WorkbenchOptions {
   readonly restrictPaths?: boolean;
   /** Watch dataset folders for changes (default true). */
   readonly watch?: boolean;
+  /**
+   * The folders external runs (`runs.watch`) must lie in; default: anywhere unrestricted, nowhere restricted
+   * (`digpt serve --external DIR` gives one).
+   */
+  readonly externalRoots?: readonly string[];
 }
 
 type Listener = (name: EventName, payload: unknown) => void;
@@ -62,6 +67,12 @@ export class Workbench {
         patchOrder: (f) => this.emit('run.patchOrder', f),
         log: (level, text) => this.emit('log', { level, text }),
       },
+      {
+        file: nodePath.join(this.workspace, 'external-runs.json'),
+        ...(o.externalRoots !== undefined || this.restrict
+          ? { roots: (o.externalRoots ?? []).map((r) => fs.realpathSync(r)) }
+          : {}),
+      },
     );
     this.handlers = requestHandlers({
       workspace: this.workspace,
@@ -93,6 +104,27 @@ export class Workbench {
     if (!this.restrict) return { notWithin };
     const within = [nodePath.join(runDir, RUN_EXPORT_FOLDER), nodePath.join(this.workspace, 'exports')];
     return { within, notWithin };
+  }
+
+  /**
+   * Follows `dir` if it is a run folder, else every run folder directly inside it (`digpt serve --external`);
+   * a folder that is no run is skipped with a log line.
+   */
+  followExternal(dir: string): void {
+    const isRun = fs.existsSync(nodePath.join(dir, 'config.json'));
+    const dirs = isRun
+      ? [dir]
+      : fs
+          .readdirSync(dir, { withFileTypes: true })
+          .filter((e) => e.isDirectory() && fs.existsSync(nodePath.join(dir, e.name, 'config.json')))
+          .map((e) => nodePath.join(dir, e.name));
+    for (const d of dirs) {
+      try {
+        this.runs.watchExternal(d);
+      } catch (e) {
+        this.emit('log', { level: 'warn', text: `${d}: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    }
   }
 
   on(listener: Listener): () => void {

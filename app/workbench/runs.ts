@@ -17,7 +17,9 @@ import { parseAnyRunConfig, readAnyRunConfig, type AnyRunConfig } from '../runs/
 import { exportMetricsCsv } from '../runs/csv.js';
 import { resolveExportTarget } from '../runs/paths.js';
 import { clearLockOfEndedJob } from '../runs/lock.js';
-import { lastLoggedStep, readMetrics } from '../runs/metrics.js';
+import { isEventLine, lastLoggedStep, readMetrics } from '../runs/metrics.js';
+import { checkReadPath } from '../runs/paths.js';
+import { ExternalFollower, ExternalList, lastPatchOrder } from './external.js';
 import { BUILTIN_TEACHER } from '../teachers/index.js';
 import { pngDataUrls } from './datasets.js';
 
@@ -76,52 +78,81 @@ function listed(
   }
 }
 
+/** A run folder's summary as the disk shows it (no job attached). */
+function fromDisk(
+  id: string,
+  dir: string,
+  l: NonNullable<ReturnType<typeof listed>>,
+  external = false,
+): Live {
+  const { config: cfg, kind } = l;
+  const total = cfg && 'steps' in cfg ? cfg.steps : 0;
+  const step = lastLoggedStep(readMetrics(dir));
+  const result = readJson(nodePath.join(dir, 'result.json')) as RunSummary['result'];
+  return {
+    summary: {
+      id,
+      dir,
+      kind,
+      title:
+        (external ? 'external · ' : '') +
+        (cfg && 'title' in cfg ? cfg.title : `${kind} ${cfg && 'preset' in cfg ? cfg.preset : ''}`.trim()),
+      status: l.error
+        ? 'failed'
+        : kind === 'probe' || kind === 'knn'
+          ? result
+            ? 'done'
+            : 'failed'
+          : step >= total && total > 0
+            ? 'done'
+            : 'idle',
+      step,
+      totalSteps: total,
+      etaSeconds: null,
+      imgPerSec: null,
+      ...(result ? { result } : {}),
+      ...(l.error ? { error: l.error } : {}),
+      ...(external ? { external: true } : {}),
+      startedAt: fs.statSync(dir).mtime.toISOString(),
+    },
+    ...(l.config ? { config: l.config } : {}),
+    t0: 0,
+    step0: step,
+  };
+}
+
 export class RunManager {
   private readonly runs = new Map<string, Live>();
   private lastBackend: BackendInfo | null = null;
+
+  private readonly external: ExternalList | undefined;
+  private readonly followers = new Map<string, ExternalFollower>();
 
   constructor(
     private readonly root: string,
     private readonly resolveDataset: (id: string) => string,
     private readonly paths: RunPaths,
     private readonly events: RunEvents,
+    /** Where the list of external run folders persists, and the folders they must lie in (digpt serve). */
+    private readonly externalOptions?: { readonly file: string; readonly roots?: readonly string[] },
   ) {
     fs.mkdirSync(root, { recursive: true });
     for (const id of fs.readdirSync(root).sort()) {
       const dir = nodePath.join(root, id);
       const l = listed(dir);
-      if (!l) continue;
-      const { config: cfg, kind } = l;
-      const total = cfg && 'steps' in cfg ? cfg.steps : 0;
-      const step = lastLoggedStep(readMetrics(dir));
-      const result = readJson(nodePath.join(dir, 'result.json')) as RunSummary['result'];
-      this.runs.set(id, {
-        summary: {
-          id,
-          dir,
-          kind,
-          title:
-            cfg && 'title' in cfg ? cfg.title : `${kind} ${cfg && 'preset' in cfg ? cfg.preset : ''}`.trim(),
-          status: l.error
-            ? 'failed'
-            : kind === 'probe' || kind === 'knn'
-              ? result
-                ? 'done'
-                : 'failed'
-              : step >= total && total > 0
-                ? 'done'
-                : 'idle',
-          step,
-          totalSteps: total,
-          etaSeconds: null,
-          imgPerSec: null,
-          ...(result ? { result } : {}),
-          ...(l.error ? { error: l.error } : {}),
-          startedAt: fs.statSync(dir).mtime.toISOString(),
-        },
-        t0: 0,
-        step0: step,
-      });
+      if (l) this.runs.set(id, fromDisk(id, dir, l));
+    }
+    this.external = externalOptions ? new ExternalList(externalOptions.file) : undefined;
+    for (const dir of this.external?.read() ?? []) {
+      try {
+        // a list written by the desktop app is read by digpt serve too: its roots hold here as well
+        this.follow(this.externalDir(dir));
+      } catch (e) {
+        this.events.log(
+          'warn',
+          `external run ${dir} is not followed: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      }
     }
   }
 
@@ -356,15 +387,100 @@ export class RunManager {
 
   metrics(id: string): MetricRecord[] {
     // the one reader of metrics.jsonl (a line cut by a crash is left out)
-    return readMetrics(this.get(id).summary.dir) as MetricRecord[];
+    return readMetrics(this.get(id).summary.dir).filter((r) => !isEventLine(r)) as MetricRecord[];
   }
 
   config(id: string): Record<string, unknown> {
     return readAnyRunConfig(this.get(id).summary.dir) as unknown as Record<string, unknown>;
   }
 
-  patchOrder(id: string): PatchOrderFrame | null {
-    return this.get(id).frame ?? null;
+  async patchOrder(id: string): Promise<PatchOrderFrame | null> {
+    const live = this.get(id);
+    if (live.frame || !live.summary.external) return live.frame ?? null;
+    return this.externalFrame(live);
+  }
+
+  private async externalFrame(live: Live): Promise<PatchOrderFrame | null> {
+    const cfg = live.config?.kind === 'pretrain' ? live.config : undefined;
+    if (!cfg) return null;
+    return lastPatchOrder(live.summary.dir, live.summary.id, cfg.model.clusters_per_side, pngDataUrls);
+  }
+
+  /**
+   * Follows a run folder trained elsewhere (a synced or mounted copy of a digpt_torch run): listed, marked external,
+   * its curves and patch orders live; probe, k-NN, fine-tune, export and resume work on it as on any run. Kept in the
+   * workspace's list, so it is followed again next time. Restricted (digpt serve): only inside the given roots.
+   */
+  watchExternal(path: string): RunSummary {
+    const dir = this.externalDir(path);
+    const known = [...this.runs.values()].find((r) => r.summary.dir === dir);
+    if (known) return known.summary;
+    const live = this.follow(dir);
+    this.external?.write([...(this.external?.read() ?? []), dir]);
+    return live.summary;
+  }
+
+  /** An external run folder's real path, checked against the roots when there are some (digpt serve). */
+  private externalDir(path: string): string {
+    const roots = this.externalOptions?.roots;
+    if (!roots) return fs.realpathSync(path);
+    try {
+      return checkReadPath(path, [...roots], 'external run folder');
+    } catch {
+      throw new Error(
+        `external run folder ${nodePath.resolve(path)} is outside the folders this server follows ` +
+          `(${roots.length ? roots.join(', ') : 'none: start digpt serve with --external DIR'})`,
+      );
+    }
+  }
+
+  /** Stops following an external run (its folder is left as it is). */
+  async unwatchExternal(id: string): Promise<void> {
+    const live = this.get(id);
+    if (!live.summary.external) throw new Error(`run ${id} is not an external run`);
+    if (live.handle) throw new Error(`run ${id} is running here; stop it first`);
+    await this.followers.get(id)?.close();
+    this.followers.delete(id);
+    this.runs.delete(id);
+    this.external?.write((this.external?.read() ?? []).filter((d) => d !== live.summary.dir));
+  }
+
+  private follow(dir: string): Live {
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder`);
+    const l = listed(dir);
+    if (!l) throw new Error(`${dir}: no config.json; not a run folder`);
+    if (l.error) throw new Error(l.error);
+    if (l.kind !== 'pretrain' && l.kind !== 'finetune')
+      throw new Error(`${dir} is a ${l.kind} result, not a training run`);
+    const base = nodePath.basename(dir).replace(/[^A-Za-z0-9._-]/g, '_');
+    let id = `external-${base}`;
+    for (let i = 2; this.runs.has(id); i++) id = `external-${base}-${i}`;
+    const live = fromDisk(id, dir, l, true);
+    this.runs.set(id, live);
+    const refresh = () => {
+      const d = fromDisk(id, dir, listed(dir) ?? l, true);
+      this.update(live, {
+        step: d.summary.step,
+        status: live.handle ? live.summary.status : d.summary.status,
+      });
+    };
+    const follower = new ExternalFollower(
+      dir,
+      {
+        metrics: (records) => {
+          this.events.metrics(id, records);
+          refresh();
+        },
+        patchOrder: () =>
+          void this.externalFrame(live).then((f) => {
+            if (f) this.events.patchOrder(f);
+          }),
+        checkpoints: refresh,
+      },
+      () => live.handle !== undefined,
+    );
+    this.followers.set(id, follower);
+    return live;
   }
 
   checkpoints(id: string): { step: number; folder: string; created: string }[] {
@@ -413,6 +529,8 @@ export class RunManager {
 
   /** Stops running jobs at their next step boundary, each writing a checkpoint; kills any not gone after `graceMs`. */
   async close(graceMs = 60_000): Promise<void> {
+    await Promise.all([...this.followers.values()].map((f) => f.close()));
+    this.followers.clear();
     await Promise.all(
       [...this.runs.values()].map(async ({ handle }) => {
         if (!handle) return;
