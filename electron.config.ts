@@ -15,6 +15,9 @@ const config: Configuration = {
     // read at run time from their source folders (build-main.mjs keeps import.meta.dirname pointing there)
     'app/datasets/sample/**',
     'app/teachers/*.safetensors',
+    // what digpt scaleout copies into a bundle: the PyTorch trainer and its launch templates
+    'scaleout/digpt_torch/*.py',
+    'scaleout/launch-templates/**',
     '!**/*.map',
     // the CLI's TypeScript runner and its compiler: the app runs bundles, so nothing may need them
     '!**/node_modules/tsx/**',

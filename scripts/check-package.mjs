@@ -123,6 +123,7 @@ try {
   check(has('/app/datasets/sample/fashion-mnist-sample'), 'app.asar holds the built-in sample');
   check(has('/app/teachers/fashion-vit-micro.safetensors'), 'app.asar holds the built-in teacher');
   check(has('/package.json'), 'app.asar holds package.json');
+  check(has('/scaleout/digpt_torch/train.py'), 'app.asar holds the scale-out trainer (digpt scaleout copies it)');
   const ours = files.filter((f) => !f.startsWith('/node_modules/'));
   check(!ours.some((f) => /\.(ts|mts)$/.test(f)), 'no TypeScript of ours (app/, engine/, main/ sources)');
   check(!ours.some((f) => /^\/(main|engine)\b/.test(f)), 'no main/ or engine/ folder');

@@ -1,5 +1,16 @@
 #!/usr/bin/env bash
-# The README's install command: Debian's Chromium for the end-to-end tests (when missing and apt is at hand), then npm ci.
+# The README's install command: Debian's Chromium for the end-to-end tests (when missing and apt is at hand), then # digpt_torch (scaleout/) and its tests run on Debian's PyTorch; /usr/bin/python3 is the interpreter they use
+if ! "${DIGPT_PYTHON:-/usr/bin/python3}" -c 'import torch, numpy' >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's python3-torch (the scale-out trainer's tests run on it)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy >/dev/null
+  else
+    echo "setup: the scale-out tests need PyTorch for /usr/bin/python3: apt install python3-torch, or set DIGPT_PYTHON" >&2
+  fi
+fi
+
+npm ci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,8 @@ describe('electron-builder config', () => {
       'dist/renderer/assets/index-abc.js',
       'app/datasets/sample/fashion-mnist-sample/train/0/00000.png',
       'app/teachers/fashion-vit-micro.safetensors',
+      'scaleout/digpt_torch/train.py',
+      'scaleout/launch-templates/slurm.sbatch',
     ]) {
       assert.ok(packed(path), path);
     }
@@ -49,6 +51,8 @@ describe('electron-builder config', () => {
       'node_modules/tsx/package.json',
       'node_modules/esbuild/lib/main.js',
       'node_modules/@esbuild/linux-x64/bin/esbuild',
+      'scaleout/tests/test_train.py',
+      'scaleout/digpt_torch/__pycache__/train.cpython-311.pyc',
     ]) {
       assert.equal(packed(path), false, path);
     }

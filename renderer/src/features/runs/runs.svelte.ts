@@ -47,6 +47,18 @@ export class RunsState {
     return r;
   }
 
+  /** Follows a run folder trained elsewhere (a synced digpt_torch run); its message is set when refused. */
+  async watch(path: string): Promise<boolean> {
+    try {
+      this.#upsert(await this.#bridge.request('runs.watch', { path }));
+      this.error = null;
+      return true;
+    } catch (e) {
+      this.error = (e as Error).message;
+      return false;
+    }
+  }
+
   async control(id: string, action: RunAction): Promise<void> {
     try {
       this.#upsert(await this.#bridge.request('runs.control', { id, action }));
