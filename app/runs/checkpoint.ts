@@ -110,7 +110,7 @@ export type ValuesCheck = (path: string) => string | undefined;
  */
 export function verifyCheckpoint(
   folder: string,
-  o: { values?: ValuesCheck } = {},
+  o: { values?: ValuesCheck; modelOnly?: boolean } = {},
 ): { ok: true; manifest: CheckpointManifest } | { ok: false; reason: string } {
   const mpath = nodePath.join(folder, 'manifest.json');
   if (!fs.existsSync(mpath)) return { ok: false, reason: `${folder}: no manifest.json (incomplete write)` };
@@ -122,15 +122,26 @@ export function verifyCheckpoint(
   }
   if (!m || typeof m.files !== 'object' || m.files === null || typeof m.step !== 'number')
     return { ok: false, reason: `${mpath}: not a checkpoint manifest (no step or files)` };
-  for (const [name, info] of Object.entries(m.files)) {
+  const present = Object.entries(m.files).filter(
+    // the weights alone (probe, export, fine-tune from it): a synced copy may leave the optimizer on the cluster
+    ([name]) => !(o.modelOnly && name === OPTIMIZER_FILE && !fs.existsSync(nodePath.join(folder, name))),
+  );
+  for (const [name, info] of present) {
     const p = nodePath.join(folder, name);
-    if (!fs.existsSync(p)) return { ok: false, reason: `${p}: missing` };
+    if (!fs.existsSync(p))
+      return {
+        ok: false,
+        reason:
+          name === OPTIMIZER_FILE
+            ? `${p}: missing (a synced copy of a cluster run may have left it there: copy it to resume here)`
+            : `${p}: missing`,
+      };
     if (fs.statSync(p).size !== info.bytes)
       return { ok: false, reason: `${p}: size differs from the manifest` };
     if (sha256(p) !== info.sha256) return { ok: false, reason: `${p}: checksum differs from the manifest` };
   }
   if (o.values) {
-    for (const name of Object.keys(m.files).filter((n) => n.endsWith('.safetensors'))) {
+    for (const name of present.map(([n]) => n).filter((n) => n.endsWith('.safetensors'))) {
       let why: string | undefined;
       try {
         why = o.values(nodePath.join(folder, name));
@@ -142,6 +153,9 @@ export function verifyCheckpoint(
   }
   return { ok: true, manifest: m };
 }
+
+/** The optimizer state's file in a checkpoint folder: needed to resume, not to read the weights. */
+const OPTIMIZER_FILE = 'optimizer.safetensors';
 
 /** Checkpoint folders of a run, newest first (temporary folders of interrupted writes are not listed). */
 export function listCheckpoints(dir: string): string[] {
@@ -168,10 +182,11 @@ export interface GoodCheckpoint {
 export function scanCheckpoints(
   dir: string,
   values?: ValuesCheck,
+  modelOnly = false,
 ): { good: GoodCheckpoint | undefined; rejected: string[] } {
   const rejected: string[] = [];
   for (const folder of listCheckpoints(dir)) {
-    const v = verifyCheckpoint(folder, values ? { values } : {});
+    const v = verifyCheckpoint(folder, { ...(values ? { values } : {}), modelOnly });
     if (v.ok) return { good: { folder, manifest: v.manifest, rejected }, rejected };
     rejected.push(v.reason);
   }
@@ -179,8 +194,12 @@ export function scanCheckpoints(
 }
 
 /** The newest checkpoint that verifies (manifest, checksums, and `values` when given). */
-export function latestGoodCheckpoint(dir: string, values?: ValuesCheck): GoodCheckpoint | undefined {
-  return scanCheckpoints(dir, values).good;
+export function latestGoodCheckpoint(
+  dir: string,
+  values?: ValuesCheck,
+  modelOnly = false,
+): GoodCheckpoint | undefined {
+  return scanCheckpoints(dir, values, modelOnly).good;
 }
 
 /**
@@ -191,7 +210,7 @@ export function runModelFile(spec: string, values?: ValuesCheck): string {
   if (fs.existsSync(spec) && fs.statSync(spec).isDirectory()) {
     if (!fs.existsSync(nodePath.join(spec, 'config.json')))
       throw new Error(`${spec}: no config.json; not a run folder`);
-    const ck = latestGoodCheckpoint(nodePath.join(spec, 'checkpoints'), values);
+    const ck = latestGoodCheckpoint(nodePath.join(spec, 'checkpoints'), values, true);
     if (!ck) throw new Error(`${spec}: the run has no usable checkpoint yet`);
     return nodePath.join(ck.folder, 'model.safetensors');
   }

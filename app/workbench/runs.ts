@@ -486,7 +486,7 @@ export class RunManager {
   checkpoints(id: string): { step: number; folder: string; created: string }[] {
     const out: { step: number; folder: string; created: string }[] = [];
     for (const folder of listCheckpoints(nodePath.join(this.get(id).summary.dir, 'checkpoints'))) {
-      const v = verifyCheckpoint(folder);
+      const v = verifyCheckpoint(folder, { modelOnly: true });
       if (v.ok) out.push({ step: v.manifest.step, folder, created: v.manifest.created });
     }
     return out;

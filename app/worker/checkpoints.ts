@@ -26,9 +26,12 @@ export function nonFiniteIn(path: string): string | undefined {
   }
 }
 
-/** The newest checkpoint of `dir` that verifies, values included. */
-export function goodCheckpoint(dir: string): GoodCheckpoint | undefined {
-  return latestGoodCheckpoint(dir, nonFiniteIn);
+/**
+ * The newest checkpoint of `dir` that verifies, values included. `modelOnly`: for reading its weights (export, an
+ * encoder source), where a synced copy of a cluster run may lack the optimizer file.
+ */
+export function goodCheckpoint(dir: string, modelOnly = false): GoodCheckpoint | undefined {
+  return latestGoodCheckpoint(dir, nonFiniteIn, modelOnly);
 }
 
 /** scanCheckpoints with the values checked. */

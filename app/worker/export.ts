@@ -25,7 +25,7 @@ type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
 /** The pretrained model (any objective) of a run's newest good checkpoint. */
 export function loadRunModel(runDir: string): { model: PretrainModel; step: number; folder: string } {
-  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'), true);
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   const path = nodePath.join(ck.folder, 'model.safetensors');
   const f = SafetensorsFile.open(path);
@@ -110,7 +110,7 @@ async function exportClassifierRun(
   path: string,
   how: Placement,
 ): Promise<{ path: string; tensors: number; step: number }> {
-  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'));
+  const ck = goodCheckpoint(nodePath.join(runDir, 'checkpoints'), true);
   if (!ck) throw new Error(`${runDir}: no usable checkpoint in ${nodePath.join(runDir, 'checkpoints')}`);
   if (format === 'digpt')
     throw new Error(`${runDir} is a fine-tuning run: it has no D-iGPT decoders; export it as timm or tfjs`);

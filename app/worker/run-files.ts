@@ -183,6 +183,11 @@ export interface RunOpenOptions {
   readonly command?: string;
   /** Warnings: checkpoints rejected on resume, a stale lock taken over, leftovers removed. */
   readonly onWarn?: (text: string) => void;
+  /**
+   * The new run trains elsewhere (a scale-out bundle's step 0: digpt_torch on a cluster): its batch is not checked
+   * against this backend's memory.
+   */
+  readonly trainsElsewhere?: boolean;
 }
 
 /** A run's lock as one opening holds it: taken by the opening (`owned`), or the caller's. */

@@ -471,7 +471,9 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
         launchShape({ batch: p.batch ?? PRETRAIN_DEFAULTS.batch }, job.nodes, job.gpus_per_node);
         fs.mkdirSync(stage);
         try {
-          const run = PretrainRun.create(p.out, pretrainConfig(p, train.count, 1), train);
+          const run = PretrainRun.create(p.out, pretrainConfig(p, train.count, 1), train, {
+            trainsElsewhere: true,
+          });
           try {
             run.save();
           } finally {

@@ -333,7 +333,7 @@ export abstract class TrainingRun<
    */
   protected static startNew<T extends AnyTrainingRun>(run: T, o: RunOpenOptions): T {
     try {
-      run.checkMemory('--batch');
+      if (!o.trainsElsewhere) run.checkMemory('--batch');
       run.held = createRunFolder(run.dir, run.config, o);
       return run;
     } catch (e) {

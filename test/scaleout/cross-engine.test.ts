@@ -13,6 +13,8 @@ import { PYTHON } from './python-helpers.js';
 
 const box = sandbox('digpt-cross-engine-');
 const settings = [...TRAIN, '--steps', '6', '--checkpoint-every', '2'];
+/** The same settings for a new run made by digpt scaleout (threads are the workbench's business: no --workers). */
+const newRun = settings.filter((_, i) => settings[i] !== '--workers' && settings[i - 1] !== '--workers');
 
 /** Step -> loss parts of a run's metrics.jsonl. */
 function losses(dir: string): Map<number, [number, number, number]> {
@@ -84,11 +86,25 @@ describe('digpt scaleout: a run handed to digpt_torch and taken back', () => {
     assert.deepEqual(steps(moved), [1, 2, 3, 4]);
     assert.deepEqual(engines(moved), [['digpt_torch', 2]]);
 
-    const probe = ok(digpt(box, ['probe', '--data', TRAIN[1] as string, '--from', moved, '--json']), 'probe');
+    // a synced copy on the desktop: the weights only, the optimizer files left on the cluster
+    const synced = nodePath.join(box.dir, 'synced');
+    fs.cpSync(moved, synced, { recursive: true });
+    for (const ck of fs.readdirSync(nodePath.join(synced, 'checkpoints')))
+      fs.rmSync(nodePath.join(synced, 'checkpoints', ck, 'optimizer.safetensors'));
+    const probe = ok(
+      digpt(box, ['probe', '--data', TRAIN[1] as string, '--from', synced, '--json']),
+      'probe',
+    );
     assert.match(probe, /"top1":/);
-    const exported = ok(digpt(box, ['export', moved, '--format', 'timm', '--json']), 'export');
+    const exported = ok(digpt(box, ['export', synced, '--format', 'timm', '--json']), 'export');
     const path = (JSON.parse(exported.trim().split('\n').at(-1) as string) as { path: string }).path;
     assert.ok(fs.statSync(path).size > 0);
+    const noOptimizer = digpt(box, ['resume', synced]);
+    assert.equal(noOptimizer.status, 1);
+    assert.match(
+      noOptimizer.stderr,
+      /optimizer\.safetensors: missing \(a synced copy of a cluster run may have left it there/,
+    );
 
     ok(digpt(box, ['resume', moved]), 'digpt resume of the returned run');
     assertSameLosses(moved, ref, [5, 6], 'the workbench after taking it back');
@@ -103,7 +119,7 @@ describe('digpt scaleout: a run handed to digpt_torch and taken back', () => {
     refRun();
     const bundle = nodePath.join(box.dir, 'bundle-2');
     const out = ok(
-      digpt(box, ['scaleout', ...settings, '--out', bundle, '--gpus-per-node', '2']),
+      digpt(box, ['scaleout', ...newRun, '--out', bundle, '--gpus-per-node', '2']),
       'scaleout of a new run',
     );
     assert.match(out, /step 0, 2 rank\(s\)/);
