@@ -1,7 +1,7 @@
 """A small launcher of our own: starts N ranks of a module with torch.distributed's environment variables.
 
     python3 -m digpt_torch.launch --nproc N [--module digpt_torch.train] [--nnodes M --node-rank R
-        --master-addr HOST] [--master-port P] [--grace S] -- ARGS...
+        --master-addr HOST] [--master-port P] [--grace S] [--exit-grace S] -- ARGS...
 
 runs `python3 -m MODULE ARGS...` N times with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK,
 MASTER_ADDR and MASTER_PORT set (what torchrun sets), on 127.0.0.1 with a free port unless told otherwise. It exists
@@ -9,10 +9,13 @@ because Debian's torchrun (torch 1.13 on Python 3.11) fails in `to_map` (Python 
 iterates); on a cluster with torch 2.x, torchrun does the same job (launch/torchrun.sh uses it).
 
 - SIGTERM, SIGINT and SIGUSR1 are forwarded to every rank (the trainer writes a checkpoint at the next step boundary
-  and exits). The ranks run in their own process group, so a Ctrl-C in the terminal reaches them once, through here.
+  and exits); a second SIGTERM or SIGINT kills them. The ranks run in their own process group, so a Ctrl-C in the
+  terminal reaches them once, through here.
 - When a rank fails (non-zero exit or killed by a signal), the others get SIGTERM, then SIGKILL after --grace
   seconds (they may be blocked in a collective with the dead rank), and the launcher exits with the failed rank's
   status (128 + signal number for a rank killed by a signal). It exits 0 only when every rank exits 0.
+- A rank still running --exit-grace seconds after another exited 0 is killed (the trainer's ranks pass a last
+  barrier before exiting, so it can only be stuck in its teardown); the status is then rank 0's.
 - Each rank's pid is printed to stderr as `launch: rank R pid P`; if the launcher itself is killed, the ranks get
   SIGTERM from the kernel (PR_SET_PDEATHSIG).
 - OMP_NUM_THREADS defaults to the CPUs of this machine divided among the ranks (at least 1).
@@ -68,6 +71,8 @@ def main(argv=None):
                                                                "--nnodes > 1)")
     ap.add_argument("--grace", type=float, default=5.0,
                     help="seconds the other ranks get after one fails before SIGKILL (default 5)")
+    ap.add_argument("--exit-grace", type=float, default=60.0,
+                    help="seconds a rank may still run after another exited 0 before SIGKILL (default 60)")
     a = ap.parse_args(own)
     if a.nproc < 1 or a.nnodes < 1 or not (0 <= a.node_rank < a.nnodes):
         ap.error("--nproc and --nnodes must be >= 1 and 0 <= --node-rank < --nnodes")
@@ -83,11 +88,15 @@ def main(argv=None):
                 LOCAL_WORLD_SIZE=str(a.nproc), GROUP_RANK=str(a.node_rank))
     procs = []
 
+    received = []
+
     def forward(signum, _frame):
+        received.append(signum)
+        stop_hard = signum != signal.SIGUSR1 and sum(s != signal.SIGUSR1 for s in received) > 1
         for p in procs:
             if p.poll() is None:
                 try:
-                    p.send_signal(signum)
+                    p.send_signal(signal.SIGKILL if stop_hard else signum)
                 except OSError:
                     pass
 
@@ -99,11 +108,24 @@ def main(argv=None):
             p = subprocess.Popen([sys.executable, "-m", a.module] + rest, env=env, preexec_fn=_child_setup)
             procs.append(p)
             print(f"launch: rank {a.node_rank * a.nproc + lr} pid {p.pid}", file=sys.stderr, flush=True)
+        first_done = None
         while True:
             codes = [p.poll() for p in procs]
             failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
             if failed or all(c is not None for c in codes):
                 break
+            if first_done is None and any(c == 0 for c in codes):
+                first_done = time.time()
+            if first_done is not None and time.time() - first_done > a.exit_grace:
+                # the ranks pass a last barrier before they exit, so a rank still running this long after another
+                # finished is stuck in its teardown (torch 1.13 + gloo can deadlock there)
+                late = [r for r, c in enumerate(codes) if c is None]
+                for r in late:
+                    procs[r].kill()
+                    procs[r].wait()
+                print(f"launch: rank(s) {', '.join(str(a.node_rank * a.nproc + r) for r in late)} still ran "
+                      f"{a.exit_grace:g} s after another rank finished; killed", file=sys.stderr, flush=True)
+                return 0 if codes[0] == 0 and a.node_rank == 0 else 1
             time.sleep(0.1)
         if not failed:
             return 0

@@ -49,6 +49,7 @@ from . import metrics as M
 __all__ = ["main", "TrainError"]
 
 PATCH_SAMPLES = 8
+_KEEP = []
 
 
 class TrainError(Exception):
@@ -658,9 +659,33 @@ def main(argv=None):
     finally:
         if tr is not None:
             tr.close()
-        if d is not None:
-            d.close()
+        # the model, DDP and the process group stay referenced: freeing DDP's reducer with the GIL held can deadlock
+        # in torch 1.13's gloo teardown (its worker thread waits for the GIL to free a tensor); _run_and_exit leaves
+        # with os._exit, and an in-process caller may call _KEEP.clear() and dist.close() itself
+        _KEEP.extend([tr, d])
+
+
+def _run_and_exit():
+    """main(), then os._exit: with torch 1.13 and gloo, tearing DDP down at interpreter exit can deadlock (the
+    process group's destructor joins a worker thread that waits for the GIL), so nothing is left to destructors:
+    every file is written and closed, the lock let go and the logs flushed before this point."""
+    code = 1
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _run_and_exit()

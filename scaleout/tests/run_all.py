@@ -28,26 +28,33 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", action="store_true", help="unittest's verbose report (on stderr)")
     ap.add_argument("-k", dest="patterns", action="append", help="only tests matching this substring (repeatable)")
     a = ap.parse_args(argv)
-    if SCALEOUT not in sys.path:
-        sys.path.insert(0, SCALEOUT)
+    for p in (SCALEOUT, HERE):  # digpt_torch, and the test modules as top-level modules (no package needed)
+        if p not in sys.path:
+            sys.path.insert(0, p)
     os.chdir(SCALEOUT)
     t0 = time.time()
-    loader = unittest.TestLoader()
-    if a.patterns:
-        loader.testNamePatterns = [f"*{p}*" for p in a.patterns]
-    suite = loader.discover(start_dir=HERE, pattern="test_*.py", top_level_dir=SCALEOUT)
-    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if a.verbose else 1)
-    result = runner.run(suite)
-    summary = {
-        "tests": result.testsRun,
-        "failures": [f"{t.id()}: {_last_line(tb)}" for t, tb in result.failures],
-        "errors": [f"{t.id()}: {_last_line(tb)}" for t, tb in result.errors],
-        "skipped": len(result.skipped),
-        "seconds": round(time.time() - t0, 1),
-    }
+    try:
+        loader = unittest.TestLoader()
+        if a.patterns:
+            loader.testNamePatterns = [f"*{p}*" for p in a.patterns]
+        suite = loader.discover(start_dir=HERE, pattern="test_*.py", top_level_dir=HERE)
+        runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if a.verbose else 1)
+        result = runner.run(suite)
+        summary = {
+            "tests": result.testsRun,
+            "failures": [f"{t.id()}: {_last_line(tb)}" for t, tb in result.failures],
+            "errors": [f"{t.id()}: {_last_line(tb)}" for t, tb in result.errors],
+            "skipped": len(result.skipped),
+            "seconds": round(time.time() - t0, 1),
+        }
+        ok = result.wasSuccessful()
+    except BaseException as e:  # the summary line is always printed
+        summary = {"tests": 0, "failures": [], "errors": [f"run_all: {type(e).__name__}: {e}"], "skipped": 0,
+                   "seconds": round(time.time() - t0, 1)}
+        ok = False
     sys.stderr.flush()
     print(json.dumps(summary), flush=True)
-    return 0 if result.wasSuccessful() else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

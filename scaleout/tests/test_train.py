@@ -5,7 +5,7 @@
 - A bundle built by hand (scaleout/INTERFACE.md) from a workbench run's step-3 checkpoint trains steps 4 and 5 on
   1 rank and on 2 ranks: the same losses and checkpoint values (1e-5), the workbench's own step-4 and step-5 lines
   (1e-5), and its step-5 state.json byte for byte.
-- kill -9 of one of 3 ranks (uneven shards), a restart through launch/local.sh stopped by SIGTERM (checkpoint at
+- kill -9 of one of 3 ranks (uneven shards, batch 10 x accum 3, whose first step equals the workbench's), a restart through launch/local.sh stopped by SIGTERM (checkpoint at
   the next step boundary, exit 0), a last restart on 1 rank to the end: every step logged once, the recomputed steps
   equal the killed run's.
 - A NaN stop (exit 3, no checkpoint of the broken state) and a dataset file whose sha256 differs (refused, named).
@@ -148,12 +148,16 @@ def setUpModule():
     env = dict(os.environ, DIGPT_REPO=REPO, DIGPT_IDX=os.path.join(SAMPLE, "train-images-idx3-ubyte.gz"))
     ref = subprocess.Popen([TSX, script], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wb_env = dict(os.environ, DIGPT_WORKSPACE=os.path.join(tmp, "ws"))
-    wb = None
+    runs = {}
     if HAVE_TORCH:
-        wb = subprocess.Popen(["node", DIGPT, "pretrain", "--data", SAMPLE, "--preset", "digpt-micro-32", "--teacher",
-                               "pixels", "--steps", "5", "--checkpoint-every", "3", "--out", os.path.join(tmp, "wb"),
-                               "--workers", "1"], cwd=REPO, env=wb_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+        # wb: batch 32, checkpoints at 3 and 5; wb_accum: batch 10 x accum 3 (uneven over 3 ranks), checkpoint at 2
+        for key, extra in (("wb", ["--steps", "5", "--checkpoint-every", "3"]),
+                           ("wb_accum", ["--steps", "4", "--batch", "10", "--accum", "3", "--checkpoint-every", "2"])):
+            runs[key] = subprocess.Popen(
+                ["node", DIGPT, "pretrain", "--data", SAMPLE, "--preset", "digpt-micro-32", "--teacher", "pixels",
+                 *extra, "--out", os.path.join(tmp, key), "--workers", "1"], cwd=REPO,
+                env=dict(wb_env, DIGPT_WORKSPACE=os.path.join(tmp, "ws-" + key)), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT)
     scan = subprocess.run(["node", DIGPT, "datasets", "scan", SAMPLE, "--json"], cwd=REPO, env=wb_env,
                           capture_output=True, timeout=120)
     out, err = ref.communicate(timeout=120)
@@ -163,12 +167,12 @@ def setUpModule():
         _STATE["ref_error"] = err.decode(errors="replace")[-2000:]
     if scan.returncode == 0:
         _STATE["scan"] = json.loads(scan.stdout)
-    if wb is not None:
+    for key, wb in runs.items():
         log, _ = wb.communicate(timeout=300)
         if wb.returncode == 0:
-            _STATE["wb"] = os.path.join(tmp, "wb")
+            _STATE[key] = os.path.join(tmp, key)
         else:
-            _STATE["wb_error"] = log.decode(errors="replace")[-2000:]
+            _STATE[f"{key}_error"] = log.decode(errors="replace")[-2000:]
 
 
 def tearDownModule():
@@ -181,7 +185,7 @@ def need(*keys):
             why = _STATE.get(f"{k}_error") or ("node/tsx not found" if not _node_ok() else
                                                 "torch is not installed" if not HAVE_TORCH else "not available")
             raise unittest.SkipTest(f"{k}: {why}")
-        if k == "wb" and not HAVE_TORCH:
+        if k.startswith("wb") and not HAVE_TORCH:
             raise unittest.SkipTest("torch is not installed")
 
 
@@ -521,18 +525,21 @@ class TestHandOver(unittest.TestCase):
 
 class TestInterruptions(unittest.TestCase):
     def test_kill_a_rank_then_sigterm_then_finish(self):
-        need("scan", "wb")
+        need("scan", "wb_accum")
         tmp = tempfile.mkdtemp(dir=_STATE["tmp"])
+        wb_step3 = next(r for r in step_lines(_STATE["wb_accum"]) if r["step"] == 3)
 
         def longer(cfg):
             cfg["steps"] = 12
             cfg["checkpoint_every"] = 3
 
-        b = make_bundle(os.path.join(tmp, "bk"), _STATE["wb"], 3, _STATE["scan"], world=3, config_edit=longer,
+        # batch 10 x accum 3 from the workbench's step-2 checkpoint
+        b = make_bundle(os.path.join(tmp, "bk"), _STATE["wb_accum"], 2, _STATE["scan"], world=3, config_edit=longer,
                         launch=True)
         run = os.path.join(b, "run")
 
-        # 1. three ranks (32 = 11 + 11 + 10); kill -9 rank 1 once step 7 is logged (the checkpoint of 6 is written)
+        # 1. three ranks (10 = 4 + 3 + 3, 3 micro-batches a step); kill -9 rank 1 once step 7 is logged (the
+        #    checkpoint of 6 is written)
         p = subprocess.Popen(launch_cmd(3, b), cwd=SCALEOUT, env=env1(), stderr=subprocess.PIPE, text=True)
         pids = {}
         while len(pids) < 3:
@@ -547,6 +554,9 @@ class TestInterruptions(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("rank 1 was killed by signal 9", err)
         before = {r["step"]: r for r in step_lines(run)}
+        # step 3's loss is the forward of the workbench's step-2 weights (the lr of step 3 acts after it)
+        for k in ("loss", "loss_gen", "loss_dis", "agreement"):
+            self.assertAlmostEqual(before[3][k], wb_step3[k], delta=1e-5, msg=f"step 3 {k} on 3 ranks with accum")
         good = newest_checkpoint(run)
         self.assertIsNotNone(good)
         ck_step = good[1]["step"]
@@ -582,7 +592,7 @@ class TestInterruptions(unittest.TestCase):
         steps = [x["step"] for x in recs if "loss" in x]
         self.assertEqual(steps, list(range(1, 13)), "every step logged once, in order")
         ev = [(x["step"], x["world_size"]) for x in recs if x.get("event") == "engine"]
-        self.assertEqual(ev, [(3, 3), (ck_step, 2), (stop_step, 1)])
+        self.assertEqual(ev, [(2, 3), (ck_step, 2), (stop_step, 1)])
         after = {x["step"]: x for x in recs if "loss" in x}
         recomputed = [s for s in before if s > ck_step]
         for s in recomputed:  # computed on 3 ranks before the kill, on 2 after it
@@ -594,7 +604,7 @@ class TestInterruptions(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(os.path.join(run, "checkpoints")))[-1], "step-00000012")
         self.assertFalse([f for f in os.listdir(os.path.join(run, "checkpoints")) if f.startswith(".tmp-")])
         po = [x["step"] for x in M.read_records(M.patch_order_path(run))]
-        self.assertEqual(po, list(range(4, 13)))
+        self.assertEqual(po, list(range(3, 13)))
 
 
 if __name__ == "__main__":
