@@ -470,6 +470,8 @@ export class RunManager {
         metrics: (records) => {
           this.events.metrics(id, records);
           refresh();
+          const speed = records.findLast((r) => typeof r['img_per_s'] === 'number')?.['img_per_s'];
+          if (typeof speed === 'number') this.update(live, { imgPerSec: speed });
         },
         patchOrder: () =>
           void this.externalFrame(live).then((f) => {

@@ -20,6 +20,17 @@ let base = '';
 let ctx: BrowserContext;
 let page: Page;
 
+/** Waits until the chart's data-points attribute (the points it draws) satisfies `ok`. */
+async function untilPoints(ok: (n: number) => boolean, ms = 20_000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const n = Number(await page.getByTestId('chart-loss').getAttribute('data-points'));
+    if (ok(n)) return;
+    if (Date.now() - t0 > ms) throw new Error(`the loss chart has ${n} points after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function shot(name: string): Promise<void> {
   fs.mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: nodePath.join(SHOTS, `${name}.png`), fullPage: true });
@@ -37,9 +48,41 @@ before(async () => {
     },
   );
   assert.equal(build.status, 0, build.stderr);
+  // a cluster run's synced copy (digpt_torch writes this format): 3 steps made here, more appended by the test
+  const made = spawnSync(
+    process.execPath,
+    [
+      nodePath.join(ROOT, 'bin', 'digpt.js'),
+      'pretrain',
+      ...['--data', nodePath.join(ROOT, 'app', 'datasets', 'sample', 'fashion-mnist-sample')],
+      ...[
+        '--preset',
+        'digpt-micro-32',
+        '--teacher',
+        'pixels',
+        '--steps',
+        '3',
+        '--batch',
+        '4',
+        '--workers',
+        '1',
+      ],
+      ...['--out', nodePath.join(tmp, 'cluster', 'vitb-cluster')],
+    ],
+    { cwd: tmp, encoding: 'utf8', env: { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache') } },
+  );
+  assert.equal(made.status, 0, made.stderr);
+  fs.cpSync(nodePath.join(tmp, 'cluster', 'vitb-cluster'), nodePath.join(tmp, 'cluster', 'second'), {
+    recursive: true,
+  });
+  fs.rmSync(nodePath.join(tmp, 'cluster', 'second', '.lock'), { force: true });
   server = spawn(
     process.execPath,
-    [nodePath.join(ROOT, 'bin', 'digpt.js'), 'serve', '--port', '0', '--workspace', nodePath.join(tmp, 'ws')],
+    [
+      nodePath.join(ROOT, 'bin', 'digpt.js'),
+      ...['serve', '--port', '0', '--workspace', nodePath.join(tmp, 'ws')],
+      ...['--external', nodePath.join(tmp, 'cluster')],
+    ],
     {
       cwd: tmp,
       env: { ...process.env, DIGPT_CACHE: nodePath.join(tmp, 'cache') },
@@ -146,16 +189,13 @@ describe('the workbench in Chromium against digpt serve', () => {
     await page.getByTestId('launch-submit').click();
     const row = page.getByTestId('run-row').first();
     await row.waitFor({ timeout: 20_000 });
-    await page.locator('[data-testid="run-row"][data-status="done"]').first().waitFor({ timeout: 180_000 });
+    await page
+      .locator('[data-testid="run-row"][data-status="done"]:not([data-run-id^="external-"])')
+      .first()
+      .waitFor({ timeout: 180_000 });
     const chart = page.getByTestId('chart-loss');
     await chart.waitFor();
-    await page.waitForFunction(
-      `Number(document.querySelector('[data-testid="chart-loss"]')?.getAttribute('data-points')) >= 8`,
-      null,
-      {
-        timeout: 20_000,
-      },
-    );
+    await untilPoints((n) => n >= 8);
     await shot('4-run-charts');
     await page.getByTestId('tab-patch-order').click();
     await page.getByTestId('patch-order').waitFor();
@@ -174,5 +214,47 @@ describe('the workbench in Chromium against digpt serve', () => {
     assert.match(path, /\.safetensors$/);
     assert.ok(fs.existsSync(path), `${path} exists`);
     await shot('6-exported');
+  });
+
+  it('follows a cluster run (digpt serve --external): listed as external, its chart and patch order live', async () => {
+    await page.getByTestId('nav-runs').click();
+    const row = page.locator('[data-testid="run-row"][data-run-id="external-vitb-cluster"]');
+    await row.waitFor({ timeout: 20_000 });
+    assert.match((await row.textContent()) ?? '', /external · /);
+    // the second run in the folder, followed from the page (it was listed at start too: the same run comes back)
+    await page.getByTestId('external-path').fill(nodePath.join(tmp, 'cluster', 'second'));
+    await page.getByTestId('follow-external').locator('button[type="submit"]').click();
+    await page.locator('[data-testid="run-row"][data-run-id="external-second"]').waitFor();
+    await row.click();
+    await page.getByTestId('chart-loss').waitFor();
+    await untilPoints((n) => n === 3);
+    // digpt_torch writes on: two steps and a patch-order record with its crops
+    const dir = nodePath.join(tmp, 'cluster', 'vitb-cluster');
+    for (const step of [4, 5])
+      fs.appendFileSync(
+        nodePath.join(dir, 'metrics.jsonl'),
+        `${JSON.stringify({ step, loss: 4, loss_gen: 2, loss_dis: 2, lr: 1e-3, agreement: 0, img_per_s: 900, epoch: 0, time: new Date().toISOString() })}\n`,
+      );
+    const crops = Buffer.alloc(2 * 32 * 32 * 3, 128);
+    fs.appendFileSync(
+      nodePath.join(dir, 'patch-order.jsonl'),
+      `${JSON.stringify({
+        step: 5,
+        order: [
+          [2, 0, 3, 1],
+          [1, 3, 0, 2],
+        ],
+        cluster_error: [
+          [0.2, 0.4, 0.8],
+          [1, 0.5, 0.25],
+        ],
+        samples: { count: 2, size: 32, pixels_b64: crops.toString('base64') },
+      })}\n`,
+    );
+    await untilPoints((n) => n >= 5);
+    await page.getByTestId('tab-patch-order').click();
+    await page.getByTestId('patch-order').waitFor({ timeout: 20_000 });
+    assert.ok((await page.getByTestId('patch-cluster').count()) >= 4, 'clusters drawn');
+    await shot('7-external-run');
   });
 });
