@@ -23,6 +23,9 @@ const config: Configuration = {
     '!**/node_modules/tsx/**',
     '!**/node_modules/esbuild/**',
     '!**/node_modules/@esbuild/**',
+    // Dawn for Node (npm's webgpu, all platforms' dawn.node): it maps buffers as external ArrayBuffers, which Electron
+    // forbids, so the desktop app's jobs never load it (engine/backend.ts skips webgpu inside Electron)
+    '!**/node_modules/webgpu/**',
   ],
   // Native addons and WebAssembly must sit outside the asar archive to be loaded.
   asarUnpack: [

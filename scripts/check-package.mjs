@@ -123,7 +123,10 @@ try {
   check(has('/app/datasets/sample/fashion-mnist-sample'), 'app.asar holds the built-in sample');
   check(has('/app/teachers/fashion-vit-micro.safetensors'), 'app.asar holds the built-in teacher');
   check(has('/package.json'), 'app.asar holds package.json');
-  check(has('/scaleout/digpt_torch/train.py'), 'app.asar holds the scale-out trainer (digpt scaleout copies it)');
+  check(
+    has('/scaleout/digpt_torch/train.py'),
+    'app.asar holds the scale-out trainer (digpt scaleout copies it)',
+  );
   const ours = files.filter((f) => !f.startsWith('/node_modules/'));
   check(!ours.some((f) => /\.(ts|mts)$/.test(f)), 'no TypeScript of ours (app/, engine/, main/ sources)');
   check(!ours.some((f) => /^\/(main|engine)\b/.test(f)), 'no main/ or engine/ folder');
@@ -140,6 +143,10 @@ try {
   check(
     !files.some((f) => /\/node_modules\/(tsx|esbuild|@esbuild)(\/|$)/.test(f)),
     'neither tsx nor esbuild',
+  );
+  check(
+    !files.some((f) => /\/node_modules\/webgpu(\/|$)/.test(f)),
+    'no Dawn for Node (webgpu: it cannot map buffers inside Electron)',
   );
   for (const pkg of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-wasm', 'sharp', 'zod', 'chokidar'])
     check(has(`/node_modules/${pkg}/package.json`), `app.asar holds the dependency ${pkg}`);

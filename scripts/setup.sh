@@ -24,4 +24,16 @@ if [[ -z ${CHROMIUM_PATH:-} ]] && ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# the WebGPU tests run Dawn (npm's webgpu) on SwiftShader's Vulkan driver from that chromium package; Dawn loads the
+# system's Vulkan loader, libvulkan.so.1
+if [[ $(uname -s) == Linux ]] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's libvulkan1 (the WebGPU tests run Dawn on SwiftShader)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvulkan1 >/dev/null
+  else
+    echo "setup: the WebGPU tests need the Vulkan loader (libvulkan.so.1): install libvulkan1" >&2
+  fi
+fi
+
 npm ci
