@@ -18,7 +18,8 @@ iterates); on a cluster with torch 2.x, torchrun does the same job (launch/torch
   barrier before exiting, so it can only be stuck in its teardown); the status is then rank 0's.
 - Each rank's pid is printed to stderr as `launch: rank R pid P`; if the launcher itself is killed, the ranks get
   SIGTERM from the kernel (PR_SET_PDEATHSIG).
-- OMP_NUM_THREADS defaults to the CPUs of this machine divided among the ranks (at least 1).
+- OMP_NUM_THREADS defaults to the CPUs of this machine divided among the ranks (at least 1), and
+  OPENBLAS_NUM_THREADS / MKL_NUM_THREADS to OMP_NUM_THREADS.
 """
 import argparse
 import ctypes
@@ -84,6 +85,9 @@ def main(argv=None):
     base = dict(os.environ)
     base["PYTHONPATH"] = here + (os.pathsep + base["PYTHONPATH"] if base.get("PYTHONPATH") else "")
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.nproc)))
+    # the BLAS behind torch (OpenBLAS, MKL) keeps its own thread pool: the same share per rank
+    base.setdefault("OPENBLAS_NUM_THREADS", base["OMP_NUM_THREADS"])
+    base.setdefault("MKL_NUM_THREADS", base["OMP_NUM_THREADS"])
     base.update(MASTER_ADDR=a.master_addr, MASTER_PORT=str(port), WORLD_SIZE=str(world),
                 LOCAL_WORLD_SIZE=str(a.nproc), GROUP_RANK=str(a.node_rank))
     procs = []

@@ -167,6 +167,8 @@ def setUpModule():
         _STATE["ref_error"] = err.decode(errors="replace")[-2000:]
     if scan.returncode == 0:
         _STATE["scan"] = json.loads(scan.stdout)
+    else:
+        _STATE["scan_error"] = (scan.stdout + scan.stderr).decode(errors="replace")[-2000:]
     for key, wb in runs.items():
         log, _ = wb.communicate(timeout=300)
         if wb.returncode == 0:
@@ -180,13 +182,14 @@ def tearDownModule():
 
 
 def need(*keys):
+    """Skips when a prerequisite is missing (node, tsx, torch); a prerequisite that failed to run is an error."""
     for k in keys:
-        if k not in _STATE:
-            why = _STATE.get(f"{k}_error") or ("node/tsx not found" if not _node_ok() else
-                                                "torch is not installed" if not HAVE_TORCH else "not available")
-            raise unittest.SkipTest(f"{k}: {why}")
         if k.startswith("wb") and not HAVE_TORCH:
-            raise unittest.SkipTest("torch is not installed")
+            raise unittest.SkipTest("torch is not installed (Debian: apt install python3-torch)")
+        if k not in _STATE:
+            if f"{k}_error" in _STATE:
+                raise RuntimeError(f"{k} failed to run:\n{_STATE[f'{k}_error']}")
+            raise unittest.SkipTest(f"{k}: node or tsx not found" if not _node_ok() else f"{k}: not available")
 
 
 # --- bundles by hand (scaleout/INTERFACE.md) ---
