@@ -1,12 +1,29 @@
-// Picks the tfjs backend at start-up: tensorflow (GPU, then CPU), wasm, cpu; the first that loads and passes a numeric self-check (the GPU only when TensorFlow made a GPU device).
+// Picks the tfjs backend at start-up: tensorflow-gpu, webgpu, tensorflow (CPU), wasm, cpu; the first that loads and passes a
+// numeric self-check, forward and backward (tensorflow-gpu only when TensorFlow made a GPU device, webgpu only on a real
+// adapter: a software one runs only when forced).
 import * as tf from '@tensorflow/tfjs-core';
 import { enableRelaxedSimd } from './ops/wasm_gemm.js';
 import { useFastWasmKernels } from './ops/wasm_kernels.js';
 // tfjs-core's Node bundle has no gradient functions; the union package's bundle registers them all
 import '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
+import {
+  adapterFacts,
+  adapterName,
+  decideWebgpu,
+  isSoftwareAdapter,
+  probeAdapter,
+  webgpuModuleUrl,
+  webgpuUnavailable,
+  type AdapterFacts,
+} from './webgpu-adapter.js';
 
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow-gpu' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
+
+/** On webgpu: the adapter (its facts, and whether it renders in software). */
+export interface AdapterReport extends AdapterFacts {
+  readonly software: boolean;
+}
 
 /** What start-up found: the backend that runs, and why each better one does not. */
 export interface BackendReport {
@@ -22,13 +39,16 @@ export interface BackendReport {
   readonly gemm?: { readonly kind: 'fma' | 'mul+add'; readonly why: string };
   /** On tensorflow-gpu: whether the products run in TF32 (tf32Note). */
   readonly tf32?: string;
+  /** On webgpu: the adapter Dawn gave, with its buffer limits. */
+  readonly adapter?: AdapterReport;
 }
 
-const ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+const ORDER: readonly BackendName[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 const require = createRequire(import.meta.url);
 
 let current: BackendReport | undefined;
 let wasmGemm: { fma: boolean; why: string } | undefined;
+let webgpuAdapter: AdapterReport | undefined;
 
 function errorText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
@@ -125,9 +145,49 @@ const realFacts = (): TensorflowFacts => ({
   env: process.env,
 });
 
+/** A `navigator.gpu` of Dawn for Node (npm's webgpu), installed once, unless this runtime has its own. */
+async function installNavigatorGpu(): Promise<GpuLike> {
+  const g = globalThis as { navigator?: { gpu?: GpuLike } };
+  if (g.navigator?.gpu) return g.navigator.gpu;
+  const url = webgpuModuleUrl();
+  if (!url) throw new Error('webgpu: the webgpu package (Dawn for Node) is not installed');
+  const m = (await import(url)) as { create(o: string[]): GpuLike; globals: object };
+  // GPUBufferUsage, GPUMapMode... as globals: tfjs-backend-webgpu uses them as a browser has them
+  Object.assign(globalThis, m.globals);
+  const gpu = m.create([]);
+  if (g.navigator) Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+  else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+  return gpu;
+}
+
+interface GpuLike {
+  requestAdapter(o?: object): Promise<Parameters<typeof adapterFacts>[0] | null>;
+}
+
 /** Loads the package for a candidate; throws with a short reason when it cannot. */
-async function register(name: BackendName): Promise<string> {
+async function register(name: BackendName, forced: boolean): Promise<string> {
   switch (name) {
+    case 'webgpu': {
+      const why = webgpuUnavailable();
+      if (why) throw new Error(why);
+      // unforced, the adapter is first asked for in a child process (Dawn's driver noise and crashes stay there)
+      if (!forced) {
+        const d = decideWebgpu(probeAdapter());
+        if (!d.ok) throw new Error(d.reason);
+      }
+      const adapter = await (
+        await installNavigatorGpu()
+      ).requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter) throw new Error('webgpu: Dawn found no adapter (no Vulkan, Metal or D3D12 GPU)');
+      const facts = adapterFacts(adapter);
+      webgpuAdapter = { ...facts, software: isSoftwareAdapter(facts) };
+      if (!forced && webgpuAdapter.software)
+        throw new Error(
+          `webgpu: only a software adapter, ${adapterName(facts)} (DIGPT_BACKEND=webgpu uses it)`,
+        );
+      await import('@tensorflow/tfjs-backend-webgpu');
+      return 'webgpu';
+    }
     case 'tensorflow-gpu':
     case 'tensorflow': {
       const r = probeTensorflow(name, realFacts());
@@ -150,19 +210,72 @@ async function register(name: BackendName): Promise<string> {
 }
 
 /** A tiny product and softmax whose answers are known; catches a backend that loads but computes wrongly. */
-function selfCheck(): void {
-  const got = tf.tidy(() => {
+async function selfCheck(): Promise<void> {
+  const t = tf.tidy(() => {
     const a = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]);
     const b = tf.tensor2d([1, 0, -1, 2, 0.5, 1], [3, 2]);
     const m = tf.matMul(a, b);
     const s = tf.softmax(tf.tensor1d([0, Math.log(3)]));
-    return [...m.dataSync(), ...s.dataSync()];
+    return tf.concat([m.reshape([-1]), s]);
   });
+  const got = Array.from(await t.data());
+  t.dispose();
   const want = [0.5, 7, 2, 16, 0.25, 0.75];
   for (let i = 0; i < want.length; i++) {
     if (Math.abs((got[i] ?? NaN) - (want[i] ?? 0)) > 1e-5)
       throw new Error(`self-check failed (got ${got.join(',')})`);
   }
+}
+
+/**
+ * The loss of the backward self-check: sum(LayerNorm(GELU(x W)) * c), small fixed inputs. Returns the loss and its
+ * gradients with respect to x and W, flattened into one tensor.
+ */
+function gradCheckValues(): tf.Tensor {
+  return tf.tidy(() => {
+    const seq = (n: number, a: number, b: number): number[] =>
+      Array.from({ length: n }, (_, i) => Math.sin(a * i + b));
+    const x = tf.tensor2d(seq(12, 0.7, 0.3), [3, 4]);
+    const w = tf.tensor2d(seq(20, 1.3, -0.2), [4, 5]);
+    const c = tf.tensor2d(seq(15, 0.9, 1.1), [3, 5]);
+    const f = (xv: tf.Tensor, wv: tf.Tensor): tf.Scalar => {
+      const h = tf.matMul(xv as tf.Tensor2D, wv as tf.Tensor2D);
+      const g = tf.mul(tf.mul(h, 0.5), tf.add(tf.erf(tf.mul(h, Math.SQRT1_2)), 1));
+      const { mean, variance } = tf.moments(g, -1, true);
+      const y = tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, 1e-5)));
+      return tf.sum(tf.mul(y, c));
+    };
+    const { value, grads } = tf.valueAndGrads(f)([x, w]);
+    return tf.concat([value.reshape([1]), ...grads.map((g) => g.reshape([-1]))]);
+  });
+}
+
+/**
+ * The backward self-check: the gradient of a tiny product + GELU + LayerNorm loss on this backend against the cpu
+ * backend's (a backend can compute forward passes right and gradients wrong: all-zero gradients on one device,
+ * tfjs#8590).
+ */
+async function gradCheck(tfName: string): Promise<void> {
+  if (tfName === 'cpu') return;
+  const t = gradCheckValues();
+  const got = await t.data();
+  t.dispose();
+  await register('cpu', true);
+  if (!(await tf.setBackend('cpu'))) throw new Error("self-check: tf.setBackend('cpu') failed");
+  const r = gradCheckValues();
+  const want = r.dataSync();
+  r.dispose();
+  if (!(await tf.setBackend(tfName))) throw new Error(`tf.setBackend('${tfName}') failed`);
+  let worst = 0;
+  let norm = 0;
+  for (let i = 0; i < want.length; i++) {
+    worst = Math.max(worst, Math.abs((got[i] ?? NaN) - (want[i] ?? 0)));
+    norm = Math.max(norm, Math.abs(want[i] ?? 0));
+  }
+  if (!(worst <= 1e-3 * Math.max(1, norm)))
+    throw new Error(
+      `backward self-check failed: gradients differ from the cpu backend's by ${worst} (got ${Array.from(got.slice(0, 6)).join(',')}...)`,
+    );
 }
 
 function parseForced(v: string | undefined): BackendName[] | undefined {
@@ -171,12 +284,13 @@ function parseForced(v: string | undefined): BackendName[] | undefined {
     case 'tensorflow':
       return ['tensorflow-gpu', 'tensorflow'];
     case 'tensorflow-gpu':
+    case 'webgpu':
     case 'wasm':
     case 'cpu':
       return [v];
     default:
       throw new Error(
-        `DIGPT_BACKEND=${v}: unknown backend; use one of tensorflow, tensorflow-gpu, wasm, cpu`,
+        `DIGPT_BACKEND=${v}: unknown backend; use one of tensorflow, tensorflow-gpu, webgpu, wasm, cpu`,
       );
   }
 }
@@ -196,13 +310,14 @@ export async function initBackend(
   const skipped: { name: BackendName; reason: string }[] = [];
   for (const name of candidates) {
     try {
-      const tfName = await register(name);
+      const tfName = await register(name, forcedList !== undefined);
       if (!(await tf.setBackend(tfName))) throw new Error(`tf.setBackend('${tfName}') failed`);
       await tf.ready();
       // the engine's wasm kernels from the first operation on: a computation must not change kernels (and rounding)
       // depending on whether a model op has run yet in this process (resumed runs must repeat losses exactly)
       if (tfName === 'wasm') useFastWasmKernels();
-      selfCheck();
+      await selfCheck();
+      await gradCheck(tfName);
       current = {
         name,
         tfName,
@@ -212,6 +327,7 @@ export async function initBackend(
           ? { gemm: { kind: wasmGemm.fma ? 'fma' : 'mul+add', why: wasmGemm.why } }
           : {}),
         ...(name === 'tensorflow-gpu' ? { tf32: tf32Note() } : {}),
+        ...(name === 'webgpu' && webgpuAdapter ? { adapter: webgpuAdapter } : {}),
       };
       return current;
     } catch (e) {
@@ -235,7 +351,15 @@ export function describeBackend(r: BackendReport): string {
     ? ` — products: the engine's wasm GEMM, ${r.gemm.kind === 'fma' ? 'fused multiply-add' : 'multiply + add'} (${r.gemm.why})`
     : '';
   const tf32 = r.tf32 ? ` — ${r.tf32}` : '';
-  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${why ? ` — not used: ${why}` : ''}${gemm}${tf32}`;
+  const gpu = r.adapter
+    ? ` — adapter: ${adapterName(r.adapter)}${r.adapter.software ? ', SOFTWARE (renders on the CPU: for tests, not for training)' : ''}; ` +
+      `buffers: binding <= ${mib(r.adapter.maxStorageBufferBindingSize)}, buffer <= ${mib(r.adapter.maxBufferSize)}`
+    : '';
+  return `backend: ${r.name}${r.forced ? ' (forced by DIGPT_BACKEND)' : ''}${gpu}${why ? ` — not used: ${why}` : ''}${gemm}${tf32}`;
+}
+
+function mib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 /** True when matMuls must avoid transpose flags and batch dimensions to stay on XNNPACK. */

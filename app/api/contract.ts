@@ -149,7 +149,7 @@ export const UPLOAD_CHUNK_BYTES = 512 * 1024;
 const UPLOAD_CHUNK_BASE64 = 4 * Math.ceil(UPLOAD_CHUNK_BYTES / 3);
 
 /** A tfjs backend the engine can run on (engine/backend.ts's BackendName). */
-const BackendName = z.enum(['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
+const BackendName = z.enum(['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu']);
 
 /**
  * The backend a job's worker started, as data (engine/backend.ts's BackendReport) and as the line a person reads
@@ -158,7 +158,7 @@ const BackendName = z.enum(['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
 export const BackendInfo = z.object({
   /** The backend in use. */
   name: BackendName,
-  /** tfjs's own name for it ('tensorflow', 'wasm' or 'cpu'). */
+  /** tfjs's own name for it ('tensorflow', 'webgpu', 'wasm' or 'cpu'). */
   tfName: z.string(),
   /** Each better candidate tried before it, and why it was not used. */
   skipped: z.array(z.object({ name: BackendName, reason: z.string() })),
@@ -168,6 +168,19 @@ export const BackendInfo = z.object({
   gemm: z.object({ kind: z.enum(['fma', 'mul+add']), why: z.string() }).optional(),
   /** On tensorflow-gpu: whether the products run in TF32. */
   tf32: z.string().optional(),
+  /** On webgpu: the adapter Dawn gave (software: SwiftShader, llvmpipe or Dawn's fallback, used only when forced). */
+  adapter: z
+    .object({
+      vendor: z.string(),
+      architecture: z.string(),
+      device: z.string(),
+      description: z.string(),
+      isFallbackAdapter: z.boolean(),
+      software: z.boolean(),
+      maxStorageBufferBindingSize: z.number(),
+      maxBufferSize: z.number(),
+    })
+    .optional(),
   /** One line: "backend: wasm — not used: ... — products: ...". */
   text: z.string(),
 });

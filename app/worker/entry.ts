@@ -82,6 +82,7 @@ function backendInfo(r: BackendReport): BackendInfo {
     forced: r.forced,
     ...(r.gemm ? { gemm: { kind: r.gemm.kind, why: r.gemm.why } } : {}),
     ...(r.tf32 !== undefined ? { tf32: r.tf32 } : {}),
+    ...(r.adapter ? { adapter: { ...r.adapter } } : {}),
     text: describeBackend(r),
   };
 }

@@ -48,34 +48,34 @@ export interface KnnResult {
  * LayerNorm(mean of patch tokens) (an fc_norm at its identity init, as MAE's probe); a classifier gives its own
  * fc_norm (or norm of the cls token).
  */
-export function encoderFeatures(
+export async function encoderFeatures(
   source: string,
   train: LabelledImageSet,
   val: LabelledImageSet,
   o: FeatureOptions = {},
-): Features {
+): Promise<Features> {
   const { vit } = openClassifier(source, Math.max(1, train.classes.length), {
     ...(o.globalPool !== undefined ? { globalPool: o.globalPool } : {}),
   });
   try {
-    return featuresOf(vit, train, val, o.batch ?? 64);
+    return await featuresOf(vit, train, val, o.batch ?? 64);
   } finally {
     vit.dispose();
   }
 }
 
 /** Features of both splits from a classifier already in memory. */
-export function featuresOf(
+export async function featuresOf(
   vit: VitClassifier,
   train: LabelledImageSet,
   val: LabelledImageSet,
   batch = 64,
-): Features {
+): Promise<Features> {
   const s = vit.config.img_size;
   return {
     dim: vit.config.embed_dim,
-    train: extractFeatures(vit, train.count, batch, evalImages(train, s)),
-    val: extractFeatures(vit, val.count, batch, evalImages(val, s)),
+    train: await extractFeatures(vit, train.count, batch, evalImages(train, s)),
+    val: await extractFeatures(vit, val.count, batch, evalImages(val, s)),
   };
 }
 
@@ -83,18 +83,18 @@ export function featuresOf(
  * Linear probe: features are computed once, standardised with the train set's mean/std (what MAE's affine-free
  * BatchNorm does at evaluation) and a Linear head is trained on them with AdamW + warm-up/cosine (MAE uses LARS).
  */
-export function probe(
+export async function probe(
   source: string | Features,
   train: LabelledImageSet,
   val: LabelledImageSet,
   o: FeatureOptions & ProbeOptions = {},
-): ProbeResult {
-  const f = typeof source === 'string' ? encoderFeatures(source, train, val, o) : source;
+): Promise<ProbeResult> {
+  const f = typeof source === 'string' ? await encoderFeatures(source, train, val, o) : source;
   const k = train.classes.length;
-  const head = trainLinearProbe(f.train, train.labels, f.dim, k, new Rng(o.seed ?? 0), o);
+  const head = await trainLinearProbe(f.train, train.labels, f.dim, k, new Rng(o.seed ?? 0), o);
   return {
-    top1: top1(head.predict(f.val), val.labels),
-    train_top1: top1(head.predict(f.train), train.labels),
+    top1: top1(await head.predict(f.val), val.labels),
+    train_top1: top1(await head.predict(f.train), train.labels),
     dim: f.dim,
     epochs: head.losses.length,
     losses: head.losses,
@@ -102,15 +102,18 @@ export function probe(
 }
 
 /** DINO's weighted k-NN (k=20, T=0.07, cosine similarity) of val features against train features. */
-export function knn(
+export async function knn(
   source: string | Features,
   train: LabelledImageSet,
   val: LabelledImageSet,
   o: FeatureOptions & { k?: number; temperature?: number } = {},
-): KnnResult {
-  const f = typeof source === 'string' ? encoderFeatures(source, train, val, o) : source;
+): Promise<KnnResult> {
+  const f = typeof source === 'string' ? await encoderFeatures(source, train, val, o) : source;
   const k = o.k ?? 20;
   const temperature = o.temperature ?? 0.07;
-  const pred = knnPredict(f.train, train.labels, f.val, f.dim, train.classes.length, { k, temperature });
+  const pred = await knnPredict(f.train, train.labels, f.val, f.dim, train.classes.length, {
+    k,
+    temperature,
+  });
   return { top1: top1(pred, val.labels), k: Math.min(k, train.count), temperature, dim: f.dim };
 }

@@ -53,9 +53,9 @@ export function loadRunModel(runDir: string): { model: PretrainModel; step: numb
  * cls slot first, as timm orders tokens), blocks, and fc_norm at its fresh init (ones, zeros: D-iGPT trains no final
  * norm). It loads strictly into timm's VisionTransformer(global_pool='avg', num_classes=0) of the same size.
  */
-export function timmEncoder(model: PretrainModel): Tensors {
+export async function timmEncoder(model: PretrainModel): Promise<Tensors> {
   const out: Tensors = new Map();
-  for (const [k, v] of model.params.exportTorch()) {
+  for (const [k, v] of await model.params.exportTorch()) {
     if (k === 'cls_token' || k.startsWith('patch_embed.') || k.startsWith('blocks.')) out.set(k, v);
   }
   const c = model.config;
@@ -67,7 +67,7 @@ export function timmEncoder(model: PretrainModel): Tensors {
 }
 
 /** Official names exist for the D-iGPT objectives only (kd and mae runs export timm or tfjs). */
-function official(model: PretrainModel): Tensors {
+function official(model: PretrainModel): Promise<Tensors> {
   if (model.objective === 'kd' || model.objective === 'mae') {
     throw new Error(`a ${model.objective} run has no official D-iGPT names; export it as timm or tfjs`);
   }
@@ -168,7 +168,7 @@ export async function exportRun(
     const path = target;
     let tensors: Tensors;
     if (format === 'timm') {
-      const timm = timmEncoder(model);
+      const timm = await timmEncoder(model);
       tensors = timm;
       putExportFile(path, how, (tmp) =>
         saveWeights(tmp, timm, {
@@ -178,12 +178,14 @@ export async function exportRun(
         }),
       );
     } else if (format === 'digpt') {
-      const names = official(model);
+      const names = await official(model);
       tensors = names;
       putExportFile(path, how, (tmp) => saveWeights(tmp, names, { ...meta, kind: 'digpt' }));
     } else {
       tensors =
-        model.objective === 'kd' || model.objective === 'mae' ? model.params.exportTorch() : official(model);
+        model.objective === 'kd' || model.objective === 'mae'
+          ? await model.params.exportTorch()
+          : await official(model);
       await writeTfjs(path, tensors, model.config, how);
     }
     return { path, tensors: tensors.size, step };

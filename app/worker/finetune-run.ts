@@ -1,7 +1,7 @@
 // A fine-tuning run on disk (MAE/D-iGPT recipe): config.json, metrics.jsonl, checkpoints, exact resume, timm export.
 import * as tf from '@tensorflow/tfjs-core';
 import * as nodePath from 'node:path';
-import { FINETUNE_DEFAULTS, FINETUNE_RECIPE, type FINETUNE, type Settings } from '../api/run-kinds.js';
+import { FINETUNE, FINETUNE_DEFAULTS, FINETUNE_RECIPE, type Settings } from '../api/run-kinds.js';
 import {
   getPreset,
   resolveDigptConfig,
@@ -207,12 +207,13 @@ export function openClassifier(
  * Writes a classifier as timm-named safetensors with metadata kind 'vit_classifier', its config and class names
  * (`tensors`: its weights when the caller has already read them out).
  */
-export function exportClassifier(
+export async function exportClassifier(
   path: string,
   vit: VitClassifier,
   classes?: readonly string[],
-  tensors: Map<string, { shape: number[]; data: Float32Array }> = vit.params.exportTorch(),
-): void {
+  weights?: Map<string, { shape: number[]; data: Float32Array }>,
+): Promise<void> {
+  const tensors = weights ?? (await vit.params.exportTorch());
   saveWeights(path, tensors, {
     kind: 'vit_classifier',
     config: JSON.stringify(vit.config),
@@ -345,6 +346,7 @@ export class FinetuneRun extends TrainingRun<
         mixup: o.mixup ?? D.mixup,
         cutmix: o.cutmix ?? D.cutmix,
         erase: o.erase ?? D.erase,
+        crop_min: o.crop_min ?? FINETUNE.crop_min.default,
         warmup_epochs: o.warmup_epochs ?? D.warmup_epochs,
         seed,
         checkpoint_every: o.checkpoint_every ?? spe,
@@ -420,7 +422,7 @@ export class FinetuneRun extends TrainingRun<
       cropResizeNormalize(
         img,
         side,
-        drawCrop(this.rng, side, [0.08, 1]),
+        drawCrop(this.rng, side, [c.crop_min ?? FINETUNE.crop_min.default, 1]),
         s,
         IMAGENET_MEAN,
         IMAGENET_STD,
@@ -439,7 +441,7 @@ export class FinetuneRun extends TrainingRun<
     return () => ({ images: tf.tensor4d(x, [b, s, s, 3]), targets: tf.tensor2d(targets, [b, k]) });
   }
 
-  protected trainStep(micro: (() => ClassifierBatch)[], lr: number): ClassifierStepMetrics {
+  protected trainStep(micro: (() => ClassifierBatch)[], lr: number): Promise<ClassifierStepMetrics> {
     return classifierStep(this.model, this.opt, micro, lr, {
       dropPath: this.config.drop_path,
       rng: this.rng,
@@ -458,13 +460,13 @@ export class FinetuneRun extends TrainingRun<
   }
 
   /** At each epoch's end and the run's: the validation split's top-1 and loss. */
-  protected override evaluateAfterStep(last: boolean): FinetuneEvalRecord | undefined {
+  protected override async evaluateAfterStep(last: boolean): Promise<FinetuneEvalRecord | undefined> {
     return this.step % this.config.steps_per_epoch === 0 || last ? this.evaluate() : undefined;
   }
 
   /** Top-1 and loss on the validation split (whole images, no augmentation), logged as one line of metrics.jsonl. */
-  evaluate(): FinetuneEvalRecord {
-    const { val_top1, val_loss } = this.score(this.val);
+  async evaluate(): Promise<FinetuneEvalRecord> {
+    const { val_top1, val_loss } = await this.score(this.val);
     const rec: FinetuneEvalRecord = {
       step: this.step,
       epoch: this.epoch,
@@ -477,8 +479,8 @@ export class FinetuneRun extends TrainingRun<
   }
 
   /** Top-1 and cross-entropy of the current model on a labelled set (nothing logged). */
-  score(set: LabelledImageSet): { val_top1: number; val_loss: number } {
-    const { pred, logits } = predictClasses(
+  async score(set: LabelledImageSet): Promise<{ val_top1: number; val_loss: number }> {
+    const { pred, logits } = await predictClasses(
       this.model,
       set.count,
       this.config.eval_batch,
@@ -491,12 +493,16 @@ export class FinetuneRun extends TrainingRun<
   }
 
   /** Writes the classifier as timm-named safetensors (kind vit_classifier), loadable as a teacher. */
-  exportClassifier(path: string): void {
-    exportClassifier(path, this.model, this.config.classes);
+  exportClassifier(path: string): Promise<void> {
+    return exportClassifier(path, this.model, this.config.classes);
   }
 
   protected writeWeights(path: string, weights: Map<string, { shape: number[]; data: Float32Array }>): void {
-    exportClassifier(path, this.model, this.config.classes, weights);
+    saveWeights(path, weights, {
+      kind: 'vit_classifier',
+      config: JSON.stringify(this.model.config),
+      classes: JSON.stringify(this.config.classes),
+    });
   }
 
   protected loadWeights(src: WeightSource): void {

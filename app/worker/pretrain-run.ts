@@ -15,8 +15,8 @@ import {
   type PretrainStepMetrics,
 } from '../../engine/train/pretrain.js';
 import {
-  allFinite,
   currentBackend,
+  finiteGuard,
   pretrainFloatsPerSample,
   type StepMemory,
 } from '../../engine/train/memory.js';
@@ -94,6 +94,8 @@ export class PretrainRun extends TrainingRun<
   samples: StudentSamples | undefined;
   /** Where the per-epoch k-NN runs (none: no k-NN), and its steps per epoch. */
   private knnOn: { sets: KnnSets; stepsPerEpoch: number } | undefined;
+  /** The teacher's finiteness of each micro-batch of the step running (finiteGuard), read with the step's numbers. */
+  private teacherGuards: tf.Tensor[] = [];
 
   private constructor(dir: string, config: PretrainConfig, teacher: Teacher, data: ImageSet) {
     const model = createPretrainModel(config.model, { seed: config.seed, objective: config.objective });
@@ -194,24 +196,29 @@ export class PretrainRun extends TrainingRun<
     // cluster order (D-iGPT), patch permutation (mae) or nothing (kd): the model says how many entries
     const order = drawOrders(this.rng, b, this.model.orderLength);
     this.samples = studentSamples(s, Math.min(b, SAMPLES), c.img_size);
-    const step = this.step + 1;
     return () => {
       const timgs = tf.tensor4d(tv, [b, t.resolution, t.resolution, 3]);
       const teacher = t.tokens(timgs);
       timgs.dispose();
-      // a broken teacher file would otherwise show up as a NaN loss that names nothing
-      if (!allFinite(teacher)) {
-        teacher.dispose();
-        throw new NonFiniteTeacherError(t.spec, step, goodCheckpoint(this.checkpointDir)?.folder);
-      }
+      // a broken teacher file would otherwise show up as a NaN loss that names nothing: checked with the step's read
+      this.teacherGuards.push(finiteGuard(teacher));
       return { images: tf.tensor4d(s, [b, c.img_size, c.img_size, 3]), teacher, order };
     };
   }
 
-  protected trainStep(micro: (() => DigptBatch)[], lr: number): PretrainStepMetrics {
-    return this.parallel
-      ? this.parallel.step(this.model, this.opt, micro, lr)
-      : pretrainStep(this.model, this.opt, micro, lr);
+  protected async trainStep(micro: (() => DigptBatch)[], lr: number): Promise<PretrainStepMetrics> {
+    const guards: tf.Tensor[] = [];
+    this.teacherGuards = guards;
+    const m = this.parallel
+      ? await this.parallel.step(this.model, this.opt, micro, lr, { guards })
+      : await pretrainStep(this.model, this.opt, micro, lr, { guards });
+    if (m.guards.some((g) => g !== 0))
+      throw new NonFiniteTeacherError(
+        this.teacher.spec,
+        this.step + 1,
+        goodCheckpoint(this.checkpointDir)?.folder,
+      );
+    return m;
   }
 
   protected record(m: PretrainStepMetrics, lr: number, imgPerS: number): StepRecord {
@@ -248,33 +255,33 @@ export class PretrainRun extends TrainingRun<
    * evaluated at once (its random encoder: where the curve starts), unless a restarted run logged that already;
    * that record is returned.
    */
-  evaluateOn(sets: KnnSets): KnnRecord | undefined {
+  async evaluateOn(sets: KnnSets): Promise<KnnRecord | undefined> {
     const c = this.config;
     this.knnOn = { sets, stepsPerEpoch: Math.max(1, Math.floor(sets.train.count / (c.batch * c.accum))) };
     if (this.step !== 0 || readMetrics(this.dir).some((r) => r.step === 0 && 'knn_top1' in r))
       return undefined;
-    const rec: KnnRecord = { step: 0, epoch: 0, knn_top1: this.knnTop1(sets) };
+    const rec: KnnRecord = { step: 0, epoch: 0, knn_top1: await this.knnTop1(sets) };
     this.appendMetrics(rec);
     return rec;
   }
 
-  protected override evaluateAfterStep(last: boolean): KnnRecord | undefined {
+  protected override async evaluateAfterStep(last: boolean): Promise<KnnRecord | undefined> {
     const on = this.knnOn;
     if (!on || !(this.step % on.stepsPerEpoch === 0 || last)) return undefined;
     const rec: KnnRecord = {
       step: this.step,
       epoch: this.step / on.stepsPerEpoch,
-      knn_top1: this.knnTop1(on.sets),
+      knn_top1: await this.knnTop1(on.sets),
     };
     this.appendMetrics(rec);
     return rec;
   }
 
   /** k-NN top-1 of the current encoder on the validation split (LayerNorm of the mean patch token). */
-  private knnTop1({ train, val }: KnnSets): number {
+  private async knnTop1({ train, val }: KnnSets): Promise<number> {
     const vit = new VitClassifier(vitConfigOfDigpt(this.config.model, train.classes.length));
     try {
-      loadClassifierParts(vit, mapSource('encoder', this.model.params.exportTorch()));
+      loadClassifierParts(vit, mapSource('encoder', await this.model.params.exportTorch()));
       const n = Math.min(train.count, KNN_TRAIN_CAP);
       const per = train.side * train.side * 3;
       const sub: LabelledImageSet = {
@@ -283,7 +290,7 @@ export class PretrainRun extends TrainingRun<
         pixels: train.pixels.subarray(0, n * per),
         labels: train.labels.subarray(0, n),
       };
-      return knn(featuresOf(vit, sub, val), sub, val).top1;
+      return (await knn(await featuresOf(vit, sub, val), sub, val)).top1;
     } finally {
       vit.dispose();
     }

@@ -152,7 +152,7 @@ function pretrainConfig(job: PretrainJob, count: number, workers: 1 | 2): Omit<P
 
 async function trainLoop(
   run: PretrainRun | FinetuneRun,
-  step: () => void,
+  step: () => Promise<void>,
   emit: Emit,
   control: JobControl,
   total: number,
@@ -163,13 +163,13 @@ async function trainLoop(
       continue;
     }
     const before = run.step;
-    step();
+    await step();
     if (run.step === before) break;
     // let pause/stop messages in between steps
     await new Promise((r) => setImmediate(r));
   }
   if (control.stopping && run.step < total) {
-    const folder = run.save();
+    const folder = await run.save();
     emit({ type: 'checkpoint', folder, step: run.step });
   }
   emit({ type: 'done', dir: run.dir, step: run.step, stopped: control.stopping && run.step < total });
@@ -213,7 +213,7 @@ async function runPretrainSteps(
   control: JobControl,
 ): Promise<void> {
   const c = run.config;
-  const first = evalSets ? run.evaluateOn(evalSets) : undefined;
+  const first = evalSets ? await run.evaluateOn(evalSets) : undefined;
   if (first) emit({ type: 'eval', record: { ...first } });
   emit({
     type: 'run',
@@ -224,8 +224,8 @@ async function runPretrainSteps(
   });
   await trainLoop(
     run,
-    () => {
-      const written = run.runSteps(
+    async () => {
+      const written = await run.runSteps(
         1,
         (record, m) =>
           emit({
@@ -249,8 +249,8 @@ async function runFinetune(run: FinetuneRun, emit: Emit, control: JobControl): P
   emit({ type: 'run', dir: run.dir, startStep: run.step, totalSteps: run.config.steps, clustersPerSide: 0 });
   await trainLoop(
     run,
-    () => {
-      const written = run.runSteps(
+    async () => {
+      const written = await run.runSteps(
         1,
         (record) => emit({ type: 'step', record }),
         (ev) => emit({ type: 'eval', record: { ...ev } as Record<string, number | string> }),
@@ -283,8 +283,8 @@ async function runEval(job: EvalJob, emit: Emit): Promise<void> {
   emit({ type: 'progress', phase: 'features', done: 0, total: 1 });
   const result =
     job.kind === 'knn'
-      ? knn(job.source, train, val, { k: job.k ?? KNN_DEFAULTS.k })
-      : probe(job.source, train, val, {
+      ? await knn(job.source, train, val, { k: job.k ?? KNN_DEFAULTS.k })
+      : await probe(job.source, train, val, {
           seed: job.seed ?? PROBE_DEFAULTS.seed,
           epochs: job.epochs ?? PROBE_DEFAULTS.epochs,
         });
@@ -384,7 +384,7 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
             f.close();
           }
           // the imported weights are the run's start: a resume must find them
-          run.save();
+          await run.save();
           emit({ type: 'log', level: 'info', text: `started from ${job.init} (official D-iGPT names)` });
         }
         await runPretrain(run, evalSets, emit, control);
@@ -450,7 +450,7 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
       );
       try {
         fs.mkdirSync(nodePath.dirname(job.out), { recursive: true });
-        exportClassifier(job.out, vit, job.classes);
+        await exportClassifier(job.out, vit, job.classes);
       } finally {
         vit.dispose();
       }
@@ -475,7 +475,7 @@ export async function runJob(job: JobSpec, emit: Emit, control: JobControl): Pro
             trainsElsewhere: true,
           });
           try {
-            run.save();
+            await run.save();
           } finally {
             run.dispose();
           }

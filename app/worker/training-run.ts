@@ -195,8 +195,8 @@ export abstract class TrainingRun<
 
   /** One micro-batch drawn now from the stream and the Rng; its tensors are made when the step calls it. */
   protected abstract microBatch(): () => B;
-  /** One optimisation step over the micro-batches at learning rate `lr`. */
-  protected abstract trainStep(micro: (() => B)[], lr: number): S;
+  /** One optimisation step over the micro-batches at learning rate `lr` (its numbers read once, at its end). */
+  protected abstract trainStep(micro: (() => B)[], lr: number): Promise<S>;
   /** The metrics.jsonl line of the step just taken. */
   protected abstract record(m: S, lr: number, imgPerS: number): R;
   /** Writes the weights (read out and checked already) as `path`, the checkpoint's model.safetensors. */
@@ -212,8 +212,8 @@ export abstract class TrainingRun<
   protected abstract get warmupSteps(): number;
 
   /** An evaluation to log after the step just taken (`last`: the run's final step); none by default. */
-  protected evaluateAfterStep(_last: boolean): E | undefined {
-    return undefined;
+  protected evaluateAfterStep(_last: boolean): Promise<E | undefined> {
+    return Promise.resolve(undefined);
   }
 
   // --- the skeleton ---
@@ -252,9 +252,10 @@ export abstract class TrainingRun<
   /**
    * Runs up to `count` more steps (never past config.steps), logging each to metrics.jsonl, then the kind's
    * evaluation when one is due, then a checkpoint on schedule (every checkpoint_every steps and at the end). A
-   * NaN/inf loss stops the run before the update, keeping the last good checkpoint. Returns the checkpoints written.
+   * NaN/inf loss stops the run, keeping the last good checkpoint (the step's numbers are read after its update is
+   * queued, so the update happened; nothing of it is saved). Returns the checkpoints written.
    */
-  runSteps(count: number, onStep?: (r: R, m: S) => void, onEval?: (e: E) => void): string[] {
+  async runSteps(count: number, onStep?: (r: R, m: S) => void, onEval?: (e: E) => void): Promise<string[]> {
     const c = this.config;
     const end = Math.min(c.steps, this.step + count);
     const written: string[] = [];
@@ -263,7 +264,7 @@ export abstract class TrainingRun<
       this.stream.beginStep();
       const micro = Array.from({ length: c.accum }, () => this.microBatch());
       const lr = this.lrAt(this.step);
-      const m = this.trainStep(micro, lr);
+      const m = await this.trainStep(micro, lr);
       if (!Number.isFinite(m.loss)) {
         throw new NonFiniteLossError(this.step + 1, m.loss, goodCheckpoint(this.checkpointDir)?.folder);
       }
@@ -272,9 +273,9 @@ export abstract class TrainingRun<
       this.appendMetrics(rec);
       onStep?.(rec, m);
       const last = this.step === c.steps;
-      const ev = this.evaluateAfterStep(last);
+      const ev = await this.evaluateAfterStep(last);
       if (ev !== undefined) onEval?.(ev);
-      if (this.step % c.checkpoint_every === 0 || last) written.push(this.save());
+      if (this.step % c.checkpoint_every === 0 || last) written.push(await this.save());
     }
     return written;
   }
@@ -288,10 +289,9 @@ export abstract class TrainingRun<
    * Writes a checkpoint of the current step: weights, optimizer moments and the data stream's state. Weights and
    * both moments are checked first: a checkpoint is never written holding Inf or NaN (NonFiniteStateError).
    */
-  save(): string {
+  async save(): Promise<string> {
     const state = this.stream.snapshot();
-    const weights = this.model.params.exportTorch();
-    const opt = this.opt.exportState();
+    const [weights, opt] = await Promise.all([this.model.params.exportTorch(), this.opt.exportState()]);
     checkFiniteState(this.step, weights, opt, () => goodCheckpoint(this.checkpointDir)?.folder);
     return writeCheckpoint(this.checkpointDir, this.step, (folder) => {
       const path = nodePath.join(folder, 'model.safetensors');

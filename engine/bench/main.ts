@@ -223,7 +223,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   const config = getPreset(a.preset).model;
   const report = await initBackend();
   if (a.clipB16) {
-    const r = benchClipB16(a.batch === 32 ? 8 : a.batch, a.steps, a.warmup);
+    const r = await benchClipB16(a.batch === 32 ? 8 : a.batch, a.steps, a.warmup);
     if (a.json) console.log(JSON.stringify({ kind: 'teacher', backend: report.name, ...r }));
     else
       console.log(

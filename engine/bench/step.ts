@@ -73,8 +73,7 @@ export async function benchSteps(
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));
-      if (dp) dp.step(model, opt, micro, 1e-4);
-      else pretrainStep(model, opt, micro, 1e-4);
+      await (dp ? dp.step(model, opt, micro, 1e-4) : pretrainStep(model, opt, micro, 1e-4));
       const ms = performance.now() - t0;
       const c = process.cpuUsage(c0);
       peak = Math.max(peak, process.memoryUsage().rss);

@@ -11,7 +11,11 @@ export interface TeacherBenchResult {
   readonly peak_rss_mb: number;
 }
 
-export function benchClipB16(batch: number, steps: number, warmup: number): TeacherBenchResult {
+export async function benchClipB16(
+  batch: number,
+  steps: number,
+  warmup: number,
+): Promise<TeacherBenchResult> {
   // OpenAI's ViT-B/16: width 768, 12 layers, 12 heads, 512-wide projection, QuickGELU
   const cfg = resolveClipConfig({
     resolution: 224,
@@ -29,7 +33,9 @@ export function benchClipB16(batch: number, steps: number, warmup: number): Teac
   try {
     for (let i = 0; i < warmup + steps; i++) {
       const t0 = performance.now();
-      tf.tidy(() => clip.forward(x).dataSync());
+      const y = tf.tidy(() => clip.forward(x));
+      await y.data();
+      y.dispose();
       if (i >= warmup) times.push(performance.now() - t0);
       peak = Math.max(peak, process.memoryUsage().rss);
     }

@@ -130,9 +130,11 @@ export function loadDigptOfficial(model: Pick<DigptModel, 'params'>, src: Weight
 }
 
 /** A D-iGPT model's weights under the official names (4 copies of each shared tap norm, fixed buffers included). */
-export function exportDigptOfficial(model: DigptModel): Map<string, { shape: number[]; data: Float32Array }> {
+export async function exportDigptOfficial(
+  model: DigptModel,
+): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, v] of model.params.exportTorch()) {
+  for (const [name, v] of await model.params.exportTorch()) {
     const off = officialDigptName(name);
     const m = /^(ar|kd)_enc_norm\.0\.(weight|bias)$/.exec(off);
     if (m) for (let i = 0; i < TAP_NORM_COPIES; i++) out.set(`${m[1]}_enc_norm.${i}.${m[2]}`, v);
@@ -172,7 +174,7 @@ export function loadVitTimm(vit: VitClassifier, src: WeightSource): void {
  * Initialises a classifier's encoder from a pretrained D-iGPT model (patch_embed, cls_token, blocks; pos_embed from
  * the fixed sin-cos table with its cls slot); decoders are dropped, the head and final norm keep their init.
  */
-export function vitFromDigpt(vit: VitClassifier, digpt: DigptModel): void {
+export async function vitFromDigpt(vit: VitClassifier, digpt: DigptModel): Promise<void> {
   const a = vit.config;
   const b = digpt.config;
   if (
@@ -188,7 +190,7 @@ export function vitFromDigpt(vit: VitClassifier, digpt: DigptModel): void {
   }
   for (const name of digpt.params.names()) {
     if (isEncoderParam(name)) {
-      vit.params.assign(name, digpt.params.read(name), digpt.params.specs.get(name)?.shape ?? []);
+      vit.params.assign(name, await digpt.params.read(name), digpt.params.specs.get(name)?.shape ?? []);
     }
   }
   const gg = digpt.geometry.grid ** 2;

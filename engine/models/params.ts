@@ -258,16 +258,16 @@ export class ParamSet {
       .map((s) => ({ name: s.name, variable: this.get(s.name), spec: s }));
   }
 
-  /** Engine-layout tensor -> PyTorch-layout data of the named parameter (weights, gradients or optimizer moments). */
-  toTorch(name: string, t: tf.Tensor): Float32Array {
+  /** Engine-layout data of the named parameter (weights, gradients or optimizer moments) -> PyTorch layout. */
+  toTorch(name: string, data: Float32Array): Float32Array {
     const s = this.specs.get(name);
     if (!s) throw new Error(`no parameter named ${name}`);
-    return toTorch(s, t.dataSync() as Float32Array);
+    return toTorch(s, data);
   }
 
   /** The parameter's value in PyTorch layout. */
-  read(name: string): Float32Array {
-    return this.toTorch(name, this.get(name));
+  async read(name: string): Promise<Float32Array> {
+    return this.toTorch(name, (await this.get(name).data()) as Float32Array);
   }
 
   /** Sets one parameter from PyTorch-layout data, checking its shape. */
@@ -283,10 +283,14 @@ export class ParamSet {
     tf.tidy(() => v.assign(tf.tensor(fromTorch(s, data), engineShape(s))));
   }
 
-  /** Every parameter in PyTorch layout. */
-  exportTorch(): Map<string, { shape: number[]; data: Float32Array }> {
+  /** Every parameter in PyTorch layout (the reads are issued together and awaited once). */
+  async exportTorch(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+    const specs = [...this.specs.values()];
+    const data = await Promise.all(specs.map((s) => this.get(s.name).data()));
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const s of this.specs.values()) out.set(s.name, { shape: [...s.shape], data: this.read(s.name) });
+    specs.forEach((s, i) =>
+      out.set(s.name, { shape: [...s.shape], data: toTorch(s, data[i] as Float32Array) }),
+    );
     return out;
   }
 

@@ -114,10 +114,14 @@ export class AdamW {
   }
 
   /** The state for a checkpoint (engine layout; the caller converts names/layouts if it exports). */
-  exportState(): AdamWState {
-    const read = (mm: Map<string, tf.Variable>): Map<string, Float32Array> =>
-      new Map([...mm].map(([k, x]) => [k, x.dataSync() as Float32Array]));
-    return { step: this.t, m: read(this.m), v: read(this.v) };
+  async exportState(): Promise<AdamWState> {
+    const read = async (mm: Map<string, tf.Variable>): Promise<Map<string, Float32Array>> => {
+      const data = await Promise.all([...mm.values()].map((x) => x.data()));
+      return new Map([...mm.keys()].map((k, i) => [k, data[i] as Float32Array]));
+    };
+    const step = this.t;
+    const [m, v] = await Promise.all([read(this.m), read(this.v)]);
+    return { step, m, v };
   }
 
   /** Restores a saved state; every parameter's moments must be present with the right size. */

@@ -12,7 +12,15 @@ import { backendReport } from '../backend.js';
 import type { DigptBatch, PretrainModel } from '../models/pretrain-model.js';
 import type { AdamW } from '../optim/adamw.js';
 import { disposeGrads } from '../train/grads.js';
-import { microStep, runStep, type MicroMetrics, type PretrainStepMetrics } from '../train/pretrain.js';
+import {
+  microStep,
+  runStep,
+  unpackMetrics,
+  type MicroMetrics,
+  type PendingMetrics,
+  type PretrainStepMetrics,
+  type StepReads,
+} from '../train/pretrain.js';
 import {
   CTRL,
   layoutFor,
@@ -130,17 +138,28 @@ export class DataParallel {
    * pretrainStep, with every micro-batch shared with the replica: the same step core (runStep), whose micro-batches are
    * split between this thread and the replica (both run microStep on their share) and mixed by share size.
    */
-  step(model: PretrainModel, opt: AdamW, micro: (() => DigptBatch)[], lr: number): PretrainStepMetrics {
+  async step(
+    model: PretrainModel,
+    opt: AdamW,
+    micro: (() => DigptBatch)[],
+    lr: number,
+    reads: StepReads = {},
+  ): Promise<PretrainStepMetrics & { readonly guards: Float32Array }> {
     if (this.gone.why) throw new Error(`data-parallel replica: ${this.gone.why}`);
     const clock = new PhaseClock();
     // the replica starts every step from this thread's weights
-    model.params
-      .trainable()
-      .forEach((p, i) => this.v.weights.set(p.variable.dataSync() as Float32Array, this.offsets[i]));
+    const params = model.params.trainable();
+    const weights = await Promise.all(params.map((p) => p.variable.data()));
+    weights.forEach((w, i) => this.v.weights.set(w as Float32Array, this.offsets[i]));
     Atomics.add(this.v.ctrl, CTRL.WEIGHTS, 1);
     clock.lap('handoff');
-    const out = runStep(model, opt, micro, lr, (batch, withErrors, addGrad) =>
-      this.shared(model, batch, withErrors, addGrad, clock),
+    const out = await runStep(
+      model,
+      opt,
+      micro,
+      lr,
+      (batch, withErrors, addGrad) => this.shared(model, batch, withErrors, addGrad, clock),
+      reads,
     );
     clock.lap('adam');
     this.lastPhases = clock.phases;
@@ -148,13 +167,13 @@ export class DataParallel {
   }
 
   /** One micro-batch: the replica's share sent off, this thread's computed, the two mixed by share size. */
-  private shared(
+  private async shared(
     model: PretrainModel,
     batch: DigptBatch,
     withErrors: boolean,
     addGrad: (name: string, g: tf.Tensor) => void,
     clock: PhaseClock,
-  ): MicroMetrics {
+  ): Promise<PendingMetrics> {
     const v = this.v;
     const l = this.layout;
     const b = batch.images.shape[0];
@@ -163,12 +182,12 @@ export class DataParallel {
     const local = b - b2;
     const doneBefore = Atomics.load(v.ctrl, CTRL.DONE);
     if (b2 > 0) {
-      v.images.set(
-        (batch.images.dataSync() as Float32Array).subarray(local * l.imageFloats, b * l.imageFloats),
-      );
-      v.teacher.set(
-        (batch.teacher.dataSync() as Float32Array).subarray(local * l.teacherFloats, b * l.teacherFloats),
-      );
+      const [images, teacher] = (await Promise.all([batch.images.data(), batch.teacher.data()])) as [
+        Float32Array,
+        Float32Array,
+      ];
+      v.images.set(images.subarray(local * l.imageFloats, b * l.imageFloats));
+      v.teacher.set(teacher.subarray(local * l.teacherFloats, b * l.teacherFloats));
       v.order.set(batch.order.subarray(local * l.orderInts, b * l.orderInts));
       Atomics.store(v.ctrl, CTRL.BATCH, b2);
       Atomics.store(v.ctrl, CTRL.CMD, 1);
@@ -192,6 +211,7 @@ export class DataParallel {
       if (b2 > 0) this.awaitReplica(doneBefore, clock.phases);
     } catch (e) {
       disposeGrads(mine.grads);
+      mine.packed.dispose();
       throw e;
     }
     clock.lap('wait');
@@ -216,9 +236,13 @@ export class DataParallel {
       g.dispose();
       addGrad(name, mixed);
     }
-    const metrics = this.mixMetrics(mine.metrics, wl, b2 > 0 ? wr : 0, withErrors);
+    // the replica's numbers are in shared memory now; this thread's are read with the step's
+    const theirs = this.replicaMetrics(b2 > 0, withErrors);
     clock.lap('mix');
-    return metrics;
+    return {
+      packed: mine.packed,
+      finish: (values) => this.mixMetrics(unpackMetrics(values), wl, b2 > 0 ? wr : 0, withErrors, theirs),
+    };
   }
 
   /** Waits for the replica's share of a micro-batch (DONE moving past `doneBefore`); fails the step if it failed. */
@@ -244,11 +268,28 @@ export class DataParallel {
    * The micro-batch's metrics: this thread's weighted by its share `wl`, plus the replica's (in shared memory) by `wr`
    * (0: the replica had no share); with `errors`, this thread's per-cluster errors followed by the replica's.
    */
-  private mixMetrics(mine: MicroMetrics, wl: number, wr: number, errors: boolean): MicroMetrics {
+  /** The replica's numbers of the micro-batch just computed (copied out of shared memory, which the next one reuses). */
+  private replicaMetrics(
+    ran: boolean,
+    errors: boolean,
+  ): { scalars: [number, number, number, number]; errors: Float32Array } {
     const s = this.v.scalars;
-    const [rl, rg, rd, ra] = [s[0] ?? 0, s[1] ?? 0, s[2] ?? 0, s[3] ?? 0];
-    const theirs =
-      wr > 0 ? this.v.errors.subarray(0, Atomics.load(this.v.ctrl, CTRL.ERRORS)) : new Float32Array(0);
+    return {
+      scalars: [s[0] ?? 0, s[1] ?? 0, s[2] ?? 0, s[3] ?? 0],
+      errors:
+        ran && errors ? this.v.errors.slice(0, Atomics.load(this.v.ctrl, CTRL.ERRORS)) : new Float32Array(0),
+    };
+  }
+
+  private mixMetrics(
+    mine: MicroMetrics,
+    wl: number,
+    wr: number,
+    errors: boolean,
+    replica: { scalars: [number, number, number, number]; errors: Float32Array },
+  ): MicroMetrics {
+    const [rl, rg, rd, ra] = replica.scalars;
+    const theirs = wr > 0 ? replica.errors : new Float32Array(0);
     const clusterError = new Float32Array(errors ? mine.clusterError.length + theirs.length : 0);
     if (errors) {
       clusterError.set(mine.clusterError);

@@ -4,7 +4,7 @@ import { workerData } from 'node:worker_threads';
 import { initBackend } from '../backend.js';
 import type { DigptConfig } from '../config.js';
 import { createPretrainModel, type PretrainObjective } from '../models/factory.js';
-import { microStep } from '../train/pretrain.js';
+import { microStep, unpackMetrics } from '../train/pretrain.js';
 import { CTRL, views, writeText, type SharedLayout } from './shared.js';
 
 interface Init {
@@ -84,12 +84,14 @@ async function main(): Promise<void> {
       };
       // the same forward, backward and metrics as the training thread's share (its errors too: this may be the
       // micro-batch whose errors the step reports)
-      const { grads, metrics: m } = microStep(model, batch, true);
+      const { grads, packed } = microStep(model, batch, true);
+      const m = unpackMetrics((await packed.data()) as Float32Array);
+      packed.dispose();
       const t2 = performance.now();
       v.grads.fill(0);
       for (const [name, g] of grads) {
         const i = byName.get(name);
-        if (i !== undefined) v.grads.set(g.dataSync() as Float32Array, offsets[i]);
+        if (i !== undefined) v.grads.set((await g.data()) as Float32Array, offsets[i]);
         g.dispose();
       }
       tf.dispose([batch.images, batch.teacher]);

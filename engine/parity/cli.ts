@@ -25,7 +25,7 @@ async function main(): Promise<number> {
   let failed = 0;
   let total = 0;
   for (const f of files) {
-    for (const c of runParityFile(nodePath.join(dir, f))) {
+    for (const c of await runParityFile(nodePath.join(dir, f))) {
       total++;
       if (!c.pass) failed++;
       console.log(formatCheck(c));

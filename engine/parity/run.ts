@@ -104,7 +104,7 @@ function metaJson(f: SafetensorsFile, key: string): Record<string, unknown> {
   return JSON.parse(raw) as Record<string, unknown>;
 }
 
-function runDigpt(f: SafetensorsFile, ck: Checker): void {
+async function runDigpt(f: SafetensorsFile, ck: Checker): Promise<void> {
   const config = resolveDigptConfig(metaJson(f, 'config'));
   const hp = metaJson(f, 'adamw') as {
     lr: number;
@@ -132,22 +132,31 @@ function runDigpt(f: SafetensorsFile, ck: Checker): void {
     );
     const order = f.readInt32('input.order');
     const batch = { images, teacher, order };
-    tf.tidy(() => {
+    const outs = tf.tidy(() => {
       const out = model.forward(batch);
-      for (const [name, t] of [
-        ['encoder_out', out.encoderOut],
-        ['pred_gen', out.gen?.pred],
-        ['pred_dis', out.dis?.pred],
-      ] as const) {
+      return {
+        encoder_out: out.encoderOut,
+        pred_gen: out.gen?.pred,
+        pred_dis: out.dis?.pred,
+        loss_gen: out.gen?.loss,
+        loss_dis: out.dis?.loss,
+      };
+    });
+    try {
+      for (const name of ['encoder_out', 'pred_gen', 'pred_dis'] as const) {
+        const t = outs[name];
         if (!t) continue;
         if (ck.shape(name, t.shape, f.entry(`output.${name}`).shape))
-          ck.tensor(name, t.dataSync(), f.readFloat32(`output.${name}`));
+          ck.tensor(name, await t.data(), f.readFloat32(`output.${name}`));
       }
-      ck.loss('loss_gen', out.gen?.loss.dataSync()[0] ?? NaN, f.readFloat32('output.loss_gen')[0] as number);
-      ck.loss('loss_dis', out.dis?.loss.dataSync()[0] ?? NaN, f.readFloat32('output.loss_dis')[0] as number);
-    });
+      for (const name of ['loss_gen', 'loss_dis'] as const)
+        ck.loss(name, (await outs[name]?.data())?.[0] ?? NaN, f.readFloat32(`output.${name}`)[0] as number);
+    } finally {
+      for (const t of Object.values(outs)) t?.dispose();
+    }
     const trainable = model.params.trainable();
-    const { grads } = accumulateGrads(trainable, () => model.forward(batch).loss, 1);
+    const { grads, losses } = accumulateGrads(trainable, () => model.forward(batch).loss, 1);
+    losses.dispose();
     for (const p of trainable) {
       const off = officialDigptName(p.name);
       const g = grads.get(p.name);
@@ -155,7 +164,11 @@ function runDigpt(f: SafetensorsFile, ck: Checker): void {
         ck.fail(`grad ${off}`, new Error('no gradient reached this parameter'));
         continue;
       }
-      ck.tensor(`grad ${off}`, model.params.toTorch(p.name, g), f.readFloat32(`grad.${off}`));
+      ck.tensor(
+        `grad ${off}`,
+        model.params.toTorch(p.name, (await g.data()) as Float32Array),
+        f.readFloat32(`grad.${off}`),
+      );
     }
     const opt = new AdamW(
       trainable.map((p) => ({ name: p.name, variable: p.variable, decay: p.spec.decay })),
@@ -166,7 +179,7 @@ function runDigpt(f: SafetensorsFile, ck: Checker): void {
     opt.dispose();
     for (const p of trainable) {
       const off = officialDigptName(p.name);
-      ck.tensor(`adamw ${off}`, model.params.read(p.name), f.readFloat32(`adamw.${off}`));
+      ck.tensor(`adamw ${off}`, await model.params.read(p.name), f.readFloat32(`adamw.${off}`));
     }
     images.dispose();
     teacher.dispose();
@@ -175,7 +188,7 @@ function runDigpt(f: SafetensorsFile, ck: Checker): void {
   }
 }
 
-function runClip(f: SafetensorsFile, ck: Checker): void {
+async function runClip(f: SafetensorsFile, ck: Checker): Promise<void> {
   const declared = resolveClipConfig(metaJson(f, 'config'), f.path);
   const meta = clipMetadata(f.path, f.metadata);
   const images = nhwc(f, 'input.images_nchw');
@@ -191,11 +204,13 @@ function runClip(f: SafetensorsFile, ck: Checker): void {
           if (got[k] !== declared[k])
             throw new Error(`config ${k}: read ${String(got[k])}, metadata says ${String(declared[k])}`);
         }
-        tf.tidy(() => {
-          const out = model.forward(images);
+        const out = tf.tidy(() => model.forward(images));
+        try {
           if (ck.shape(check, out.shape, f.entry('output.tokens').shape))
-            ck.tensor(check, out.dataSync(), want);
-        });
+            ck.tensor(check, await out.data(), want);
+        } finally {
+          out.dispose();
+        }
       } finally {
         model.dispose();
       }
@@ -206,17 +221,19 @@ function runClip(f: SafetensorsFile, ck: Checker): void {
   images.dispose();
 }
 
-function runVit(f: SafetensorsFile, ck: Checker): void {
+async function runVit(f: SafetensorsFile, ck: Checker): Promise<void> {
   const config = resolveVitConfig(metaJson(f, 'config'));
   const model = new VitClassifier(config);
   try {
     loadVitTimm(model, fileSource(f, 'weights.'));
     const images = nhwc(f, 'input.images_nchw');
-    tf.tidy(() => {
-      const out = model.forward(images);
+    const out = tf.tidy(() => model.forward(images));
+    try {
       if (ck.shape('logits', out.shape, f.entry('output.logits').shape))
-        ck.tensor('logits', out.dataSync(), f.readFloat32('output.logits'));
-    });
+        ck.tensor('logits', await out.data(), f.readFloat32('output.logits'));
+    } finally {
+      out.dispose();
+    }
     images.dispose();
   } finally {
     model.dispose();
@@ -224,16 +241,16 @@ function runVit(f: SafetensorsFile, ck: Checker): void {
 }
 
 /** Runs every check of one vector file; a file that cannot be run at all yields one failed check saying why. */
-export function runParityFile(path: string): ParityCheck[] {
+export async function runParityFile(path: string): Promise<ParityCheck[]> {
   const name = nodePath.basename(path);
   const ck = new Checker(name);
   let f: SafetensorsFile | undefined;
   try {
     f = SafetensorsFile.open(path);
     const kind = f.metadata['kind'];
-    if (kind === 'digpt') runDigpt(f, ck);
-    else if (kind === 'clip_vision') runClip(f, ck);
-    else if (kind === 'vit_classifier') runVit(f, ck);
+    if (kind === 'digpt') await runDigpt(f, ck);
+    else if (kind === 'clip_vision') await runClip(f, ck);
+    else if (kind === 'vit_classifier') await runVit(f, ck);
     else
       throw new Error(
         `unknown vector kind '${String(kind)}' (expected digpt, clip_vision or vit_classifier)`,

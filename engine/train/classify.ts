@@ -4,7 +4,7 @@ import type { VitClassifier } from '../models/vit.js';
 import { linear } from '../ops/nn.js';
 import { AdamW, layerDecayScale, lrAt, type AdamWOptions, type OptimParam } from '../optim/adamw.js';
 import type { Rng } from '../rng.js';
-import { accumulateGrads, disposeGrads } from './grads.js';
+import { accumulateGrads, disposeGrads, readMeanLoss } from './grads.js';
 
 type T2 = tf.Tensor2D;
 
@@ -293,22 +293,23 @@ export interface ClassifierStepMetrics {
 
 /**
  * One optimisation step over `micro.length` micro-batches (each built lazily, so only one is in memory), AdamW at `lr`
- * times each parameter's lrScale. The update is skipped when the loss is not finite (the caller decides what next).
+ * times each parameter's lrScale. The loss is read once, after the update is queued; when it is not finite the
+ * update has been applied with it and the caller stops the run (a checkpoint refuses non-finite weights).
  */
-export function classifierStep(
+export async function classifierStep(
   vit: VitClassifier,
   opt: AdamW,
   micro: readonly (() => ClassifierBatch)[],
   lr: number,
   o: ClassifierStepOptions = {},
-): ClassifierStepMetrics {
+): Promise<ClassifierStepMetrics> {
   let current: ClassifierBatch | undefined;
   const release = (): void => {
     if (current) tf.dispose([current.images, current.targets]);
     current = undefined;
   };
   const fwd = { dropPath: o.dropPath ?? 0, ...(o.rng ? { rng: o.rng } : {}) };
-  const { loss, grads } = accumulateGrads(
+  const { losses, grads } = accumulateGrads(
     vit.params.trainable(),
     (i) => {
       const batch = (micro[i] as () => ClassifierBatch)();
@@ -319,11 +320,11 @@ export function classifierStep(
     release,
   );
   try {
-    if (Number.isFinite(loss)) opt.apply(grads, lr);
+    opt.apply(grads, lr);
   } finally {
     disposeGrads(grads);
   }
-  return { loss, lr };
+  return { loss: await readMeanLoss(losses), lr };
 }
 
 // --- evaluation ---
@@ -355,22 +356,21 @@ export function top1(pred: ArrayLike<number>, labels: ArrayLike<number>): number
  * samples [start, start+n); `fn` maps their tensor to a [n, D] result, read back and concatenated ([count*D]).
  * Each batch is built and freed inside one tidy, so nothing is left behind.
  */
-export function mapBatches(
+export async function mapBatches(
   count: number,
   batch: number,
   side: number,
   images: (start: number, n: number) => Float32Array,
   fn: (x: tf.Tensor4D) => T2,
-): { data: Float32Array; dim: number } {
+): Promise<{ data: Float32Array; dim: number }> {
   let out: Float32Array | undefined;
   let dim = 0;
   for (let s = 0; s < count; s += batch) {
     const n = Math.min(batch, count - s);
     const host = images(s, n);
-    const y = tf.tidy(() => {
-      const x = tf.tensor4d(host, [n, side, side, 3]);
-      return fn(x).dataSync() as Float32Array;
-    });
+    const t = tf.tidy(() => fn(tf.tensor4d(host, [n, side, side, 3])));
+    const y = (await t.data()) as Float32Array;
+    t.dispose();
     if (!out) {
       dim = y.length / n;
       out = new Float32Array(count * dim);
@@ -381,24 +381,24 @@ export function mapBatches(
 }
 
 /** Pooled features [count*C] of a classifier's encoder (vit.features), in batches, without drop path. */
-export function extractFeatures(
+export async function extractFeatures(
   vit: VitClassifier,
   count: number,
   batch: number,
   images: (start: number, n: number) => Float32Array,
-): Float32Array {
-  return mapBatches(count, batch, vit.config.img_size, images, (x) => vit.features(x)).data;
+): Promise<Float32Array> {
+  return (await mapBatches(count, batch, vit.config.img_size, images, (x) => vit.features(x))).data;
 }
 
 /** Predicted classes of `count` images (argmax of the logits), in batches. */
-export function predictClasses(
+export async function predictClasses(
   vit: VitClassifier,
   count: number,
   batch: number,
   images: (start: number, n: number) => Float32Array,
-): { pred: Int32Array; logits: Float32Array } {
+): Promise<{ pred: Int32Array; logits: Float32Array }> {
   const k = vit.config.num_classes;
-  const { data } = mapBatches(count, batch, vit.config.img_size, images, (x) => vit.forward(x));
+  const { data } = await mapBatches(count, batch, vit.config.img_size, images, (x) => vit.forward(x));
   return { pred: argmaxRows(data, count, k), logits: data };
 }
 
@@ -443,14 +443,14 @@ export function l2Normalize(x: Float32Array, dim: number): Float32Array {
  * vote for their class with weight exp(sim/T), the class with the largest vote wins. Features are [N*dim].
  * The similarity is one plain 2-D product per chunk against the train matrix transposed once.
  */
-export function knnPredict(
+export async function knnPredict(
   trainFeats: Float32Array,
   trainLabels: ArrayLike<number>,
   testFeats: Float32Array,
   dim: number,
   numClasses: number,
   o: KnnOptions = {},
-): Int32Array {
+): Promise<Int32Array> {
   const nTrain = trainLabels.length;
   const nTest = testFeats.length / dim;
   const k = Math.min(o.k ?? 20, nTrain);
@@ -462,11 +462,20 @@ export function knnPredict(
   try {
     for (let s = 0; s < nTest; s += chunk) {
       const n = Math.min(chunk, nTest - s);
-      const { values, indices } = tf.tidy(() => {
+      const r = tf.tidy(() => {
         const q = tf.tensor2d(test.subarray(s * dim, (s + n) * dim), [n, dim]);
-        const r = tf.topk(tf.matMul(q, trainT as T2), k);
-        return { values: r.values.dataSync() as Float32Array, indices: r.indices.dataSync() as Int32Array };
+        return tf.topk(tf.matMul(q, trainT as T2), k);
       });
+      let values: Float32Array;
+      let indices: Int32Array;
+      try {
+        [values, indices] = (await Promise.all([r.values.data(), r.indices.data()])) as [
+          Float32Array,
+          Int32Array,
+        ];
+      } finally {
+        tf.dispose([r.values, r.indices]);
+      }
       const votes = new Float64Array(numClasses);
       for (let i = 0; i < n; i++) {
         votes.fill(0);
@@ -509,7 +518,7 @@ export interface LinearProbe {
   readonly bias: Float32Array;
   /** Train loss of each epoch. */
   readonly losses: number[];
-  predict(feats: Float32Array): Int32Array;
+  predict(feats: Float32Array): Promise<Int32Array>;
 }
 
 /**
@@ -517,14 +526,14 @@ export interface LinearProbe {
  * and trains with LARS; here the features are standardised once with the train set's mean/std (what that BatchNorm
  * does at evaluation) and the head is trained with AdamW + warm-up/cosine on shuffled mini-batches.
  */
-export function trainLinearProbe(
+export async function trainLinearProbe(
   feats: Float32Array,
   labels: ArrayLike<number>,
   dim: number,
   numClasses: number,
   rng: Rng,
   o: ProbeOptions = {},
-): LinearProbe {
+): Promise<LinearProbe> {
   const n = labels.length;
   const mean = new Float32Array(dim);
   const std = new Float32Array(dim);
@@ -566,14 +575,15 @@ export function trainLinearProbe(
   try {
     for (let e = 0; e < epochs; e++) {
       const order = rng.permutation(n);
-      let sum = 0;
+      // the epoch's step losses stay on the device and are read once at its end
+      const stepLosses: tf.Tensor[] = [];
       for (let s = 0; s < perEpoch; s++) {
         for (let i = 0; i < batch; i++) {
           const r = order[s * batch + i] as number;
           xb.set(z.subarray(r * dim, (r + 1) * dim), i * dim);
           yb[i] = labels[r] as number;
         }
-        const { loss, grads } = accumulateGrads(
+        const { losses: loss, grads } = accumulateGrads(
           params,
           () => {
             // variableGrads frees what this builds
@@ -585,28 +595,35 @@ export function trainLinearProbe(
         );
         opt.apply(grads, lrAt(schedule, step++));
         disposeGrads(grads);
-        sum += loss;
+        stepLosses.push(loss);
       }
+      const all = tf.concat(stepLosses);
+      tf.dispose(stepLosses);
+      const v = await all.data();
+      all.dispose();
+      let sum = 0;
+      for (const x of v) sum += x;
       losses.push(sum / perEpoch);
     }
-    const weight = w.dataSync().slice() as Float32Array;
-    const bias = b.dataSync().slice() as Float32Array;
+    const weight = (await w.data()).slice() as Float32Array;
+    const bias = (await b.data()).slice() as Float32Array;
     return {
       mean,
       std,
       weight,
       bias,
       losses,
-      predict: (x) => {
+      predict: async (x) => {
         const rows = x.length / dim;
-        const logits = tf.tidy(
-          () =>
-            linear(
-              tf.tensor2d(standardise(x), [rows, dim]),
-              tf.tensor2d(weight, [dim, numClasses]),
-              tf.tensor1d(bias),
-            ).dataSync() as Float32Array,
+        const t = tf.tidy(() =>
+          linear(
+            tf.tensor2d(standardise(x), [rows, dim]),
+            tf.tensor2d(weight, [dim, numClasses]),
+            tf.tensor1d(bias),
+          ),
         );
+        const logits = (await t.data()) as Float32Array;
+        t.dispose();
         return argmaxRows(logits, rows, numClasses);
       },
     };

@@ -5,31 +5,44 @@ import * as tf from '@tensorflow/tfjs-core';
 export type GradParams = readonly { readonly name: string; readonly variable: tf.Variable }[];
 
 export interface GradResult {
-  /** Mean of the micro-batch losses. */
-  readonly loss: number;
+  /**
+   * The micro-batch losses, [count] (kept: the caller reads it once, after queueing the update, with readMeanLoss,
+   * which frees it). Nothing is read from the device here.
+   */
+  readonly losses: tf.Tensor1D;
   /** Mean gradient per parameter name (kept tensors: the caller disposes them). */
   readonly grads: Map<string, tf.Tensor>;
 }
 
+/** The mean of `losses` (read once, then freed), summed in JS in order as float64: the same number on every backend. */
+export async function readMeanLoss(losses: tf.Tensor): Promise<number> {
+  const v = await losses.data();
+  losses.dispose();
+  let sum = 0;
+  for (const x of v) sum += x;
+  return sum / v.length;
+}
+
 /**
- * The gradient of one scalar loss (built inside `loss`) with respect to `params`, by parameter name, and the loss as a
- * number. Only the gradients outlive the call.
+ * The gradient of one scalar loss (built inside `loss`) with respect to `params`, by parameter name, and the loss
+ * (a kept scalar: nothing is read). Only the gradients and the loss outlive the call.
  */
-export function gradsOf(params: GradParams, loss: () => tf.Scalar): GradResult {
+export function gradsOf(
+  params: GradParams,
+  loss: () => tf.Scalar,
+): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const byVar = new Map(params.map((p) => [p.variable.name, p.name]));
   const { value, grads } = tf.variableGrads(
     loss,
     params.map((p) => p.variable),
   );
   const out = new Map<string, tf.Tensor>();
-  const lossValue = value.dataSync()[0] as number;
-  value.dispose();
   for (const [vname, g] of Object.entries(grads)) {
     const name = byVar.get(vname);
     if (name === undefined) g.dispose();
     else out.set(name, g);
   }
-  return { loss: lossValue, grads: out };
+  return { loss: value, grads: out };
 }
 
 /**
@@ -77,7 +90,7 @@ export class GradSum {
 
 /**
  * Runs `micro` (a function of the micro-batch index returning a scalar loss, built inside) `count` times and
- * averages the gradients with respect to `params`. Each micro-batch's activations are freed before the next one,
+ * averages the gradients with respect to `params` (the losses stay on the device: readMeanLoss). Each micro-batch's activations are freed before the next one,
  * so peak memory is one micro-batch; the result equals the gradient of the mean loss when micro-batches are equal-sized.
  */
 export function accumulateGrads(
@@ -87,16 +100,17 @@ export function accumulateGrads(
   onMicro?: (index: number) => void,
 ): GradResult {
   const sum = new GradSum();
-  let lossSum = 0;
+  const losses: tf.Scalar[] = [];
   try {
     for (let i = 0; i < count; i++) {
       const { loss, grads } = gradsOf(params, () => micro(i));
-      lossSum += loss;
+      losses.push(loss);
       for (const [name, g] of grads) sum.add(name, g);
       onMicro?.(i);
     }
-    return { loss: lossSum / count, grads: sum.mean(count) };
+    return { losses: tf.stack(losses) as tf.Tensor1D, grads: sum.mean(count) };
   } finally {
+    tf.dispose(losses);
     sum.dispose();
   }
 }

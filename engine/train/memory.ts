@@ -161,10 +161,18 @@ export function checkStepMemory(m: StepMemory, backend: string, setting = '--bat
   );
 }
 
-/** True when every value of `x` is finite: x * 0 sums to 0 unless some entry is Inf or NaN (one cheap reduction). */
-export function allFinite(x: tf.Tensor): boolean {
-  const s = tf.tidy(() => tf.sum(tf.mul(x, 0)));
-  const v = s.dataSync()[0] as number;
+/**
+ * A scalar that is 0 when every value of `x` is finite: x * 0 sums to 0 unless some entry is Inf or NaN (one cheap
+ * reduction); kept, for the caller to read with other numbers (a step's guards) or through allFinite.
+ */
+export function finiteGuard(x: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.mul(x, 0)));
+}
+
+/** True when every value of `x` is finite (finiteGuard, read now). */
+export async function allFinite(x: tf.Tensor): Promise<boolean> {
+  const s = finiteGuard(x);
+  const v = (await s.data())[0] as number;
   s.dispose();
   return v === 0;
 }

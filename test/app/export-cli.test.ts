@@ -30,8 +30,8 @@ function digpt(...args: string[]) {
 
 before(async () => {
   await initBackend();
-  oneStepRun(runA);
-  oneStepRun(runB);
+  await oneStepRun(runA);
+  await oneStepRun(runB);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -19,8 +19,8 @@ const runB = nodePath.join(tmp, 'runs', 'b');
 
 before(async () => {
   await initBackend();
-  oneStepRun(runA);
-  oneStepRun(runB);
+  await oneStepRun(runA);
+  await oneStepRun(runB);
 });
 
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -32,11 +32,11 @@ function workbench(o: { restrictPaths?: boolean; externalRoots?: string[] } = {}
 }
 
 /** A 3-step run, as a cluster run's synced copy looks once digpt_torch wrote its lines. */
-function clusterRun(name: string): string {
+async function clusterRun(name: string): Promise<string> {
   const dir = nodePath.join(box.dir, 'cluster', name);
   fs.mkdirSync(nodePath.dirname(dir), { recursive: true });
   const r = PretrainRun.create(dir, { ...MICRO, checkpoint_every: 3 }, data);
-  r.runSteps(3);
+  await r.runSteps(3);
   r.dispose();
   return dir;
 }
@@ -69,7 +69,7 @@ const stepLine = (step: number) => ({
 
 describe('an external run folder', () => {
   it('is listed as external and followed live: new lines, a line cut by a sync only once whole, patch orders with their images', async () => {
-    const dir = clusterRun('a');
+    const dir = await clusterRun('a');
     const wb = workbench();
     const metrics: MetricRecord[][] = [];
     const frames: PatchOrderFrame[] = [];
@@ -137,7 +137,7 @@ describe('an external run folder', () => {
   });
 
   it('stays in the workspace list: a new workbench follows it again; unwatch forgets it and leaves the folder', async () => {
-    const dir = clusterRun('b');
+    const dir = await clusterRun('b');
     const first = workbench();
     const r = await first.handle('runs.watch', { path: dir });
     assert.ok(r.ok, JSON.stringify(r));
@@ -159,7 +159,7 @@ describe('an external run folder', () => {
   });
 
   it('under digpt serve: only inside the --external roots; not a run, or a probe result, is refused naming the folder', async () => {
-    const inside = clusterRun('c');
+    const inside = await clusterRun('c');
     const outside = nodePath.join(box.dir, 'elsewhere');
     fs.mkdirSync(outside, { recursive: true });
     fs.cpSync(inside, nodePath.join(outside, 'c'), { recursive: true });
@@ -184,12 +184,12 @@ describe('an external run folder', () => {
 });
 
 describe('a change of engine', () => {
-  it('resuming a run digpt_torch trained writes an engine event; tables and TensorBoard leave event lines out', () => {
-    const dir = clusterRun('d');
-    const plain = clusterRun('plain');
+  it('resuming a run digpt_torch trained writes an engine event; tables and TensorBoard leave event lines out', async () => {
+    const dir = await clusterRun('d');
+    const plain = await clusterRun('plain');
     appendMetrics(dir, { event: 'engine', step: 3, engine: 'digpt_torch', world_size: 2, time: 'T' });
     const r = PretrainRun.resume(dir, data);
-    r.runSteps(1);
+    await r.runSteps(1);
     r.dispose();
     const events = readMetrics(dir).filter((x) => 'event' in x);
     assert.deepEqual(

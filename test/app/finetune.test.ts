@@ -67,7 +67,7 @@ const evals = (dir: string): FinetuneEvalRecord[] =>
   lines(dir).filter((r): r is FinetuneEvalRecord => 'val_top1' in r);
 
 /** A pretraining run folder holding one checkpoint of a small random D-iGPT (what PretrainRun writes). */
-function pretrainRun(): { dir: string; model: DigptModel } {
+async function pretrainRun(): Promise<{ dir: string; model: DigptModel }> {
   const dir = tmp();
   const cfg = resolveDigptConfig({
     img_size: 16,
@@ -84,8 +84,9 @@ function pretrainRun(): { dir: string; model: DigptModel } {
   });
   const model = new DigptModel(cfg, { seed: 9 });
   fs.writeFileSync(nodePath.join(dir, 'config.json'), JSON.stringify({ kind: 'pretrain', model: cfg }));
+  const weights = await model.params.exportTorch();
   writeCheckpoint(nodePath.join(dir, 'checkpoints'), 1, (folder) =>
-    saveWeights(nodePath.join(folder, 'model.safetensors'), model.params.exportTorch(), {
+    saveWeights(nodePath.join(folder, 'model.safetensors'), weights, {
       kind: 'digpt_workbench',
       config: JSON.stringify(cfg),
     }),
@@ -103,13 +104,13 @@ const recipe = {
 };
 
 describe('FinetuneRun', () => {
-  it('fine-tuning from scratch raises val top-1 well above chance, evaluating each epoch', () => {
+  it('fine-tuning from scratch raises val top-1 well above chance, evaluating each epoch', async () => {
     const dir = nodePath.join(tmp(), 'run');
     const run = FinetuneRun.create(dir, { ...recipe, epochs: 6 }, train, val);
     assert.equal(run.config.steps_per_epoch, 6);
-    const before = run.score(val).val_top1;
-    run.runSteps(1000);
-    const after = run.score(val).val_top1;
+    const before = (await run.score(val)).val_top1;
+    await run.runSteps(1000);
+    const after = (await run.score(val)).val_top1;
     run.dispose();
     const ev = evals(dir);
     assert.deepEqual(
@@ -124,19 +125,19 @@ describe('FinetuneRun', () => {
     assert.equal(st[0]?.lr, 0);
   });
 
-  it('resumes to exactly the same losses and evaluations as an uninterrupted run', () => {
+  it('resumes to exactly the same losses and evaluations as an uninterrupted run', async () => {
     const cfg = { ...recipe, steps: 8, checkpoint_every: 3, accum: 2, batch: 4 };
     const full = nodePath.join(tmp(), 'full');
     const a = FinetuneRun.create(full, cfg, train, val);
-    a.runSteps(8);
+    await a.runSteps(8);
     a.dispose();
     const cut = nodePath.join(tmp(), 'cut');
     const b = FinetuneRun.create(cut, cfg, train, val);
-    b.runSteps(4);
+    await b.runSteps(4);
     b.dispose();
     const c = FinetuneRun.resume(cut, train, val);
     assert.equal(c.step, 3);
-    c.runSteps(100);
+    await c.runSteps(100);
     c.dispose();
     const strip = (rs: (FinetuneStepRecord | FinetuneEvalRecord)[]): unknown[] =>
       rs.map((r) =>
@@ -147,19 +148,19 @@ describe('FinetuneRun', () => {
     assert.ok(evals(full).length >= 2);
   });
 
-  it('starts from a pretraining run, exports a classifier that opens as a teacher and as an encoder', () => {
-    const { dir: pre, model } = pretrainRun();
+  it('starts from a pretraining run, exports a classifier that opens as a teacher and as an encoder', async () => {
+    const { dir: pre, model } = await pretrainRun();
     const dir = nodePath.join(tmp(), 'from-pre');
     const run = FinetuneRun.create(dir, { from: pre, batch: 8, steps: 3, seed: 1 }, train, val);
     assert.deepEqual(
-      run.model.params.read('blocks.1.mlp.fc2.weight'),
-      model.params.read('blocks.1.mlp.fc2.weight'),
+      await run.model.params.read('blocks.1.mlp.fc2.weight'),
+      await model.params.read('blocks.1.mlp.fc2.weight'),
     );
-    assert.deepEqual(run.model.params.read('pos_embed'), model.posEmbedWithCls());
+    assert.deepEqual(await run.model.params.read('pos_embed'), model.posEmbedWithCls());
     assert.equal(run.config.model.num_classes, 3);
-    run.runSteps(3);
+    await run.runSteps(3);
     const file = nodePath.join(dir, 'classifier.safetensors');
-    run.exportClassifier(file);
+    await run.exportClassifier(file);
     const t = openTeacher(file, model.config);
     assert.equal(t.kind, 'vit');
     const x = tf.randomNormal([2, 16, 16, 3]) as tf.Tensor4D;
@@ -168,8 +169,8 @@ describe('FinetuneRun', () => {
     tf.dispose([x, tok]);
     t.dispose();
     // the file, the run folder and the run's model give the same features
-    const fromFile = encoderFeatures(file, train, val);
-    const fromRun = encoderFeatures(dir, train, val);
+    const fromFile = await encoderFeatures(file, train, val);
+    const fromRun = await encoderFeatures(dir, train, val);
     assert.deepEqual(fromFile.val, fromRun.val);
     run.dispose();
     model.dispose();
@@ -177,19 +178,19 @@ describe('FinetuneRun', () => {
 });
 
 describe('probe and k-NN on frozen features', () => {
-  it('both beat chance clearly from a pretraining run, and k-NN is chance on shuffled labels', () => {
-    const { dir, model } = pretrainRun();
+  it('both beat chance clearly from a pretraining run, and k-NN is chance on shuffled labels', async () => {
+    const { dir, model } = await pretrainRun();
     model.dispose();
-    const f = encoderFeatures(dir, train, val);
+    const f = await encoderFeatures(dir, train, val);
     assert.equal(f.dim, 32);
-    const p = probe(f, train, val, { epochs: 60, batch: 16, lr: 0.01 });
+    const p = await probe(f, train, val, { epochs: 60, batch: 16, lr: 0.01 });
     assert.ok(p.top1 >= 0.7, `probe top-1 ${p.top1}`);
-    const k = knn(dir, train, val);
+    const k = await knn(dir, train, val);
     assert.equal(k.k, 20);
     assert.ok(k.top1 >= 0.7, `k-NN top-1 ${k.top1}`);
     const rng = new Rng(5);
     const shuffled = { ...train, labels: train.labels.map(() => rng.int(3)) };
-    const s = knn(f, shuffled, val);
+    const s = await knn(f, shuffled, val);
     assert.ok(s.top1 < 0.6, `k-NN on shuffled labels ${s.top1}`);
   });
 });

@@ -62,7 +62,7 @@ export async function failIfHangs<T>(
  * A one-step digpt-micro-32 run folder with its checkpoint, trained on random pixels (what an export holds does not
  * matter to the path tests). Needs the tfjs backend (initBackend) in this process.
  */
-export function oneStepRun(dir: string): void {
+export async function oneStepRun(dir: string): Promise<void> {
   const rng = new Rng(1);
   const side = 36;
   const pixels = new Uint8Array(6 * side * side * 3);
@@ -88,7 +88,7 @@ export function oneStepRun(dir: string): void {
     { count: 6, side, pixels },
   );
   try {
-    run.runSteps(1);
+    await run.runSteps(1);
   } finally {
     run.dispose();
   }

@@ -49,10 +49,10 @@ const metrics = (dir: string): StepRecord[] =>
     .map((l) => JSON.parse(l) as StepRecord);
 
 describe('PretrainRun', () => {
-  it('logs every step, checkpoints on schedule, and resumes to exactly the same losses', () => {
+  it('logs every step, checkpoints on schedule, and resumes to exactly the same losses', async () => {
     const full = nodePath.join(tmp(), 'full');
     const a = PretrainRun.create(full, base, data);
-    a.runSteps(6);
+    await a.runSteps(6);
     a.dispose();
     const ref = metrics(full);
     assert.deepEqual(
@@ -70,11 +70,11 @@ describe('PretrainRun', () => {
     // the same run interrupted after step 4 (one step past its checkpoint), then resumed
     const cut = nodePath.join(tmp(), 'cut');
     const b = PretrainRun.create(cut, base, data);
-    b.runSteps(4);
+    await b.runSteps(4);
     b.dispose();
     const c = PretrainRun.resume(cut, data);
     assert.equal(c.step, 3);
-    c.runSteps(10);
+    await c.runSteps(10);
     c.dispose();
     const got = metrics(cut);
     assert.deepEqual(
@@ -92,18 +92,18 @@ describe('PretrainRun', () => {
     const full = nodePath.join(tmp(), 'full2');
     const a = PretrainRun.create(full, cfg, data);
     await a.startWorkers();
-    a.runSteps(4);
+    await a.runSteps(4);
     await a.stopWorkers();
     a.dispose();
     const cut = nodePath.join(tmp(), 'cut2');
     const b = PretrainRun.create(cut, cfg, data);
     await b.startWorkers();
-    b.runSteps(3);
+    await b.runSteps(3);
     await b.stopWorkers();
     b.dispose();
     const c = PretrainRun.resume(cut, data);
     await c.startWorkers();
-    c.runSteps(10);
+    await c.runSteps(10);
     await c.stopWorkers();
     c.dispose();
     assert.deepEqual(
@@ -112,10 +112,10 @@ describe('PretrainRun', () => {
     );
   });
 
-  it('an interrupted checkpoint write leaves the previous checkpoint loadable', () => {
+  it('an interrupted checkpoint write leaves the previous checkpoint loadable', async () => {
     const dir = nodePath.join(tmp(), 'run');
     const a = PretrainRun.create(dir, { ...base, steps: 3 }, data);
-    a.runSteps(3);
+    await a.runSteps(3);
     a.dispose();
     const ck = nodePath.join(dir, 'checkpoints');
     // a crash mid-write leaves a temporary folder; a damaged newer checkpoint fails its checksum
@@ -134,7 +134,7 @@ describe('PretrainRun', () => {
     r.dispose();
   });
 
-  it('stops on a non-finite loss, naming the step and the last good checkpoint, without updating', () => {
+  it('stops on a non-finite loss, naming the step and the last good checkpoint, without updating', async () => {
     const dir = nodePath.join(tmp(), 'run');
     // step 1 runs at lr 0 (warm-up); step 2's absurd lr blows the weights up, so step 3's loss is not finite
     const a = PretrainRun.create(
@@ -142,7 +142,7 @@ describe('PretrainRun', () => {
       { ...base, steps: 6, blr: 1e36, warmup_steps: 1, checkpoint_every: 1 },
       data,
     );
-    assert.throws(
+    await assert.rejects(
       () => a.runSteps(6),
       /loss became NaN at step 3; the run stopped and kept its last good checkpoint .*step-00000002/,
     );
@@ -151,7 +151,7 @@ describe('PretrainRun', () => {
     assert.equal(metrics(dir).length, 2);
   });
 
-  it('with k-NN sets, evaluates at each of their epochs and at the end, before the checkpoint, changing no loss', () => {
+  it('with k-NN sets, evaluates at each of their epochs and at the end, before the checkpoint, changing no loss', async () => {
     const labelled = (count: number, seed: number): LabelledImageSet => ({
       ...images(count, 36, seed),
       labels: Int32Array.from({ length: count }, (_, i) => i % 2),
@@ -160,18 +160,18 @@ describe('PretrainRun', () => {
     const cfg = { ...base, steps: 5, batch: 2, accum: 1, checkpoint_every: 2 };
     const plain = nodePath.join(tmp(), 'plain');
     const a = PretrainRun.create(plain, cfg, data);
-    a.runSteps(5);
+    await a.runSteps(5);
     a.dispose();
     const dir = nodePath.join(tmp(), 'knn');
     const b = PretrainRun.create(dir, cfg, data);
     const sets = { train: labelled(8, 2), val: labelled(4, 3) };
-    const first = b.evaluateOn(sets); // 8 / (2 * 1): an epoch is 4 steps
+    const first = await b.evaluateOn(sets); // 8 / (2 * 1): an epoch is 4 steps
     // a run at step 0 is evaluated at once (the random encoder), and only once
     assert.equal(first?.step, 0);
-    assert.equal(b.evaluateOn(sets), undefined);
+    assert.equal(await b.evaluateOn(sets), undefined);
     const evals: unknown[] = [];
     try {
-      b.runSteps(5, undefined, (e) => {
+      await b.runSteps(5, undefined, (e) => {
         const ck = nodePath.join(b.checkpointDir, `step-${String(e.step).padStart(8, '0')}`);
         assert.equal(fs.existsSync(ck), false, `${ck} written before its step's k-NN`);
         evals.push(e);
@@ -203,7 +203,7 @@ describe('PretrainRun', () => {
     );
   });
 
-  it('refuses to overwrite a run folder', () => {
+  it('refuses to overwrite a run folder', async () => {
     const dir = nodePath.join(tmp(), 'run');
     PretrainRun.create(dir, { ...base, steps: 1 }, data).dispose();
     assert.throws(() => PretrainRun.create(dir, base, data), /already holds a run/);

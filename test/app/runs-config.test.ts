@@ -20,10 +20,10 @@ let n = 0;
 const fresh = (): string => nodePath.join(box.dir, `run-${n++}`);
 
 /** A finished two-step run (one checkpoint) whose config.json the test then edits. */
-function twoSteps(): string {
+async function twoSteps(): Promise<string> {
   const dir = fresh();
   const r = PretrainRun.create(dir, { ...MICRO, steps: 2 }, data);
-  r.runSteps(2);
+  await r.runSteps(2);
   r.dispose();
   return dir;
 }
@@ -37,8 +37,8 @@ function editConfig(dir: string, edit: (c: Record<string, unknown>) => void): st
 }
 
 describe('config.json on resume', () => {
-  it('names the file and the field of every bad setting, and resumes nothing', () => {
-    const dir = twoSteps();
+  it('names the file and the field of every bad setting, and resumes nothing', async () => {
+    const dir = await twoSteps();
     const metrics = fs.readFileSync(nodePath.join(dir, 'metrics.jsonl'), 'utf8');
     const cases: [(c: Record<string, unknown>) => void, RegExp][] = [
       [(c) => (c['blr'] = -1), /config\.json: blr: Too small: expected number to be >0 \(got -1\)$/],
@@ -77,8 +77,8 @@ describe('config.json on resume', () => {
     assert.equal(readRunConfig(dir).kind, 'pretrain');
   });
 
-  it('digpt resume refuses a bad config.json with the same message', () => {
-    const dir = twoSteps();
+  it('digpt resume refuses a bad config.json with the same message', async () => {
+    const dir = await twoSteps();
     editConfig(dir, (c) => (c['blr'] = -1));
     const r = digpt(box, ['resume', dir]);
     assert.equal(r.status, 1, r.stderr);
@@ -88,7 +88,7 @@ describe('config.json on resume', () => {
     );
   });
 
-  it('a job spec is checked with the same bounds before anything starts', () => {
+  it('a job spec is checked with the same bounds before anything starts', async () => {
     const job = {
       kind: 'pretrain' as const,
       data: 'x',
@@ -126,7 +126,7 @@ describe('config.json on resume', () => {
 });
 
 describe('--workers 2 only on wasm', () => {
-  it('a job asking for two workers on the cpu backend is refused with the reason, and makes no folder', () => {
+  it('a job asking for two workers on the cpu backend is refused with the reason, and makes no folder', async () => {
     const out = fresh();
     const r = digpt(
       box,
@@ -140,8 +140,8 @@ describe('--workers 2 only on wasm', () => {
     assert.ok(!fs.existsSync(out));
   });
 
-  it('a resumed run whose config says two workers is refused off wasm, naming config.json', () => {
-    const dir = twoSteps();
+  it('a resumed run whose config says two workers is refused off wasm, naming config.json', async () => {
+    const dir = await twoSteps();
     const file = editConfig(dir, (c) => (c['workers'] = 2));
     const metrics = fs.readFileSync(nodePath.join(dir, 'metrics.jsonl'), 'utf8');
     const r = digpt(box, ['resume', dir], { DIGPT_BACKEND: 'cpu' });
@@ -155,7 +155,7 @@ describe('--workers 2 only on wasm', () => {
 });
 
 describe('a batch too large for memory', () => {
-  it('is refused before the run folder is made, naming the setting, the need and the limit', () => {
+  it('is refused before the run folder is made, naming the setting, the need and the limit', async () => {
     const out = fresh();
     assert.throws(
       () => PretrainRun.create(out, { ...MICRO, batch: 100_000 }, data),
@@ -168,7 +168,7 @@ describe('a batch too large for memory', () => {
     assert.ok(!fs.existsSync(out));
   });
 
-  it('digpt pretrain refuses it at once and leaves no folder; the suggested batch is accepted', () => {
+  it('digpt pretrain refuses it at once and leaves no folder; the suggested batch is accepted', async () => {
     const out = fresh();
     const r = digpt(box, [
       'pretrain',

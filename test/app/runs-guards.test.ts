@@ -46,7 +46,7 @@ function brokenTeacher(): string {
 }
 
 describe('the NaN guard', () => {
-  it('with --blr 1e6 stops before writing a checkpoint with Inf moments, naming the step, tensor and last good one', () => {
+  it('with --blr 1e6 stops before writing a checkpoint with Inf moments, naming the step, tensor and last good one', async () => {
     const dir = fresh();
     const r = PretrainRun.create(
       dir,
@@ -55,7 +55,7 @@ describe('the NaN guard', () => {
     );
     let message = '';
     try {
-      r.runSteps(10);
+      await r.runSteps(10);
     } catch (e) {
       message = (e as Error).message;
     }
@@ -75,7 +75,7 @@ describe('the NaN guard', () => {
     assert.ok(allFinite(dir), 'every checkpoint written holds finite values only');
   });
 
-  it('guards a fine-tuning run the same way: a weight gone to Inf is named and no checkpoint is written', () => {
+  it('guards a fine-tuning run the same way: a weight gone to Inf is named and no checkpoint is written', async () => {
     const set = (count: number, seed: number): LabelledImageSet => ({
       ...images(count, 20, seed),
       labels: Int32Array.from({ length: count }, (_, i) => i % 2),
@@ -89,13 +89,13 @@ describe('the NaN guard', () => {
       set(16, 1),
       set(8, 2),
     );
-    r.runSteps(2);
+    await r.runSteps(2);
     const name = 'blocks.0.mlp.fc1.weight';
-    const w = r.model.params.read(name);
+    const w = await r.model.params.read(name);
     w[5] = -Infinity;
     r.model.params.assign(name, w, r.model.params.specs.get(name)?.shape ?? []);
     try {
-      assert.throws(
+      await assert.rejects(
         () => r.save(),
         new RegExp(
           `^NonFiniteStateError: step 2: weight ${name.replace(/[.]/g, '\\.')} holds non-finite values \\(-Infinity\\); ` +
@@ -110,11 +110,11 @@ describe('the NaN guard', () => {
     assert.ok(allFinite(dir));
   });
 
-  it('a teacher whose outputs are not finite stops the run naming the teacher file, and nothing is logged', () => {
+  it('a teacher whose outputs are not finite stops the run naming the teacher file, and nothing is logged', async () => {
     const teacher = brokenTeacher();
     const dir = fresh();
     const r = PretrainRun.create(dir, { ...MICRO, teacher }, data);
-    assert.throws(
+    await assert.rejects(
       () => r.runSteps(1),
       new RegExp(
         `^NonFiniteTeacherError: teacher ${teacher.replace(/[.]/g, '\\.')} gave non-finite outputs \\(Inf or NaN\\) at step 1`,
@@ -127,15 +127,15 @@ describe('the NaN guard', () => {
 });
 
 describe('a full disk', () => {
-  it('names metrics.jsonl when it cannot be appended to, and the previous checkpoint stays valid', () => {
+  it('names metrics.jsonl when it cannot be appended to, and the previous checkpoint stays valid', async () => {
     const dir = fresh();
     const r = PretrainRun.create(dir, { ...MICRO, checkpoint_every: 2 }, data);
-    r.runSteps(2);
+    await r.runSteps(2);
     const p = nodePath.join(dir, 'metrics.jsonl');
     fs.rmSync(p);
     fs.symlinkSync('/dev/full', p);
     try {
-      assert.throws(
+      await assert.rejects(
         () => r.runSteps(1),
         (e: unknown) =>
           e instanceof DiskFullError && e.message.startsWith(`disk full while writing ${p}: ENOSPC`),
@@ -151,10 +151,10 @@ describe('a full disk', () => {
     assert.ok(verifyCheckpoint(ck[0] as string, { values: nonFiniteIn }).ok);
   });
 
-  it('names the checkpoint file it was writing, leaves no .tmp folder, and keeps the older checkpoints', () => {
+  it('names the checkpoint file it was writing, leaves no .tmp folder, and keeps the older checkpoints', async () => {
     const dir = fresh();
     const r = PretrainRun.create(dir, { ...MICRO, checkpoint_every: 2 }, data);
-    r.runSteps(2);
+    await r.runSteps(2);
     r.dispose();
     const ck = nodePath.join(dir, 'checkpoints');
     assert.throws(
@@ -180,7 +180,7 @@ describe('a full disk', () => {
 });
 
 describe('no half-made run folder', () => {
-  it('removes only a folder that holds nothing but what creation wrote', () => {
+  it('removes only a folder that holds nothing but what creation wrote', async () => {
     const bare = fresh();
     PretrainRun.create(bare, MICRO, data).dispose();
     fs.mkdirSync(nodePath.join(bare, 'checkpoints'));
@@ -200,7 +200,7 @@ describe('no half-made run folder', () => {
     assert.equal(removeUnstartedRun(logged), false);
   });
 
-  it('digpt pretrain with a broken teacher fails naming it and leaves no run folder behind', () => {
+  it('digpt pretrain with a broken teacher fails naming it and leaves no run folder behind', async () => {
     const teacher = brokenTeacher();
     const out = nodePath.join(box.dir, 'cli-broken-teacher');
     const r = digpt(box, [

@@ -36,7 +36,7 @@ const folder = (name: string): string => {
 };
 
 describe('RunLock', () => {
-  it('refuses a second writer, naming pid, host and start time, and lets the next one in once released', () => {
+  it('refuses a second writer, naming pid, host and start time, and lets the next one in once released', async () => {
     const dir = folder('a');
     const a = RunLock.acquire(dir, { command: 'digpt resume a' });
     const info = JSON.parse(fs.readFileSync(lockPath(dir), 'utf8')) as LockInfo;
@@ -58,7 +58,7 @@ describe('RunLock', () => {
     RunLock.acquire(dir).release();
   });
 
-  it('takes over the lock of a process that no longer runs, saying whose it was', () => {
+  it('takes over the lock of a process that no longer runs, saying whose it was', async () => {
     const dir = folder('stale');
     const pid = deadPid();
     const stale = {
@@ -79,7 +79,7 @@ describe('RunLock', () => {
     lock.release();
   });
 
-  it("never takes over another host's lock (its process cannot be checked from here)", () => {
+  it("never takes over another host's lock (its process cannot be checked from here)", async () => {
     const dir = folder('remote');
     const remote = {
       pid: deadPid(),
@@ -97,7 +97,7 @@ describe('RunLock', () => {
     assert.ok(fs.existsSync(lockPath(dir)));
   });
 
-  it('a release does not remove a lock that another writer has taken since', () => {
+  it('a release does not remove a lock that another writer has taken since', async () => {
     const dir = folder('taken');
     const a = RunLock.acquire(dir);
     const other = {
@@ -113,11 +113,11 @@ describe('RunLock', () => {
     assert.equal((JSON.parse(fs.readFileSync(lockPath(dir), 'utf8')) as LockInfo).token, 'theirs');
   });
 
-  it('PretrainRun takes it on create and resume: a second resume is refused before metrics.jsonl is touched', () => {
+  it('PretrainRun takes it on create and resume: a second resume is refused before metrics.jsonl is touched', async () => {
     const dir = nodePath.join(box.dir, 'run');
     const data = images(6, 36, 1);
     const a = PretrainRun.create(dir, { ...MICRO, steps: 3 }, data);
-    a.runSteps(3);
+    await a.runSteps(3);
     assert.throws(() => PretrainRun.resume(dir, data), RunLockedError);
     a.dispose();
     const b = PretrainRun.resume(dir, data);

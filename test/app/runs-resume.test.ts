@@ -26,10 +26,10 @@ const fresh = (): string => nodePath.join(box.dir, `run-${n++}`);
 const metricsText = (dir: string): string => fs.readFileSync(nodePath.join(dir, 'metrics.jsonl'), 'utf8');
 
 /** A run of 6 steps with a checkpoint every `every` steps. */
-function sixSteps(every = 2): string {
+async function sixSteps(every = 2): Promise<string> {
   const dir = fresh();
   const r = PretrainRun.create(dir, { ...MICRO, checkpoint_every: every }, data);
-  r.runSteps(6);
+  await r.runSteps(6);
   r.dispose();
   return dir;
 }
@@ -61,8 +61,8 @@ function poisonMoments(dir: string, step: number): string {
 }
 
 describe('resume', () => {
-  it('names every checkpoint it rejects and why, resumes from the newest valid one, and removes .tmp-step leftovers', () => {
-    const dir = sixSteps(1);
+  it('names every checkpoint it rejects and why, resumes from the newest valid one, and removes .tmp-step leftovers', async () => {
+    const dir = await sixSteps(1);
     const ck = nodePath.join(dir, 'checkpoints');
     fs.appendFileSync(nodePath.join(ck, 'step-00000006', 'model.safetensors'), 'x');
     fs.rmSync(nodePath.join(ck, 'step-00000005', 'manifest.json'));
@@ -87,8 +87,8 @@ describe('resume', () => {
     );
   });
 
-  it('refuses when no checkpoint is valid, saying why each failed, and keeps metrics.jsonl as it was', () => {
-    const dir = sixSteps();
+  it('refuses when no checkpoint is valid, saying why each failed, and keeps metrics.jsonl as it was', async () => {
+    const dir = await sixSteps();
     const ck = nodePath.join(dir, 'checkpoints');
     fs.appendFileSync(nodePath.join(ck, 'step-00000006', 'optimizer.safetensors'), 'x');
     fs.rmSync(nodePath.join(ck, 'step-00000004', 'manifest.json'));
@@ -112,10 +112,10 @@ describe('resume', () => {
     assert.throws(() => PretrainRun.resume(dir, data), /cannot resume/);
   });
 
-  it('refuses a run that logged steps but wrote no checkpoint; one that never logged a step starts again', () => {
+  it('refuses a run that logged steps but wrote no checkpoint; one that never logged a step starts again', async () => {
     const dir = fresh();
     const r = PretrainRun.create(dir, { ...MICRO, checkpoint_every: 100 }, data);
-    r.runSteps(3);
+    await r.runSteps(3);
     r.dispose();
     const before = metricsText(dir);
     assert.throws(
@@ -130,7 +130,7 @@ describe('resume', () => {
     again.dispose();
   });
 
-  it('a fine-tuning run refuses the same way', () => {
+  it('a fine-tuning run refuses the same way', async () => {
     const set = (count: number, seed: number): LabelledImageSet => ({
       ...images(count, 20, seed),
       labels: Int32Array.from({ length: count }, (_, i) => i % 2),
@@ -146,7 +146,7 @@ describe('resume', () => {
       train,
       val,
     );
-    r.runSteps(2);
+    await r.runSteps(2);
     r.dispose();
     const before = metricsText(dir);
     assert.throws(() => FinetuneRun.resume(dir, train, val), /cannot resume .*: it has no checkpoint/);
@@ -155,8 +155,8 @@ describe('resume', () => {
 });
 
 describe('optimizer.safetensors', () => {
-  it('is version 2, the moments in PyTorch shapes; a version-1 file (flat, engine layout) resumes to the same run', () => {
-    const dir = sixSteps(3);
+  it('is version 2, the moments in PyTorch shapes; a version-1 file (flat, engine layout) resumes to the same run', async () => {
+    const dir = await sixSteps(3);
     const folder = nodePath.join(dir, 'checkpoints', checkpointName(3));
     const opt = readSafetensors(nodePath.join(folder, 'optimizer.safetensors'));
     assert.deepEqual(opt.metadata, { format_version: '2', step: '3' });
@@ -194,7 +194,7 @@ describe('optimizer.safetensors', () => {
       writeSafetensors(nodePath.join(f, 'optimizer.safetensors'), flat, { step: '3' });
     });
     const r = PretrainRun.resume(v1, data);
-    r.runSteps(3);
+    await r.runSteps(3);
     r.dispose();
     const losses = (d: string) => readMetrics(d).flatMap((m) => ('loss' in m ? [[m.step, m.loss]] : []));
     assert.deepEqual(losses(v1), losses(dir));
@@ -203,8 +203,8 @@ describe('optimizer.safetensors', () => {
     assert.equal(after6.metadata['format_version'], '2');
   });
 
-  it('names the file and the key when a moment has the wrong shape or an unknown format version', () => {
-    const dir = sixSteps(3);
+  it('names the file and the key when a moment has the wrong shape or an unknown format version', async () => {
+    const dir = await sixSteps(3);
     const ck = nodePath.join(dir, 'checkpoints');
     const file = nodePath.join(ck, checkpointName(6), 'optimizer.safetensors');
     const opt = readSafetensors(file);
@@ -238,7 +238,7 @@ describe('optimizer.safetensors', () => {
 });
 
 describe('metrics.jsonl', () => {
-  it('one reader skips a line cut by a crash; the cut-back keeps lines byte for byte and writes only when needed', () => {
+  it('one reader skips a line cut by a crash; the cut-back keeps lines byte for byte and writes only when needed', async () => {
     const dir = fresh();
     fs.mkdirSync(dir);
     const p = nodePath.join(dir, 'metrics.jsonl');

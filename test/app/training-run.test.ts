@@ -28,7 +28,7 @@ const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 describe('DataStream', () => {
-  it('without steps per epoch, an epoch is one pass: every image once, then the next epoch on a new order', () => {
+  it('without steps per epoch, an epoch is one pass: every image once, then the next epoch on a new order', async () => {
     const s = new DataStream(5, 7);
     const { idx, epochs } = draw(s, 10);
     assert.deepEqual(sorted(idx.slice(0, 5)), range(5));
@@ -37,7 +37,7 @@ describe('DataStream', () => {
     assert.deepEqual(epochs, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
   });
 
-  it('with steps per epoch, the epoch changes at its first step and a pass ending within it reshuffles', () => {
+  it('with steps per epoch, the epoch changes at its first step and a pass ending within it reshuffles', async () => {
     const s = new DataStream(4, 3, 2);
     s.beginStep();
     assert.equal(s.epoch, 0);
@@ -53,7 +53,7 @@ describe('DataStream', () => {
     assert.deepEqual(sorted(draw(s, 4).idx), range(4));
   });
 
-  it('a snapshot is state.json in its layout, and a restored stream draws exactly what the original draws', () => {
+  it('a snapshot is state.json in its layout, and a restored stream draws exactly what the original draws', async () => {
     const a = new DataStream(6, 11);
     a.endStep();
     draw(a, 4);
@@ -78,7 +78,7 @@ describe('TrainingRun', () => {
   const fresh = (): string =>
     nodePath.join(fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-training-run-')), 'run');
 
-  it('runSteps checkpoints every checkpoint_every steps and at the end, and returns the folders it wrote', () => {
+  it('runSteps checkpoints every checkpoint_every steps and at the end, and returns the folders it wrote', async () => {
     const train = set(16, 1);
     const val = set(8, 2);
     const dir = fresh();
@@ -91,9 +91,9 @@ describe('TrainingRun', () => {
     try {
       const ck = (step: number): string =>
         nodePath.join(dir, 'checkpoints', `step-${String(step).padStart(8, '0')}`);
-      assert.deepEqual(r.runSteps(3), [ck(2)]);
-      assert.deepEqual(r.runSteps(10), [ck(4), ck(5)]);
-      assert.deepEqual(r.runSteps(1), []);
+      assert.deepEqual(await r.runSteps(3), [ck(2)]);
+      assert.deepEqual(await r.runSteps(10), [ck(4), ck(5)]);
+      assert.deepEqual(await r.runSteps(1), []);
       assert.equal(r.step, 5);
       for (const step of [2, 4, 5]) assert.ok(fs.existsSync(nodePath.join(ck(step), 'state.json')));
     } finally {
@@ -101,7 +101,7 @@ describe('TrainingRun', () => {
     }
   });
 
-  it('a resume looks its checkpoint up once: each rejected checkpoint is named once, and the run continues', () => {
+  it('a resume looks its checkpoint up once: each rejected checkpoint is named once, and the run continues', async () => {
     const train = set(16, 1);
     const val = set(8, 2);
     const dir = fresh();
@@ -111,7 +111,7 @@ describe('TrainingRun', () => {
       train,
       val,
     );
-    r.runSteps(4);
+    await r.runSteps(4);
     r.dispose();
     // the newest checkpoint's weights are damaged: the resume falls back to step 2
     const bad = nodePath.join(dir, 'checkpoints', 'step-00000004', 'model.safetensors');
@@ -123,7 +123,7 @@ describe('TrainingRun', () => {
     try {
       assert.equal(warnings.filter((w) => w.includes('step-00000004')).length, 1, warnings.join('\n'));
       assert.equal(again.step, 2);
-      again.runSteps(10);
+      await again.runSteps(10);
       assert.equal(again.step, 6);
     } finally {
       again.dispose();

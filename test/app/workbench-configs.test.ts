@@ -30,8 +30,8 @@ describe('run configs in the workbench', () => {
     await initBackend();
     const good = nodePath.join(runs, 'good');
     const bad = nodePath.join(runs, 'bad');
-    oneStepRun(good);
-    oneStepRun(bad);
+    await oneStepRun(good);
+    await oneStepRun(bad);
     const file = nodePath.join(bad, 'config.json');
     const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
     fs.writeFileSync(file, JSON.stringify({ ...cfg, checkpoint_every: 0 }));

@@ -222,7 +222,7 @@ describe('Workbench: special files in datasets, and where teachers are read and 
 
     before(async () => {
       await initBackend();
-      oneStepRun(runDir);
+      await oneStepRun(runDir);
       fs.mkdirSync(nodePath.join(dataset, 'cat'), { recursive: true });
       fs.mkdirSync(outside, { recursive: true });
       fs.writeFileSync(nodePath.join(dataset, 'cat', 'a.png'), red);

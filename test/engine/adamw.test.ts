@@ -34,7 +34,7 @@ function reference(
 }
 
 describe('AdamW', () => {
-  it('matches PyTorch over three steps, with and without decay, with an lr scale', () => {
+  it('matches PyTorch over three steps, with and without decay, with an lr scale', async () => {
     const grads = [0.3, -1.2, 0.05];
     const a = tf.variable(tf.scalar(0.7));
     const b = tf.variable(tf.scalar(0.7));
@@ -55,14 +55,14 @@ describe('AdamW', () => {
     assert.ok(Math.abs((a.dataSync()[0] as number) - reference(0.7, grads, 0.01, 0.05)) < 1e-6);
     assert.ok(Math.abs((b.dataSync()[0] as number) - reference(0.7, grads, 0.005, 0)) < 1e-6);
     assert.equal(opt.step, 3);
-    const state = opt.exportState();
+    const state = await opt.exportState();
     const again = new AdamW([
       { name: 'a', variable: a, decay: true },
       { name: 'b', variable: b, decay: false },
     ]);
     again.importState(state);
     assert.equal(again.step, 3);
-    assert.deepEqual(again.exportState().m.get('a'), state.m.get('a'));
+    assert.deepEqual((await again.exportState()).m.get('a'), state.m.get('a'));
     tf.dispose([a, b]);
     opt.dispose();
     again.dispose();
@@ -71,22 +71,22 @@ describe('AdamW', () => {
 
 describe('schedule', () => {
   const s = { baseLr: 1e-3, minLr: 1e-5, warmupSteps: 10, totalSteps: 110 };
-  it('warms up linearly from 0', () => {
+  it('warms up linearly from 0', async () => {
     assert.equal(lrAt(s, 0), 0);
     assert.ok(Math.abs(lrAt(s, 5) - 5e-4) < 1e-12);
   });
-  it('follows a half cosine down to min_lr', () => {
+  it('follows a half cosine down to min_lr', async () => {
     assert.ok(Math.abs(lrAt(s, 10) - 1e-3) < 1e-12);
     assert.ok(Math.abs(lrAt(s, 60) - (1e-5 + (1e-3 - 1e-5) * 0.5)) < 1e-12);
     assert.ok(Math.abs(lrAt(s, 110) - 1e-5) < 1e-12);
   });
-  it('scales the base lr by batch / 256', () => {
+  it('scales the base lr by batch / 256', async () => {
     assert.equal(scaledLr(1.5e-4, 4096), 2.4e-3);
   });
 });
 
 describe('layer-wise lr decay', () => {
-  it('gives embeddings layer 0, blocks i+1 and the head depth+1', () => {
+  it('gives embeddings layer 0, blocks i+1 and the head depth+1', async () => {
     assert.equal(vitLayerId('pos_embed', 12), 0);
     assert.equal(vitLayerId('patch_embed.proj.weight', 12), 0);
     assert.equal(vitLayerId('blocks.3.attn.qkv.weight', 12), 4);
@@ -97,11 +97,11 @@ describe('layer-wise lr decay', () => {
 });
 
 describe('tensor bookkeeping', () => {
-  it('creating, restoring and disposing an optimizer leaves no tensors behind', () => {
+  it('creating, restoring and disposing an optimizer leaves no tensors behind', async () => {
     const before = tf.memory().numTensors;
     const w = tf.tidy(() => tf.variable(tf.ones([3, 2])));
     const opt = new AdamW([{ name: 'w', variable: w, decay: true }]);
-    opt.importState(opt.exportState());
+    opt.importState(await opt.exportState());
     opt.dispose();
     w.dispose();
     assert.equal(tf.memory().numTensors, before);
@@ -114,7 +114,7 @@ describe('AdamW on wasm: the fused kernel', () => {
     useFastWasmKernels();
     assert.ok(tf.getKernel(ADAMW_KERNEL, 'wasm'), 'the fused kernel is registered on wasm');
     const shapes = [[7, 5], [3], [16]];
-    const run = (fused: boolean) => {
+    const run = async (fused: boolean) => {
       const kernel = tf.getKernel(ADAMW_KERNEL, 'wasm') as tf.KernelConfig;
       if (!fused) tf.unregisterKernel(ADAMW_KERNEL, 'wasm');
       try {
@@ -137,7 +137,7 @@ describe('AdamW on wasm: the fused kernel', () => {
           tf.dispose([...grads.values()]);
         }
         const out = vars.map((x) => x.dataSync().slice());
-        const state = opt.exportState();
+        const state = await opt.exportState();
         tf.dispose(vars);
         opt.dispose();
         return { out, m: [...state.m.values()], v: [...state.v.values()] };
@@ -145,8 +145,8 @@ describe('AdamW on wasm: the fused kernel', () => {
         if (!fused) tf.registerKernel(kernel);
       }
     };
-    const a = run(true);
-    const b = run(false);
+    const a = await run(true);
+    const b = await run(false);
     assert.deepEqual(a.out, b.out);
     assert.deepEqual(a.m, b.m);
     assert.deepEqual(a.v, b.v);

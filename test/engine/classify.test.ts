@@ -19,14 +19,14 @@ import {
   top1,
   trainLinearProbe,
 } from '../../engine/train/classify.js';
-import { expectNoLeaks, setup } from './helpers.js';
+import { expectNoLeaks, expectNoLeaksAsync, setup } from './helpers.js';
 import { spyMatMuls } from './kernel-spy.js';
 import { initBackend } from '../../engine/backend.js';
 
 before(setup);
 
 describe('soft-target cross-entropy with label smoothing', () => {
-  it('matches a hand computation', () => {
+  it('matches a hand computation', async () => {
     const logits = [
       [2, 0.5, -1],
       [0, 0, 3],
@@ -65,7 +65,7 @@ describe('soft-target cross-entropy with label smoothing', () => {
 });
 
 describe('Beta sampler', () => {
-  it('has the mean and variance of Beta(a, a) for a = 0.8 and 1', () => {
+  it('has the mean and variance of Beta(a, a) for a = 0.8 and 1', async () => {
     const rng = new Rng(7);
     for (const a of [0.8, 1]) {
       const n = 20000;
@@ -98,7 +98,7 @@ describe('mixup / cutmix', () => {
   const s = 16;
   const labels = [0, 1, 2, 1];
 
-  it('label mass sums to 1, cutmix lambda equals the kept area, mixup blends with the reversed batch', () => {
+  it('label mass sums to 1, cutmix lambda equals the kept area, mixup blends with the reversed batch', async () => {
     const rng = new Rng(3);
     const seen = new Set<string>();
     for (let trial = 0; trial < 40; trial++) {
@@ -145,7 +145,7 @@ describe('mixup / cutmix', () => {
     assert.ok(seen.has('cutmix') && seen.has('mixup'), [...seen].join());
   });
 
-  it('without mixup or cutmix the targets are the smoothed labels and the images untouched', () => {
+  it('without mixup or cutmix the targets are the smoothed labels and the images untouched', async () => {
     const x = indexImages(b, s);
     const r = mixBatch(new Rng(1), x, labels, s, {
       mixupAlpha: 0,
@@ -160,7 +160,7 @@ describe('mixup / cutmix', () => {
 });
 
 describe('random erasing', () => {
-  it('touches only one box of one image, with an area in range, at the given rate', () => {
+  it('touches only one box of one image, with an area in range, at the given rate', async () => {
     const s = 32;
     const rng = new Rng(11);
     let erased = 0;
@@ -197,7 +197,7 @@ describe('fine-tuning optimiser and step', () => {
     num_classes: 3,
   });
 
-  it('layer-wise lr scales and no decay for 1-D params, biases, pos_embed and cls_token', () => {
+  it('layer-wise lr scales and no decay for 1-D params, biases, pos_embed and cls_token', async () => {
     const vit = new VitClassifier(cfg, 1);
     const params = classifierParams(vit, 0.5);
     const by = new Map(params.map((p) => [p.name, p]));
@@ -212,7 +212,7 @@ describe('fine-tuning optimiser and step', () => {
     vit.dispose();
   });
 
-  it('classifierStep lowers the loss on a fixed batch, with drop path, and leaks nothing', () => {
+  it('classifierStep lowers the loss on a fixed batch, with drop path, and leaks nothing', async () => {
     const vit = new VitClassifier(cfg, 2);
     const opt = classifierOptimizer(vit, {
       beta1: 0.9,
@@ -229,9 +229,9 @@ describe('fine-tuning optimiser and step', () => {
       targets: tf.tensor2d(t, [6, 3]),
     });
     const losses: number[] = [];
-    expectNoLeaks(() => {
+    await expectNoLeaksAsync(async () => {
       for (let i = 0; i < 12; i++)
-        losses.push(classifierStep(vit, opt, [batch, batch], 3e-3, { dropPath: 0.1, rng }).loss);
+        losses.push((await classifierStep(vit, opt, [batch, batch], 3e-3, { dropPath: 0.1, rng })).loss);
     });
     assert.ok(losses.every(Number.isFinite));
     assert.ok((losses[11] as number) < (losses[0] as number) * 0.7, losses.join(', '));
@@ -239,12 +239,14 @@ describe('fine-tuning optimiser and step', () => {
     vit.dispose();
   });
 
-  it('extracts features in batches without leaks, equal to one big batch', () => {
+  it('extracts features in batches without leaks, equal to one big batch', async () => {
     const vit = new VitClassifier(cfg, 3);
     const rng = new Rng(9);
     const x = new Float32Array(5 * 16 * 16 * 3).map(() => rng.normal());
     const per = 16 * 16 * 3;
-    const f = expectNoLeaks(() => extractFeatures(vit, 5, 2, (s, n) => x.slice(s * per, (s + n) * per)));
+    const f = await expectNoLeaksAsync(() =>
+      extractFeatures(vit, 5, 2, (s, n) => x.slice(s * per, (s + n) * per)),
+    );
     const whole = tf.tidy(() => vit.features(tf.tensor4d(x, [5, 16, 16, 3])).dataSync());
     assert.equal(f.length, 5 * 32);
     for (let i = 0; i < f.length; i++) assert.ok(Math.abs((f[i] as number) - (whole[i] as number)) < 1e-4);
@@ -272,7 +274,7 @@ function clusters(
 }
 
 describe('weighted k-NN', () => {
-  it('is perfect on separable features and near chance on random ones', () => {
+  it('is perfect on separable features and near chance on random ones', async () => {
     const rng = new Rng(21);
     const dim = 16;
     const k = 4;
@@ -285,12 +287,12 @@ describe('weighted k-NN', () => {
       nearY[i] = tr.y[i] as number;
       for (let d = 0; d < dim; d++) near[i * dim + d] = (tr.x[i * dim + d] as number) + 0.3 * rng.normal();
     }
-    const pred = expectNoLeaks(() => knnPredict(tr.x, tr.y, near, dim, k, { chunk: 32 }));
+    const pred = await expectNoLeaksAsync(() => knnPredict(tr.x, tr.y, near, dim, k, { chunk: 32 }));
     assert.equal(top1(pred, nearY), 1);
     // random features with random labels: accuracy about 1/k
     const rx = new Float32Array(400 * dim).map(() => rng.normal());
     const ry = new Int32Array(400).map(() => rng.int(k));
-    const px = knnPredict(rx, ry, te.x, dim, k);
+    const px = await knnPredict(rx, ry, te.x, dim, k);
     const acc = top1(
       px,
       new Int32Array(100).map(() => rng.int(k)),
@@ -300,7 +302,7 @@ describe('weighted k-NN', () => {
 });
 
 describe('linear probe', () => {
-  it('beats chance clearly on separable features and leaks nothing', () => {
+  it('beats chance clearly on separable features and leaks nothing', async () => {
     const rng = new Rng(4);
     const dim = 12;
     const all = clusters(300, 3, dim, 1.5, rng);
@@ -308,11 +310,11 @@ describe('linear probe', () => {
     const trY = all.y.subarray(0, 200);
     const teX = all.x.subarray(200 * dim);
     const teY = all.y.subarray(200);
-    const p = expectNoLeaks(() =>
+    const p = await expectNoLeaksAsync(() =>
       trainLinearProbe(trX, trY, dim, 3, new Rng(1), { epochs: 30, batch: 50, lr: 0.01 }),
     );
     assert.ok((p.losses[p.losses.length - 1] as number) < (p.losses[0] as number));
-    const acc = top1(p.predict(teX), teY);
+    const acc = top1(await p.predict(teX), teY);
     assert.ok(acc > 0.8, `probe top-1 ${acc}`);
   });
 });
@@ -341,7 +343,7 @@ describe('wasm fast path', () => {
       });
       const rng = new Rng(2);
       const x = new Float32Array(2 * 16 * 16 * 3).map(() => rng.normal());
-      classifierStep(
+      await classifierStep(
         vit,
         opt,
         [
@@ -355,8 +357,8 @@ describe('wasm fast path', () => {
       );
       const f = new Float32Array(40 * 8).map(() => rng.normal());
       const y = new Int32Array(40).map((_, i) => i % 3);
-      knnPredict(f, y, f.subarray(0, 10 * 8), 8, 3, { k: 5 });
-      trainLinearProbe(f, y, 8, 3, rng, { epochs: 2, batch: 20 }).predict(f);
+      await knnPredict(f, y, f.subarray(0, 10 * 8), 8, 3, { k: 5 });
+      (await trainLinearProbe(f, y, 8, 3, rng, { epochs: 2, batch: 20 })).predict(f);
       opt.dispose();
       vit.dispose();
     } finally {

@@ -21,7 +21,7 @@ before(async () => {
 after(() => spy.restore());
 
 describe('wasm fast path', () => {
-  it('the spy sees a product that falls back (so an empty list below means something)', () => {
+  it('the spy sees a product that falls back (so an empty list below means something)', async () => {
     spy.calls.length = 0;
     tf.tidy(() => {
       tf.matMul(tf.ones([2, 3]), tf.ones([2, 3]), false, true);
@@ -35,11 +35,12 @@ describe('wasm fast path', () => {
     );
   });
 
-  it('a D-iGPT step (forward + backward, with the bilinear resize) runs every product on the engine GEMM', () => {
+  it('a D-iGPT step (forward + backward, with the bilinear resize) runs every product on the engine GEMM', async () => {
     spy.calls.length = 0;
     const model = new DigptModel({ ...getPreset('digpt-micro-32').model, teacher_grid: 6 }, { seed: 1 });
     const batch = randomBatch(model, 2, 1);
-    const { grads } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+    const { grads, losses } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+    losses.dispose();
     disposeGrads(grads);
     assert.ok(spy.calls.length > 50, `only ${spy.calls.length} products recorded`);
     assert.deepEqual(spy.offPath(), []);
@@ -47,7 +48,7 @@ describe('wasm fast path', () => {
     model.dispose();
   });
 
-  it('a classifier step and a CLIP forward run every product on the engine GEMM', () => {
+  it('a classifier step and a CLIP forward run every product on the engine GEMM', async () => {
     spy.calls.length = 0;
     const vit = new VitClassifier(
       resolveVitConfig({
@@ -60,7 +61,12 @@ describe('wasm fast path', () => {
       }),
     );
     const x = tf.randomNormal([2, 16, 16, 3]) as tf.Tensor4D;
-    const { grads } = accumulateGrads(vit.params.trainable(), () => tf.sum(vit.forward(x)) as tf.Scalar, 1);
+    const { grads, losses } = accumulateGrads(
+      vit.params.trainable(),
+      () => tf.sum(vit.forward(x)) as tf.Scalar,
+      1,
+    );
+    losses.dispose();
     disposeGrads(grads);
     const clip = new ClipVision(
       resolveClipConfig({

@@ -24,6 +24,15 @@ export function expectNoLeaks<R>(fn: () => R, slack = 0): R {
   return out;
 }
 
+/** expectNoLeaks of an asynchronous `fn` (counted once it has settled). */
+export async function expectNoLeaksAsync<R>(fn: () => Promise<R>, slack = 0): Promise<R> {
+  const before = tf.memory().numTensors;
+  const out = await fn();
+  const after = tf.memory().numTensors;
+  assert.ok(after - before <= slack, `leaked ${after - before} tensors`);
+  return out;
+}
+
 /** A random batch for a D-iGPT model (normal images and teacher tokens, random cluster orders). */
 export function randomBatch(model: DigptModel, batch: number, seed: number): DigptBatch {
   const c = model.config;

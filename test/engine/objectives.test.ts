@@ -121,7 +121,7 @@ function resizeJs(x: Float32Array, g: number, t: number, d: number): Float32Arra
 }
 
 describe('factory', () => {
-  it('builds every objective with the right orderLength; rejects unknown ones', () => {
+  it('builds every objective with the right orderLength; rejects unknown ones', async () => {
     const k = micro.clusters_per_side ** 2;
     const expected: Record<PretrainObjective, number> = {
       digpt: k,
@@ -150,7 +150,7 @@ describe('kd', () => {
     ['teacher grid 6 < G (bilinear 8 -> 6)', tg6],
     ['teacher grid 10 > G (bilinear 8 -> 10)', tg10],
   ] as const) {
-    it(`has the documented shapes, a finite loss in [0, 4], and the loss of the resized predictions (${label})`, () => {
+    it(`has the documented shapes, a finite loss in [0, 4], and the loss of the resized predictions (${label})`, async () => {
       const model = new KdModel(cfg, { seed: 1 });
       const d = batchData(model, 3, 2);
       const dt = cfg.teacher_dim;
@@ -188,7 +188,7 @@ describe('kd', () => {
     });
   }
 
-  it("has DigptModel's encoder: the same parameter names, shapes and initial values, and loads into a ViT classifier", () => {
+  it("has DigptModel's encoder: the same parameter names, shapes and initial values, and loads into a ViT classifier", async () => {
     const kd = new KdModel(micro, { seed: 7 });
     const digpt = new DigptModel(micro, { seed: 7 });
     const enc = (ps: typeof kd.params): string[] => ps.names().filter(isEncoderParam);
@@ -196,7 +196,7 @@ describe('kd', () => {
     assert.equal(enc(kd.params).length, 3 + 12 * micro.depth);
     for (const n of enc(kd.params)) {
       assert.deepEqual(kd.params.specs.get(n)?.shape, digpt.params.specs.get(n)?.shape, n);
-      assert.deepEqual(kd.params.read(n), digpt.params.read(n), n);
+      assert.deepEqual(await kd.params.read(n), await digpt.params.read(n), n);
     }
     // the rest is the head, kd_norm + kd_pred
     assert.deepEqual(
@@ -223,7 +223,7 @@ describe('kd', () => {
 });
 
 describe('mae', () => {
-  it('has the documented shapes and a finite loss in [0, 4] (teacher grid = G and 6)', () => {
+  it('has the documented shapes and a finite loss in [0, 4] (teacher grid = G and 6)', async () => {
     for (const cfg of [micro, tg6]) {
       const model = new MaeModel(cfg, { seed: 1 });
       assert.equal(model.visible, GG / 4);
@@ -245,7 +245,7 @@ describe('mae', () => {
     }
   });
 
-  it('checks the order (a permutation of the G*G patches per sample) and the mask ratio', () => {
+  it('checks the order (a permutation of the G*G patches per sample) and the mask ratio', async () => {
     const model = new MaeModel(micro, { seed: 1 });
     const d = batchData(model, 2, 3);
     assert.throws(() => run(model, { ...d, order: d.order.slice(0, GG) }), /expected 2 x 64/);
@@ -259,7 +259,7 @@ describe('mae', () => {
     half.dispose();
   });
 
-  it('counts only the masked patches: the loss is their mean, blind to the visible patches’ targets', () => {
+  it('counts only the masked patches: the loss is their mean, blind to the visible patches’ targets', async () => {
     const model = new MaeModel(micro, { seed: 2 });
     const d = batchData(model, 2, 4);
     const dt = micro.teacher_dim;
@@ -289,7 +289,7 @@ describe('mae', () => {
     model.dispose();
   });
 
-  it('the encoder sees only the visible patches, and mask tokens go back to the masked positions', () => {
+  it('the encoder sees only the visible patches, and mask tokens go back to the masked positions', async () => {
     const model = new MaeModel(micro, { seed: 3 });
     const d = batchData(model, 2, 5);
     const base = run(model, d);
@@ -322,11 +322,12 @@ describe('mae', () => {
     model.dispose();
   });
 
-  it('the gradient reaches the encoder, the decoder and mask_token', () => {
+  it('the gradient reaches the encoder, the decoder and mask_token', async () => {
     const model = new MaeModel(micro, { seed: 4 });
     const d = batchData(model, 2, 6);
     const batch = tensors(d);
-    const { grads } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+    const { grads, losses } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+    losses.dispose();
     const norms = new Map([...grads].map(([n, g]) => [n, tf.tidy(() => tf.norm(g).dataSync()[0] as number)]));
     disposeGrads(grads);
     for (const n of [
@@ -351,21 +352,21 @@ describe('mae', () => {
 
 describe('training steps (kd, mae)', () => {
   for (const objective of ['kd', 'mae'] as const) {
-    it(`${objective}: leak no tensors across steps and lower the loss on a fixed batch`, () => {
+    it(`${objective}: leak no tensors across steps and lower the loss on a fixed batch`, async () => {
       const model = createPretrainModel(micro, { objective, seed: 3 });
       const opt = digptOptimizer(model);
       const d = batchData(model, 4, 9);
       const make = (): DigptBatch => tensors(d);
       const losses: number[] = [];
       const counts: number[] = [];
-      const first = pretrainStep(model, opt, [make], 1e-3);
+      const first = await pretrainStep(model, opt, [make], 1e-3);
       assert.equal(first.lossGen, undefined);
       assert.equal(first.lossDis, first.loss);
       assert.equal(first.clusterError.length, 4);
       assert.equal(first.order.length, 4 * model.orderLength);
       losses.push(first.loss);
       for (let i = 0; i < 4; i++) {
-        losses.push(pretrainStep(model, opt, [make, make], 1e-3).loss);
+        losses.push((await pretrainStep(model, opt, [make, make], 1e-3)).loss);
         counts.push(tf.memory().numTensors);
       }
       assert.ok(
@@ -379,7 +380,7 @@ describe('training steps (kd, mae)', () => {
     });
   }
 
-  it('a PretrainRun trains kd and mae (drawing mae’s patch permutation) and resumes to the same losses', () => {
+  it('a PretrainRun trains kd and mae (drawing mae’s patch permutation) and resumes to the same losses', async () => {
     const rng = new Rng(1);
     const data = { count: 6, side: 36, pixels: new Uint8Array(6 * 36 * 36 * 3).map(() => rng.int(256)) };
     for (const objective of ['kd', 'mae'] as const) {
@@ -402,7 +403,7 @@ describe('training steps (kd, mae)', () => {
       };
       const a = PretrainRun.create(dir, cfg, data);
       const orders: number[] = [];
-      a.runSteps(3, (_r, m) => orders.push(m.order.length));
+      await a.runSteps(3, (_r, m) => orders.push(m.order.length));
       a.dispose();
       assert.deepEqual(
         orders,
@@ -428,7 +429,7 @@ describe('training steps (kd, mae)', () => {
       });
       const b = PretrainRun.resume(dir, data);
       assert.equal(b.step, 2);
-      b.runSteps(1);
+      await b.runSteps(1);
       b.dispose();
       assert.equal(lines()[2]?.loss, before[2]?.loss);
       fs.rmSync(dir, { recursive: true, force: true });
@@ -443,7 +444,7 @@ describe('wasm fast path (kd, mae)', () => {
   });
   after(() => spy.restore());
 
-  it('the spy sees a product that falls back (so an empty list below means something)', () => {
+  it('the spy sees a product that falls back (so an empty list below means something)', async () => {
     spy.calls.length = 0;
     tf.tidy(() => tf.fused.matMul({ a: tf.ones([2, 3]), b: tf.ones([3, 2]), activation: 'relu' }));
     assert.equal(spy.offPath().length, 1);
@@ -454,11 +455,12 @@ describe('wasm fast path (kd, mae)', () => {
     ['mae', micro],
     ['mae', tg10],
   ] as const) {
-    it(`a ${objective} step (forward + backward${cfg.teacher_grid !== G ? ', with the bilinear resize' : ''}) runs every product on the engine GEMM`, () => {
+    it(`a ${objective} step (forward + backward${cfg.teacher_grid !== G ? ', with the bilinear resize' : ''}) runs every product on the engine GEMM`, async () => {
       spy.calls.length = 0;
       const model = createPretrainModel(cfg, { objective, seed: 1 });
       const batch = tensors(batchData(model, 2, 1));
-      const { grads } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+      const { grads, losses } = accumulateGrads(model.params.trainable(), () => model.forward(batch).loss, 1);
+      losses.dispose();
       disposeGrads(grads);
       assert.ok(spy.calls.length > 40, `only ${spy.calls.length} products recorded`);
       assert.deepEqual(spy.offPath(), []);

@@ -41,8 +41,8 @@ describe('DataParallel', () => {
     try {
       const counts: number[] = [];
       for (let s = 0; s < 3; s++) {
-        const ra = pretrainStep(a, oa, [micro(10 * s, 5), micro(10 * s + 1, 5)], 1e-3);
-        const rb = dp.step(b, ob, [micro(10 * s, 5), micro(10 * s + 1, 5)], 1e-3);
+        const ra = await pretrainStep(a, oa, [micro(10 * s, 5), micro(10 * s + 1, 5)], 1e-3);
+        const rb = await dp.step(b, ob, [micro(10 * s, 5), micro(10 * s + 1, 5)], 1e-3);
         assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5, `step ${s}: ${ra.loss} vs ${rb.loss}`);
         assert.ok(Math.abs((ra.lossGen ?? 0) - (rb.lossGen ?? 0)) < 1e-5);
         assert.ok(Math.abs(ra.agreement - rb.agreement) < 1e-5);
@@ -79,8 +79,8 @@ describe('DataParallel', () => {
       const [oa, ob] = [digptOptimizer(a), digptOptimizer(b)];
       const dp = await DataParallel.create(b, 2);
       try {
-        const ra = pretrainStep(a, oa, [micro(7, 3, a.orderLength)], 1e-3);
-        const rb = dp.step(b, ob, [micro(7, 3, b.orderLength)], 1e-3);
+        const ra = await pretrainStep(a, oa, [micro(7, 3, a.orderLength)], 1e-3);
+        const rb = await dp.step(b, ob, [micro(7, 3, b.orderLength)], 1e-3);
         assert.ok(Math.abs(ra.loss - rb.loss) < 1e-5, `${ra.loss} vs ${rb.loss}`);
         assert.equal(rb.lossDis, rb.loss);
         assert.equal(rb.lossGen, undefined);

@@ -17,14 +17,14 @@ const files = fs
 const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 
 describe('parity vectors', () => {
-  it('are present', () => {
+  it('are present', async () => {
     assert.ok(files.length >= 6, `found ${files.length} vector files in ${PARITY_DIR}`);
   });
   for (const backend of ['wasm', 'cpu'] as const) {
     it(`all pass on ${backend}`, async () => {
       await initBackend(backend);
       for (const f of files) {
-        const checks = runParityFile(nodePath.join(PARITY_DIR, f));
+        const checks = await runParityFile(nodePath.join(PARITY_DIR, f));
         const failed = checks.filter((c) => !c.pass).map(formatCheck);
         assert.deepEqual(failed, [], `${f} on ${backend}`);
         // a digpt vector checks forward, both losses, every gradient and every AdamW update
@@ -35,7 +35,7 @@ describe('parity vectors', () => {
 });
 
 describe('npm run parity', () => {
-  it('prints a line per check and exits non-zero when a vector disagrees', () => {
+  it('prints a line per check and exits non-zero when a vector disagrees', async () => {
     const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-parity-'));
     const src = SafetensorsFile.open(nodePath.join(PARITY_DIR, 'vit-gap-tiny.safetensors'));
     const out = new Map<string, TensorToWrite>();

@@ -7,7 +7,13 @@ import { createPretrainModel, PRETRAIN_OBJECTIVES } from '../../engine/models/fa
 import type { DigptBatch, PretrainModel } from '../../engine/models/pretrain-model.js';
 import { Rng } from '../../engine/rng.js';
 import { disposeGrads } from '../../engine/train/grads.js';
-import { digptOptimizer, drawOrders, microStep, pretrainStep } from '../../engine/train/pretrain.js';
+import {
+  digptOptimizer,
+  drawOrders,
+  microStep,
+  pretrainStep,
+  unpackMetrics,
+} from '../../engine/train/pretrain.js';
 import { setup } from './helpers.js';
 
 before(setup);
@@ -35,13 +41,15 @@ function batchOf(model: PretrainModel, b: number, seed: number): () => DigptBatc
 
 describe('microStep', () => {
   for (const objective of PRETRAIN_OBJECTIVES) {
-    it(`${objective}: reads the loss parts, the agreement and (when asked) errors per sample; a gradient per parameter`, () => {
+    it(`${objective}: reads the loss parts, the agreement and (when asked) errors per sample; a gradient per parameter`, async () => {
       const model = createPretrainModel(micro, { objective, seed: 2 });
       const make = batchOf(model, 3, 5);
       const before = tf.memory().numTensors;
       for (const withErrors of [false, true]) {
         const batch = make();
-        const { grads, metrics } = microStep(model, batch, withErrors);
+        const { grads, packed } = microStep(model, batch, withErrors);
+        const metrics = unpackMetrics((await packed.data()) as Float32Array);
+        packed.dispose();
         tf.dispose([batch.images, batch.teacher]);
         assert.deepEqual(
           [...grads.keys()].sort(),
@@ -67,21 +75,23 @@ describe('microStep', () => {
 });
 
 describe('pretrainStep', () => {
-  it('reports the mean of its micro-batches’ metrics, and the last one’s order and errors', () => {
+  it('reports the mean of its micro-batches’ metrics, and the last one’s order and errors', async () => {
     const model = createPretrainModel(micro, { objective: 'digpt', seed: 3 });
     const [m1, m2] = [batchOf(model, 2, 8), batchOf(model, 2, 9)];
     // microStep's metrics before any update, from an identical model
     const probe = createPretrainModel(micro, { objective: 'digpt', seed: 3 });
-    const read = (make: () => DigptBatch) => {
+    const read = async (make: () => DigptBatch) => {
       const batch = make();
       const r = microStep(probe, batch, true);
       disposeGrads(r.grads);
       tf.dispose([batch.images, batch.teacher]);
-      return { ...r.metrics, order: batch.order };
+      const metrics = unpackMetrics((await r.packed.data()) as Float32Array);
+      r.packed.dispose();
+      return { ...metrics, order: batch.order };
     };
-    const [a, b] = [read(m1), read(m2)];
+    const [a, b] = [await read(m1), await read(m2)];
     const opt = digptOptimizer(model);
-    const step = pretrainStep(model, opt, [m1, m2], 1e-3);
+    const step = await pretrainStep(model, opt, [m1, m2], 1e-3);
     assert.equal(step.loss, (a.loss + b.loss) / 2);
     assert.equal(step.lossGen, (a.lossGen + b.lossGen) / 2);
     assert.equal(step.lossDis, (a.lossDis + b.lossDis) / 2);
@@ -93,16 +103,16 @@ describe('pretrainStep', () => {
     probe.dispose();
   });
 
-  it('frees everything when a micro-batch fails, and leaves the weights as they were', () => {
+  it('frees everything when a micro-batch fails, and leaves the weights as they were', async () => {
     const model = createPretrainModel(micro, { objective: 'mae', seed: 1 });
     const opt = digptOptimizer(model);
     const good = batchOf(model, 2, 1);
     const bad = (): DigptBatch => ({ ...good(), order: new Int32Array(3) });
-    const weights = model.params.read('blocks.0.attn.qkv.weight');
+    const weights = await model.params.read('blocks.0.attn.qkv.weight');
     const before = tf.memory().numTensors;
-    assert.throws(() => pretrainStep(model, opt, [good, bad], 1e-3), /mae patch order has 3 entries/);
+    await assert.rejects(() => pretrainStep(model, opt, [good, bad], 1e-3), /mae patch order has 3 entries/);
     assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(model.params.read('blocks.0.attn.qkv.weight'), weights);
+    assert.deepEqual(await model.params.read('blocks.0.attn.qkv.weight'), weights);
     opt.dispose();
     model.dispose();
   });

@@ -32,7 +32,7 @@ function images(b: number, seed: number): tf.Tensor4D {
 }
 
 describe('StudentEncoder', () => {
-  it('is one trunk: every objective lists the same encoder parameters first, with the same initial values', () => {
+  it('is one trunk: every objective lists the same encoder parameters first, with the same initial values', async () => {
     const names = encoderSpecs(micro).map((s) => s.name);
     assert.equal(names.length, 3 + 12 * micro.depth);
     assert.ok(names.every(isEncoderParam));
@@ -41,11 +41,12 @@ describe('StudentEncoder', () => {
       assert.ok(m.encoder instanceof StudentEncoder, m.objective);
       assert.deepEqual(m.params.names().slice(0, names.length), names, m.objective);
       assert.ok(!m.params.names().slice(names.length).some(isEncoderParam), m.objective);
-      for (const n of names) assert.deepEqual(m.params.read(n), first.params.read(n), `${m.objective} ${n}`);
+      for (const n of names)
+        assert.deepEqual(await m.params.read(n), await first.params.read(n), `${m.objective} ${n}`);
     }
   });
 
-  it('gives bit-identical outputs under every objective, with taps in the order named', () => {
+  it('gives bit-identical outputs under every objective, with taps in the order named', async () => {
     const x = images(2, 1);
     const outs = models.map((m) =>
       expectNoLeaks(() =>
@@ -67,7 +68,7 @@ describe('StudentEncoder', () => {
     x.dispose();
   });
 
-  it('a selection shows the encoder only the kept patches, in the permuted order, cls last', () => {
+  it('a selection shows the encoder only the kept patches, in the permuted order, cls last', async () => {
     const enc = (models[0] as PretrainModel).encoder;
     const G = micro.img_size / micro.patch_size;
     const C = micro.embed_dim;
@@ -115,7 +116,7 @@ describe('StudentEncoder', () => {
     assert.ok(maxDiff < 1e-4, `max diff ${maxDiff}`);
   });
 
-  it('checks inputs the same way for every objective, naming the shapes', () => {
+  it('checks inputs the same way for every objective, naming the shapes', async () => {
     for (const m of models) {
       const rng = new Rng(3);
       const teacher = tf.zeros([2, 1 + micro.teacher_grid ** 2, micro.teacher_dim]) as tf.Tensor3D;

@@ -23,11 +23,11 @@ before(setup);
 const tmp = (): string => fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-weights-'));
 
 describe('weights files', () => {
-  it('an official-named D-iGPT file written by the engine loads back to the same model', () => {
+  it('an official-named D-iGPT file written by the engine loads back to the same model', async () => {
     const cfg = getPreset('digpt-micro-32').model;
     const a = new DigptModel(cfg, { seed: 1 });
     const path = nodePath.join(tmp(), 'digpt.safetensors');
-    saveWeights(path, exportDigptOfficial(a), { kind: 'digpt', config: JSON.stringify(cfg) });
+    saveWeights(path, await exportDigptOfficial(a), { kind: 'digpt', config: JSON.stringify(cfg) });
     const f = SafetensorsFile.open(path);
     assert.equal(f.metadata['kind'], 'digpt');
     assert.deepEqual(f.entry('blocks.0.attn.qkv.weight').shape, [192, 64]);
@@ -35,12 +35,12 @@ describe('weights files', () => {
     const b = new DigptModel(cfg, { seed: 2 });
     loadDigptOfficial(b, fileSource(f));
     f.close();
-    for (const n of a.params.names()) assert.deepEqual(b.params.read(n), a.params.read(n), n);
+    for (const n of a.params.names()) assert.deepEqual(await b.params.read(n), await a.params.read(n), n);
     a.dispose();
     b.dispose();
   });
 
-  it('a classifier starts from a D-iGPT encoder: same blocks, sin-cos pos_embed, and saves under timm names', () => {
+  it('a classifier starts from a D-iGPT encoder: same blocks, sin-cos pos_embed, and saves under timm names', async () => {
     const cfg = getPreset('digpt-micro-32').model;
     const d = new DigptModel(cfg, { seed: 3 });
     const vcfg = resolveVitConfig({
@@ -52,12 +52,12 @@ describe('weights files', () => {
       num_classes: 10,
     });
     const v = new VitClassifier(vcfg, 4);
-    vitFromDigpt(v, d);
+    await vitFromDigpt(v, d);
     for (const n of ['cls_token', 'patch_embed.proj.weight', 'blocks.2.mlp.fc2.weight'])
-      assert.deepEqual(v.params.read(n), d.params.read(n));
-    assert.deepEqual(v.params.read('pos_embed'), d.posEmbedWithCls());
+      assert.deepEqual(await v.params.read(n), await d.params.read(n));
+    assert.deepEqual(await v.params.read('pos_embed'), d.posEmbedWithCls());
     const path = nodePath.join(tmp(), 'vit.safetensors');
-    saveWeights(path, v.params.exportTorch());
+    saveWeights(path, await v.params.exportTorch());
     const f = SafetensorsFile.open(path);
     assert.ok(f.has('fc_norm.weight') && f.has('head.weight') && f.has('pos_embed'));
     const w = new VitClassifier(vcfg, 5);
@@ -70,7 +70,7 @@ describe('weights files', () => {
     for (const m of [d, v, w]) m.dispose();
   });
 
-  it('a mismatched classifier is refused with both shapes named', () => {
+  it('a mismatched classifier is refused with both shapes named', async () => {
     const d = new DigptModel(getPreset('digpt-micro-32').model);
     const v = new VitClassifier(
       resolveVitConfig({
@@ -82,7 +82,7 @@ describe('weights files', () => {
         num_classes: 10,
       }),
     );
-    assert.throws(
+    await assert.rejects(
       () => vitFromDigpt(v, d),
       /depth 2\) does not match the pretrained encoder \(img 32, patch 4, width 64, depth 3\)/,
     );
@@ -92,7 +92,7 @@ describe('weights files', () => {
 });
 
 describe('parameter sets', () => {
-  it('creating, assigning and disposing a model leaves no tensors behind', () => {
+  it('creating, assigning and disposing a model leaves no tensors behind', async () => {
     const before = tf.memory().numTensors;
     const m = new DigptModel(getPreset('digpt-micro-32').model, { seed: 1 });
     m.params.assign('cls_token', new Float32Array(64).fill(1), [1, 1, 64]);
