@@ -313,6 +313,9 @@ class Trainer:
         if precision not in ("fp32", "bf16"):
             raise TrainError(f"{run_dir}/config.json: scaleout.precision {precision!r}: use fp32 or bf16")
         self.precision = precision
+        if precision == "bf16" and d.device.type != "cuda":
+            raise TrainError(f"{run_dir}/config.json: scaleout.precision bf16 needs a CUDA device (torch's CPU autocast "
+                             "does not cover this model's layer norms); use fp32 on the CPU")
         tf32 = bool(so.get("tf32", False))
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
