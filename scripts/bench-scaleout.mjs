@@ -42,8 +42,9 @@ function imgPerS(dir) {
 }
 
 const results = [];
-for (const workers of ['1', '2']) {
-  const out = join(work, `wb-${workers}`);
+// the engines alternate at each parallelism, so a change of load on the machine hits both alike
+for (const n of ['1', '2']) {
+  const out = join(work, `wb-${n}`);
   run(process.execPath, [
     bin,
     'pretrain',
@@ -51,14 +52,12 @@ for (const workers of ['1', '2']) {
     '--steps',
     String(steps),
     '--workers',
-    workers,
+    n,
     '--out',
     out,
   ]);
-  results.push({ engine: 'workbench (wasm)', parallel: `${workers} thread(s)`, img_per_s: imgPerS(out) });
-}
-for (const nproc of ['1', '2']) {
-  const bundle = join(work, `bundle-${nproc}`);
+  results.push({ engine: 'workbench (wasm)', parallel: `${n} thread(s)`, img_per_s: imgPerS(out) });
+  const bundle = join(work, `bundle-${n}`);
   run(process.execPath, [
     bin,
     'scaleout',
@@ -66,14 +65,14 @@ for (const nproc of ['1', '2']) {
     '--steps',
     String(steps),
     '--gpus-per-node',
-    nproc,
+    n,
     '--out',
     bundle,
   ]);
-  run('bash', [join(bundle, 'launch', 'local.sh'), '--nproc', nproc]);
+  run('bash', [join(bundle, 'launch', 'local.sh'), '--nproc', n]);
   results.push({
     engine: 'digpt_torch (PyTorch CPU)',
-    parallel: `${nproc} DDP rank(s)`,
+    parallel: `${n} DDP rank(s)`,
     img_per_s: imgPerS(join(bundle, 'run')),
   });
 }

@@ -20,7 +20,11 @@ interface PatchOrderLine {
   samples?: { count: number; size: number; pixels_b64: string };
 }
 
-/** The last complete line of patch-order.jsonl as a frame (images encoded by `encode`), or null. */
+/**
+ * The last complete line of patch-order.jsonl as a frame, or null. digpt_torch writes the samples' crops on every
+ * 10th line only (a line with them is ~33 KB): the frame is the newest line that has them, when there is one in the
+ * file's tail, else the newest line without images.
+ */
 export async function lastPatchOrder(
   dir: string,
   runId: string,
@@ -46,6 +50,7 @@ export async function lastPatchOrder(
   }
   const k = clustersPerSide * clustersPerSide;
   const lines = text.split('\n');
+  let plain: PatchOrderFrame | null = null;
   for (let i = lines.length - 1; i >= 0; i--) {
     let rec: PatchOrderLine;
     try {
@@ -61,24 +66,23 @@ export async function lastPatchOrder(
       rec.cluster_error.some((e) => !Array.isArray(e) || e.length !== k - 1)
     )
       continue;
-    let images: string[] = [];
-    const s = rec.samples;
-    if (s && Number.isInteger(s.count) && Number.isInteger(s.size) && typeof s.pixels_b64 === 'string') {
-      const pixels = new Uint8Array(Buffer.from(s.pixels_b64, 'base64'));
-      if (pixels.length === s.count * s.size * s.size * 3 && s.count === rec.order.length)
-        images = await encode(pixels, s.count, s.size);
-    }
-    return {
+    const frame = {
       runId,
       step: rec.step,
       clustersPerSide,
       k,
       order: rec.order,
       clusterError: rec.cluster_error,
-      images,
     };
+    const s = rec.samples;
+    if (s && Number.isInteger(s.count) && Number.isInteger(s.size) && typeof s.pixels_b64 === 'string') {
+      const pixels = new Uint8Array(Buffer.from(s.pixels_b64, 'base64'));
+      if (pixels.length === s.count * s.size * s.size * 3 && s.count === rec.order.length)
+        return { ...frame, images: await encode(pixels, s.count, s.size) };
+    }
+    plain ??= { ...frame, images: [] };
   }
-  return null;
+  return plain;
 }
 
 /** What a followed folder reports. */

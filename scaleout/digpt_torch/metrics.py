@@ -138,10 +138,19 @@ def step_record(step, objective, loss, loss_gen, loss_dis, lr, agreement, img_pe
     return rec
 
 
-def patch_order_record(step, order, cluster_error):
-    """patch-order.jsonl's line: up to 8 samples' orders [[K ints]] and per-cluster errors [[K-1 floats]]."""
-    return {"step": int(step), "order": [[int(v) for v in row] for row in order],
-            "cluster_error": [[float(v) for v in row] for row in cluster_error]}
+def patch_order_record(step, order, cluster_error, samples=None):
+    """patch-order.jsonl's line: up to 8 samples' orders [[K ints]] and per-cluster errors [[K-1 floats]]; with
+    `samples` ([n, S, S, 3] uint8, the student's crops of those samples) also {"count", "size", "pixels_b64"}, which
+    the app draws (app/workbench/external.ts)."""
+    rec = {"step": int(step), "order": [[int(v) for v in row] for row in order],
+           "cluster_error": [[float(v) for v in row] for row in cluster_error]}
+    if samples is not None:
+        import base64
+
+        n, size = int(samples.shape[0]), int(samples.shape[1])
+        rec["samples"] = {"count": n, "size": size,
+                          "pixels_b64": base64.b64encode(samples.astype("uint8").tobytes()).decode("ascii")}
+    return rec
 
 
 def engine_event(step, world_size, engine=ENGINE, time=None):

@@ -49,6 +49,8 @@ from . import metrics as M
 __all__ = ["main", "TrainError"]
 
 PATCH_SAMPLES = 8
+# patch-order.jsonl carries the samples' crops (for the app's view) on every this many steps
+PATCH_IMAGES_EVERY = 10
 _KEEP = []
 
 
@@ -550,9 +552,16 @@ class Trainer:
                 M.append_record(M.metrics_path(self.run_dir), rec)
                 n = len(rows) if rows is not None else min(PATCH_SAMPLES, B)
                 order_rows = micro[-1].orders[:n].tolist()
+                # the crops themselves every PATCH_IMAGES_EVERY steps (33 KB a line at 32 px), and at the end
+                samples = None
+                if step % PATCH_IMAGES_EVERY == 0 or step == end or stop_now:
+                    S = int(cfg["model"]["img_size"])
+                    crops = micro[-1].views(self.images, 0, n, S).transpose(0, 2, 3, 1)
+                    samples = np.clip(np.rint(crops * 255.0), 0, 255).astype(np.uint8)
                 M.append_record(M.patch_order_path(self.run_dir),
                                 M.patch_order_record(step, order_rows, rows if rows is not None else [[] for _ in
-                                                                                                      range(n)]))
+                                                                                                      range(n)],
+                                                     samples))
                 if self.a.log_every and (step % self.a.log_every == 0 or step == end or stop_now):
                     extra = (f" gen {loss_gen:.4f}" if "loss_gen" in rec else "") + \
                         (f" dis {loss_dis:.4f}" if "loss_dis" in rec else "")

@@ -85,6 +85,20 @@ describe('digpt scaleout: a run handed to digpt_torch and taken back', () => {
     assertSameLosses(moved, ref, [3, 4], 'digpt_torch after the hand-over');
     assert.deepEqual(steps(moved), [1, 2, 3, 4]);
     assert.deepEqual(engines(moved), [['digpt_torch', 2]]);
+    // the patch orders the app draws, with the crops at the last step
+    const po = fs
+      .readFileSync(nodePath.join(moved, 'patch-order.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { step: number; order: number[][]; samples?: { count: number; size: number } },
+      );
+    assert.deepEqual(
+      po.map((p) => p.step),
+      [3, 4],
+    );
+    assert.deepEqual([po[1]?.order.length, po[1]?.samples?.count, po[1]?.samples?.size], [8, 8, 32]);
 
     // a synced copy on the desktop: the weights only, the optimizer files left on the cluster
     const synced = nodePath.join(box.dir, 'synced');
