@@ -1,16 +1,7 @@
 #!/usr/bin/env bash
-# The README's install command: Debian's Chromium for the end-to-end tests (when missing and apt is at hand), then # digpt_torch (scaleout/) and its tests run on Debian's PyTorch; /usr/bin/python3 is the interpreter they use
-if ! "${DIGPT_PYTHON:-/usr/bin/python3}" -c 'import torch, numpy' >/dev/null 2>&1; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian's python3-torch (the scale-out trainer's tests run on it)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy >/dev/null
-  else
-    echo "setup: the scale-out tests need PyTorch for /usr/bin/python3: apt install python3-torch, or set DIGPT_PYTHON" >&2
-  fi
-fi
-
-npm ci.
+# The README's install command: what the tests need from Debian when it is missing and apt is at hand (Chromium for the
+# end-to-end tests, the Vulkan loader for WebGPU on SwiftShader, PyTorch with OpenBLAS for the scale-out trainer),
+# then npm ci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +24,26 @@ if [[ $(uname -s) == Linux ]] && ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvulkan1 >/dev/null
   else
     echo "setup: the WebGPU tests need the Vulkan loader (libvulkan.so.1): install libvulkan1" >&2
+  fi
+fi
+
+# digpt_torch (scaleout/) and its tests run on Debian's PyTorch; /usr/bin/python3 is the interpreter they use
+if ! "${DIGPT_PYTHON:-/usr/bin/python3}" -c 'import torch, numpy' >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's python3-torch (the scale-out trainer's tests run on it)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy >/dev/null
+  else
+    echo "setup: the scale-out tests need PyTorch for /usr/bin/python3: apt install python3-torch, or set DIGPT_PYTHON" >&2
+  fi
+fi
+
+# Debian's torch runs its products on whatever libblas.so.3 is: the reference BLAS makes it 5-8x slower than OpenBLAS
+if [[ $(uname -s) == Linux ]] && ! ldconfig -p 2>/dev/null | grep -q 'libopenblas'; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's libopenblas0-pthread (the BLAS of the scale-out trainer's PyTorch)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null
   fi
 fi
 
