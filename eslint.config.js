@@ -50,14 +50,14 @@ export default tseslint.config(
     ignores: ['app/worker/**'],
     rules: layer(
       'app/ outside app/worker/ runs in the host (CLI, serve, Electron main): it may not import tfjs, the engine ' +
-        '(beyond its tfjs-free engine/config and engine/rng), app/worker/ (start it as a job through app/jobs/host), ' +
+        '(beyond its tfjs-free engine/config, engine/rng and engine/webgpu-adapter), app/worker/ (start it as a job through app/jobs/host), ' +
         'main/, renderer/ or Electron.',
       {
         modules: ['electron'],
         regexes: [
           into('main', 'renderer'),
           '^@tensorflow/',
-          '(^|/)engine/(?!(config|rng)\\.[jt]s$)',
+          '(^|/)engine/(?!(config|rng|webgpu-adapter)\\.[jt]s$)',
           '(^|/)worker/',
         ],
       },

@@ -48,10 +48,11 @@ describe('layer rules (eslint no-restricted-imports)', () => {
     }
   });
 
-  it('lets host-side app/ import engine/config and engine/rng, and app/worker/ import the engine and tfjs', async () => {
+  it('lets host-side app/ import engine/config, engine/rng and engine/webgpu-adapter, and app/worker/ import the engine and tfjs', async () => {
     for (const [spec, file] of [
       ['../../engine/config.js', 'app/cli/x.ts'],
       ['../../engine/rng.js', 'app/datasets/x.ts'],
+      ['../../engine/webgpu-adapter.js', 'app/jobs/x.ts'],
       ['../../engine/models/vit.js', 'app/worker/x.ts'],
       ['@tensorflow/tfjs-core', 'app/worker/x.ts'],
       ['../runs/config.js', 'app/worker/x.ts'],

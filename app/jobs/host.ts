@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { decideWebgpu, probeAdapter } from '../../engine/webgpu-adapter.js';
 import type { HostMessage, JobSpec, WorkerEvent } from './protocol.js';
 
 /** Events of one job: every WorkerEvent, plus `exit` when its thread or process is gone (a crash reports an error first). */
@@ -134,23 +135,34 @@ function resolves(pkg: string): boolean {
   }
 }
 
+/** Whether an unforced pick would take webgpu: Dawn offers a real (not software) adapter, asked in a child process. */
+function realGpuAdapter(env: Readonly<Record<string, string | undefined>>): boolean {
+  return decideWebgpu(probeAdapter(env)).ok;
+}
+
 /**
  * Thread or process, decided without loading tfjs. tfjs-node keeps one process-wide TensorFlow backend and a second
  * thread that loads it fails (tfjs#2079, #8388), so a job that would get tensorflow or tensorflow-gpu runs in its own
- * process: DIGPT_BACKEND names one, or (unset) `@tensorflow/tfjs-node(-gpu)` is installed. DIGPT_JOB_PROCESS=1 forces
- * a process.
+ * process: DIGPT_BACKEND names one, or (unset) `@tensorflow/tfjs-node(-gpu)` is installed. A job on webgpu does too
+ * (DIGPT_BACKEND=webgpu, or unset and Dawn offers a real adapter): `worker.terminate()` during GPU work aborts the whole
+ * process (measured with dawn.node), so only a child's end may interrupt it. DIGPT_JOB_PROCESS=1 forces a process.
  */
 export function jobTransport(
   env: Readonly<Record<string, string | undefined>> = process.env,
   isInstalled: (pkg: string) => boolean = resolves,
+  hasGpuAdapter: (env: Readonly<Record<string, string | undefined>>) => boolean = realGpuAdapter,
 ): { kind: TransportKind; why: string } {
   if (env['DIGPT_JOB_PROCESS'] === '1') return { kind: 'process', why: 'DIGPT_JOB_PROCESS=1' };
   const forced = env['DIGPT_BACKEND'];
   if (forced === 'tensorflow' || forced === 'tensorflow-gpu')
     return { kind: 'process', why: `DIGPT_BACKEND=${forced}: one TensorFlow per process` };
+  if (forced === 'webgpu')
+    return { kind: 'process', why: 'DIGPT_BACKEND=webgpu: ending a GPU job must not end the host' };
   if (forced) return { kind: 'thread', why: `DIGPT_BACKEND=${forced}` };
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'])
     if (isInstalled(pkg)) return { kind: 'process', why: `${pkg} is installed: one TensorFlow per process` };
+  if (hasGpuAdapter(env))
+    return { kind: 'process', why: 'webgpu (a GPU adapter): ending a GPU job must not end the host' };
   return { kind: 'thread', why: 'wasm or cpu: an engine per thread' };
 }
 

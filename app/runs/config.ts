@@ -186,7 +186,9 @@ export function checkWorkersBackend(workers: number, backend: string, label: str
   if (workers > 1 && backend !== 'wasm')
     throw new ConfigError(
       `${label} 2 runs on the wasm backend only; this process uses ${backend}` +
-        ' (a tfjs backend other than wasm already uses every core from one thread)',
+        (backend === 'webgpu'
+          ? ' (webgpu trains on one GPU from one thread: use --workers 1)'
+          : ' (a tfjs backend other than wasm already uses every core from one thread)'),
       'workers',
     );
 }

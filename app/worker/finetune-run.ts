@@ -26,7 +26,11 @@ import {
   type ClassifierBatch,
   type ClassifierStepMetrics,
 } from '../../engine/train/classify.js';
-import { classifierFloatsPerSample, type StepMemory } from '../../engine/train/memory.js';
+import {
+  classifierFloatsPerSample,
+  classifierLargestPerSample,
+  type StepMemory,
+} from '../../engine/train/memory.js';
 import { cropResizeNormalize, drawCrop, fullCrop, IMAGENET_MEAN, IMAGENET_STD } from './augment.js';
 import { sourceFile } from './checkpoints.js';
 import type { FinetuneConfig } from '../runs/config.js';
@@ -398,6 +402,7 @@ export class FinetuneRun extends TrainingRun<
       batch: this.config.batch,
       studentFloats: classifierFloatsPerSample(this.config.model),
       params: trainableCount(this.model),
+      largestFloats: classifierLargestPerSample(this.config.model),
     };
   }
 

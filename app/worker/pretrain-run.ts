@@ -17,6 +17,8 @@ import {
 import {
   currentBackend,
   finiteGuard,
+  pretrainLargestPerSample,
+  releaseGpuPool,
   pretrainFloatsPerSample,
   type StepMemory,
 } from '../../engine/train/memory.js';
@@ -162,6 +164,7 @@ export class PretrainRun extends TrainingRun<
       teacherFloats: this.teacher.floatsPerSample,
       params: trainableCount(this.model),
       workers: this.config.workers ?? 1,
+      largestFloats: pretrainLargestPerSample(this.config.model, this.config.objective),
     };
   }
 
@@ -279,6 +282,8 @@ export class PretrainRun extends TrainingRun<
 
   /** k-NN top-1 of the current encoder on the validation split (LayerNorm of the mean patch token). */
   private async knnTop1({ train, val }: KnnSets): Promise<number> {
+    // the training steps' free GPU buffers go before the evaluation's shapes come (TrainingRun frees those after)
+    releaseGpuPool();
     const vit = new VitClassifier(vitConfigOfDigpt(this.config.model, train.classes.length));
     try {
       loadClassifierParts(vit, mapSource('encoder', await this.model.params.exportTorch()));

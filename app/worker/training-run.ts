@@ -5,7 +5,12 @@ import { fileSource, type WeightSource } from '../../engine/models/naming.js';
 import type { ParamSet } from '../../engine/models/params.js';
 import { lrAt, scaledLr, type AdamW } from '../../engine/optim/adamw.js';
 import { Rng } from '../../engine/rng.js';
-import { checkStepMemory, currentBackend, type StepMemory } from '../../engine/train/memory.js';
+import {
+  checkStepMemory,
+  currentBackend,
+  releaseGpuPool,
+  type StepMemory,
+} from '../../engine/train/memory.js';
 import { writeCheckpoint, type GoodCheckpoint } from '../runs/checkpoint.js';
 import { parseRunConfig, readRunConfig, type RunConfig } from '../runs/config.js';
 import { writing } from '../runs/disk.js';
@@ -274,7 +279,11 @@ export abstract class TrainingRun<
       onStep?.(rec, m);
       const last = this.step === c.steps;
       const ev = await this.evaluateAfterStep(last);
-      if (ev !== undefined) onEval?.(ev);
+      if (ev !== undefined) {
+        // on webgpu the evaluation's free buffers (other shapes than a step's) are given back (a no-op elsewhere)
+        releaseGpuPool();
+        onEval?.(ev);
+      }
       if (this.step % c.checkpoint_every === 0 || last) written.push(await this.save());
     }
     return written;

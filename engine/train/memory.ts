@@ -70,6 +70,45 @@ export function classifierFloatsPerSample(c: VitConfig): number {
   return c.img_size * c.img_size * 3 + c.depth * blockFloats(tokens, c.embed_dim, c.num_heads, c.mlp_ratio);
 }
 
+/**
+ * The largest single tensor one sample adds to a transformer block's step, in floats: the MLP hidden layer
+ * (tokens x mlp_ratio x width), the packed q/k/v (tokens x 3 x width) or the attention scores (heads x tokens x the
+ * tokens attended to: itself, or `memory` for a cross-attention). A step's tensors hold batch x this.
+ */
+export function blockLargest(
+  tokens: number,
+  width: number,
+  heads: number,
+  mlpRatio: number,
+  memory = 0,
+): number {
+  return Math.max(tokens * mlpRatio * width, tokens * 3 * width, heads * tokens * Math.max(tokens, memory));
+}
+
+/** The largest tensor per sample of a pretraining step of `objective` (blockLargest of its blocks; the inputs). */
+export function pretrainLargestPerSample(c: DigptConfig, objective: string): number {
+  const g = digptGeometry(c);
+  const patches = g.grid * g.grid;
+  const inputs = Math.max(c.img_size * c.img_size * 3, (c.teacher_grid * c.teacher_grid + 1) * c.teacher_dim);
+  const enc = (t: number): number => blockLargest(t, c.embed_dim, c.num_heads, c.mlp_ratio);
+  const dec = (t: number, memory: number): number =>
+    blockLargest(t, c.dec_dim, c.dec_heads, c.mlp_ratio, memory);
+  switch (objective) {
+    case 'kd':
+      return Math.max(inputs, enc(patches + 1));
+    case 'mae':
+      return Math.max(inputs, enc(Math.floor(patches / 4) + 1), dec(patches + 1, 0));
+    default:
+      return Math.max(inputs, enc(g.n + 1), dec(g.n + 1, g.n + 1));
+  }
+}
+
+/** The largest tensor per sample of a classifier (fine-tuning) step. */
+export function classifierLargestPerSample(c: VitConfig): number {
+  const tokens = (c.img_size / c.patch_size) ** 2 + 1;
+  return Math.max(c.img_size * c.img_size * 3, blockLargest(tokens, c.embed_dim, c.num_heads, c.mlp_ratio));
+}
+
 /** Floats per sample of a frozen transformer's forward pass kept until its tf.tidy ends (a teacher). */
 export function forwardFloatsPerSample(o: {
   resolution: number;
@@ -124,6 +163,26 @@ export interface StepMemory {
   readonly params: number;
   /** 2: a replica thread with its own heap takes half of every micro-batch (the teacher stays here). */
   readonly workers?: number;
+  /** Floats of the step's largest single tensor per sample (pretrainLargestPerSample...): checked on a GPU. */
+  readonly largestFloats?: number;
+}
+
+/** What a GPU can hold in one tensor: the adapter's maxStorageBufferBindingSize, and the adapter in words. */
+export interface BindingLimit {
+  readonly bytes: number;
+  readonly adapter: string;
+}
+
+/** On webgpu, the adapter's binding limit (a tensor is one storage buffer bound to a kernel); else undefined. */
+export function currentBindingLimit(): BindingLimit | undefined {
+  try {
+    const a = backendReport().adapter;
+    if (!a) return undefined;
+    const name = [a.vendor, a.architecture].filter((s) => s !== '').join(' ') || 'the GPU';
+    return { bytes: a.maxStorageBufferBindingSize, adapter: name };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bytes the busiest heap needs for one micro-batch. */
@@ -139,7 +198,13 @@ export function stepBytes(m: StepMemory): number {
  * "--batch 4096 needs about 18.6 GiB of activations on wasm; the limit is 2.5 GiB; use --batch <= 550 (with
  * --accum for the same effective batch)". `setting` is how the user names the batch (a flag, or a config field).
  */
-export function checkStepMemory(m: StepMemory, backend: string, setting = '--batch'): void {
+export function checkStepMemory(
+  m: StepMemory,
+  backend: string,
+  setting = '--batch',
+  binding: BindingLimit | undefined = backend === 'webgpu' ? currentBindingLimit() : undefined,
+): void {
+  if (binding && m.largestFloats !== undefined) checkBinding(m.batch, m.largestFloats, binding, setting);
   const limit = activationLimit(backend);
   if (limit === undefined || stepBytes(m) <= limit) return;
   let lo = 0;
@@ -159,6 +224,61 @@ export function checkStepMemory(m: StepMemory, backend: string, setting = '--bat
     `${setting} ${m.batch} needs about ${gib(stepBytes(m))} of activations${per} on ${backend}; the limit is ` +
       `${gib(limit)}; ${advice}`,
   );
+}
+
+/**
+ * Refuses a micro-batch whose largest tensor would not fit in one storage buffer binding of the GPU (WebGPU fails
+ * inside a kernel otherwise): "--batch 4096: its largest tensor needs 3.0 GiB; google swiftshader binds at most
+ * 1.0 GiB per buffer (maxStorageBufferBindingSize); use --batch <= 1365 (with --accum for the same effective batch)".
+ */
+export function checkBinding(
+  batch: number,
+  perSample: number,
+  limit: BindingLimit,
+  setting = '--batch',
+): void {
+  const bytes = 4 * batch * perSample;
+  if (bytes <= limit.bytes) return;
+  const most = Math.floor(limit.bytes / (4 * perSample));
+  const gib = (b: number): string => `${(b / GiB).toFixed(1)} GiB`;
+  throw new BatchTooLargeError(
+    `${setting} ${batch}: its largest tensor needs ${gib(bytes)}; ${limit.adapter} binds at most ` +
+      `${gib(limit.bytes)} per buffer (maxStorageBufferBindingSize); ` +
+      (most >= 1
+        ? `use ${setting} <= ${most} (with --accum for the same effective batch)`
+        : 'even one sample does not fit: use a smaller model or image size'),
+  );
+}
+
+/**
+ * tfjs-webgpu keeps every GPU buffer it frees for reuse, by size, and never gives one back: between phases whose
+ * shapes differ (training steps, an evaluation) the pool would hold both. This destroys the free buffers (those in
+ * use stay); nothing on other backends. Returns the bytes released.
+ */
+export function releaseGpuPool(): number {
+  if (tf.getBackend() !== 'webgpu') return 0;
+  const bm = (
+    tf.backend() as unknown as {
+      bufferManager?: {
+        freeBuffers?: Map<string, { size: number; destroy(): void }[]>;
+        numFreeBuffers?: number;
+        numBytesAllocated?: number;
+      };
+    }
+  ).bufferManager;
+  if (!bm?.freeBuffers) return 0;
+  let bytes = 0;
+  // the keys stay: tfjs-webgpu's releaseBuffer treats an empty map as a disposed manager
+  for (const list of bm.freeBuffers.values()) {
+    for (const b of list) {
+      bytes += b.size;
+      b.destroy();
+    }
+    if (bm.numFreeBuffers !== undefined) bm.numFreeBuffers -= list.length;
+    list.length = 0;
+  }
+  if (bm.numBytesAllocated !== undefined) bm.numBytesAllocated -= bytes;
+  return bytes;
 }
 
 /**

@@ -58,6 +58,7 @@ function alive(pid: number): boolean {
 
 describe('jobTransport', () => {
   const none = (): boolean => false;
+  const gpu = (): boolean => true;
   it('runs a job in a child process when it would get tensorflow: forced, or tfjs-node(-gpu) installed', () => {
     assert.equal(jobTransport({ DIGPT_BACKEND: 'tensorflow' }, none).kind, 'process');
     assert.equal(jobTransport({ DIGPT_BACKEND: 'tensorflow-gpu' }, none).kind, 'process');
@@ -68,10 +69,21 @@ describe('jobTransport', () => {
   });
 
   it('keeps worker threads on wasm and cpu (an engine per thread), unless DIGPT_JOB_PROCESS=1', () => {
-    assert.equal(jobTransport({}, none).kind, 'thread');
-    assert.equal(jobTransport({ DIGPT_BACKEND: 'wasm' }, () => true).kind, 'thread');
-    assert.equal(jobTransport({ DIGPT_BACKEND: 'cpu' }, none).kind, 'thread');
-    assert.equal(jobTransport({ DIGPT_JOB_PROCESS: '1', DIGPT_BACKEND: 'wasm' }, none).kind, 'process');
+    assert.equal(jobTransport({}, none, none).kind, 'thread');
+    assert.equal(jobTransport({ DIGPT_BACKEND: 'wasm' }, () => true, gpu).kind, 'thread');
+    assert.equal(jobTransport({ DIGPT_BACKEND: 'cpu' }, none, gpu).kind, 'thread');
+    assert.equal(jobTransport({ DIGPT_JOB_PROCESS: '1', DIGPT_BACKEND: 'wasm' }, none, none).kind, 'process');
+  });
+
+  it('runs a webgpu job in a child process: forced, or a real GPU adapter for an unforced pick', () => {
+    assert.deepEqual(jobTransport({ DIGPT_BACKEND: 'webgpu' }, none, none), {
+      kind: 'process',
+      why: 'DIGPT_BACKEND=webgpu: ending a GPU job must not end the host',
+    });
+    assert.deepEqual(jobTransport({}, none, gpu), {
+      kind: 'process',
+      why: 'webgpu (a GPU adapter): ending a GPU job must not end the host',
+    });
   });
 });
 

@@ -1,0 +1,343 @@
+// The webgpu backend (Dawn for Node) on SwiftShader's Vulkan driver (Debian's chromium ships it): forced, reported as
+// software, never picked unforced; pretraining, fine-tuning, k-NN and the probe match wasm; one read per step, no
+// tensor growth; the GPU pool is given back; a killed GPU job leaves the host running. The decisions run on fakes.
+import * as tf from '@tensorflow/tfjs-core';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { describe, it } from 'node:test';
+import { BUILTIN_SAMPLE_DIR } from '../../app/datasets/index.js';
+import { startJob } from '../../app/jobs/host.js';
+import type { WorkerEvent } from '../../app/jobs/protocol.js';
+import { describeBackend, initBackend, type BackendReport } from '../../engine/backend.js';
+import { countSteps } from '../../engine/bench/counters.js';
+import { getPreset, resolveDigptConfig, resolveVitConfig } from '../../engine/config.js';
+import { DigptModel } from '../../engine/models/digpt.js';
+import { VitClassifier } from '../../engine/models/vit.js';
+import { Rng } from '../../engine/rng.js';
+import {
+  classifierOptimizer,
+  classifierStep,
+  extractFeatures,
+  knnPredict,
+  smoothedTargets,
+  trainLinearProbe,
+} from '../../engine/train/classify.js';
+import {
+  BatchTooLargeError,
+  checkBinding,
+  checkStepMemory,
+  pretrainLargestPerSample,
+  releaseGpuPool,
+} from '../../engine/train/memory.js';
+import { digptOptimizer, pretrainStep } from '../../engine/train/pretrain.js';
+import {
+  adapterName,
+  decideWebgpu,
+  isSoftwareAdapter,
+  webgpuModuleUrl,
+  type AdapterFacts,
+} from '../../engine/webgpu-adapter.js';
+import { randomBatch } from './helpers.js';
+
+const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const vulkanLoader = (): boolean => {
+  const r = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' });
+  return r.status === 0 && /libvulkan\.so\.1 /.test(r.stdout);
+};
+const skip =
+  !fs.existsSync(SWIFTSHADER) || !webgpuModuleUrl() || process.platform !== 'linux' || !vulkanLoader()
+    ? 'needs SwiftShader (chromium), the Vulkan loader (libvulkan1) and npm webgpu'
+    : false;
+// Dawn reads the ICD list when it starts: SwiftShader only, so a real or a broken driver cannot change the results
+process.env['VK_ICD_FILENAMES'] ??= SWIFTSHADER;
+
+const facts = (o: Partial<AdapterFacts>): AdapterFacts => ({
+  vendor: 'nvidia',
+  architecture: 'hopper',
+  device: '',
+  description: 'NVIDIA H200',
+  isFallbackAdapter: false,
+  maxStorageBufferBindingSize: 2 ** 31,
+  maxBufferSize: 2 ** 31,
+  ...o,
+});
+
+describe('webgpu adapter decisions (fakes)', () => {
+  it('tells software adapters from GPUs: the fallback flag, SwiftShader, llvmpipe, Basic Render', () => {
+    assert.equal(isSoftwareAdapter(facts({})), false);
+    for (const o of [
+      { isFallbackAdapter: true },
+      { vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver 5.0.0' },
+      { description: 'llvmpipe (LLVM 15.0.6, 256 bits)' },
+      { vendor: 'mesa', description: 'lavapipe' },
+      { description: 'Microsoft Basic Render Driver' },
+    ])
+      assert.equal(isSoftwareAdapter(facts(o)), true, JSON.stringify(o));
+  });
+
+  it('an unforced pick takes a real adapter only, and says why not otherwise', () => {
+    assert.deepEqual(decideWebgpu({ ok: true, adapter: facts({}) }), { ok: true });
+    const sw = facts({
+      vendor: 'google',
+      architecture: 'swiftshader',
+      description: 'SwiftShader driver 5.0.0',
+    });
+    assert.deepEqual(decideWebgpu({ ok: true, adapter: sw }), {
+      ok: false,
+      reason: `webgpu: only a software adapter, ${adapterName(sw)} (DIGPT_BACKEND=webgpu uses it)`,
+    });
+    assert.equal(adapterName(sw), 'google swiftshader (SwiftShader driver 5.0.0)');
+    const none = {
+      ok: false as const,
+      reason: 'webgpu: Dawn found no adapter (no Vulkan, Metal or D3D12 GPU)',
+    };
+    assert.deepEqual(decideWebgpu(none), none);
+  });
+
+  it("refuses a batch whose largest tensor exceeds the adapter's maxStorageBufferBindingSize, naming both", () => {
+    const limit = { bytes: 2 ** 30, adapter: 'google swiftshader' };
+    checkBinding(100, 1000, limit);
+    assert.throws(
+      () => checkBinding(4096, 2 ** 18, limit, '--batch'),
+      (e: unknown) =>
+        e instanceof BatchTooLargeError &&
+        e.message ===
+          '--batch 4096: its largest tensor needs 4.0 GiB; google swiftshader binds at most 1.0 GiB per buffer ' +
+            '(maxStorageBufferBindingSize); use --batch <= 1024 (with --accum for the same effective batch)',
+    );
+    const per = pretrainLargestPerSample(getPreset('digpt-tiny-32').model, 'digpt');
+    assert.throws(
+      () =>
+        checkStepMemory(
+          { batch: 100_000, studentFloats: 1, params: 1, largestFloats: per },
+          'webgpu',
+          '--batch',
+          limit,
+        ),
+      /^BatchTooLargeError: --batch 100000: its largest tensor needs/,
+    );
+  });
+});
+
+const tinyDigpt = resolveDigptConfig({
+  img_size: 16,
+  patch_size: 4,
+  embed_dim: 32,
+  depth: 2,
+  num_heads: 2,
+  dec_dim: 32,
+  dec_depth: 1,
+  dec_heads: 2,
+  clusters_per_side: 2,
+  teacher_grid: 4,
+  teacher_dim: 48,
+});
+const tinyVit = resolveVitConfig({
+  img_size: 16,
+  patch_size: 4,
+  embed_dim: 32,
+  depth: 2,
+  num_heads: 2,
+  num_classes: 3,
+});
+
+/** Three pretraining steps (batch 2, two micro-batches on the second) on `backend`: losses, reads and tensors per step. */
+async function pretrainOn(backend: string) {
+  await initBackend(backend);
+  const model = new DigptModel(tinyDigpt, { seed: 3 });
+  const opt = digptOptimizer(model);
+  const out: { loss: number; agreement: number; reads: number; tensors: number }[] = [];
+  const count = countSteps();
+  try {
+    for (let s = 0; s < 3; s++) {
+      count.reset();
+      const micro = Array.from(
+        { length: s === 1 ? 2 : 1 },
+        (_, i) => () => randomBatch(model, 2, 10 * s + i),
+      );
+      const m = await pretrainStep(model, opt, micro, 1e-3);
+      out.push({ loss: m.loss, agreement: m.agreement, reads: count.reads, tensors: tf.memory().numTensors });
+    }
+  } finally {
+    count.stop();
+    opt.dispose();
+    model.dispose();
+  }
+  return out;
+}
+
+/** Two fine-tuning steps, then features, k-NN and a 3-epoch probe on them, on `backend`. */
+async function classifyOn(backend: string) {
+  await initBackend(backend);
+  const vit = new VitClassifier(tinyVit, 4);
+  const opt = classifierOptimizer(vit, {
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.05,
+    layerDecay: 0.75,
+  });
+  const rng = new Rng(5);
+  const x = new Float32Array(6 * 16 * 16 * 3).map(() => rng.normal());
+  const labels = [0, 1, 2, 0, 1, 2];
+  const t = smoothedTargets(labels, 3, 0.1);
+  const batch = () => ({ images: tf.tensor4d(x, [6, 16, 16, 3]), targets: tf.tensor2d(t, [6, 3]) });
+  try {
+    const losses: number[] = [];
+    for (let i = 0; i < 2; i++) losses.push((await classifierStep(vit, opt, [batch], 3e-3)).loss);
+    const per = 16 * 16 * 3;
+    const feats = await extractFeatures(vit, 6, 4, (s, n) => x.slice(s * per, (s + n) * per));
+    const knn = await knnPredict(feats, labels, feats, tinyVit.embed_dim, 3, { k: 3 });
+    const probe = await trainLinearProbe(feats, labels, tinyVit.embed_dim, 3, new Rng(1), {
+      epochs: 3,
+      batch: 3,
+    });
+    return { losses, feats, knn: Array.from(knn), probe: probe.losses };
+  } finally {
+    opt.dispose();
+    vit.dispose();
+  }
+}
+
+const close = (a: readonly number[], b: readonly number[], tol: number, what: string): void => {
+  assert.equal(a.length, b.length, what);
+  a.forEach((v, i) => assert.ok(Math.abs(v - (b[i] as number)) <= tol, `${what}[${i}]: ${v} vs ${b[i]}`));
+};
+
+describe('webgpu on SwiftShader (forced)', { skip }, () => {
+  let report: BackendReport;
+
+  it('is reported as software, with the adapter and its buffer limits; the self-check passed forward and backward', async () => {
+    report = await initBackend('webgpu');
+    assert.equal(report.name, 'webgpu');
+    assert.equal(tf.getBackend(), 'webgpu');
+    assert.equal(report.adapter?.software, true);
+    assert.ok((report.adapter?.maxStorageBufferBindingSize ?? 0) > 0);
+    assert.match(
+      describeBackend(report),
+      /^backend: webgpu \(forced by DIGPT_BACKEND\) — adapter: google swiftshader \(SwiftShader[^)]*\), SOFTWARE .*; buffers: binding <= [\d.]+ [GM]iB, buffer <= /,
+    );
+  });
+
+  it('pretrains as wasm does (losses within 1e-4), reading once per step, without tensor growth', async () => {
+    const wasm = await pretrainOn('wasm');
+    const gpu = await pretrainOn('webgpu');
+    close(
+      gpu.map((s) => s.loss),
+      wasm.map((s) => s.loss),
+      1e-4,
+      'loss',
+    );
+    close(
+      gpu.map((s) => s.agreement),
+      wasm.map((s) => s.agreement),
+      1e-4,
+      'agreement',
+    );
+    assert.deepEqual(
+      gpu.map((s) => s.reads),
+      [1, 1, 1],
+      'one read per step, accumulation included',
+    );
+    assert.equal(
+      new Set(gpu.map((s) => s.tensors)).size,
+      1,
+      `tensors per step: ${gpu.map((s) => s.tensors).join(', ')}`,
+    );
+  });
+
+  it('fine-tunes, extracts features, votes k-NN and trains a probe as wasm does', async () => {
+    const wasm = await classifyOn('wasm');
+    const gpu = await classifyOn('webgpu');
+    close(gpu.losses, wasm.losses, 1e-4, 'fine-tuning loss');
+    close(Array.from(gpu.feats), Array.from(wasm.feats), 1e-4, 'features');
+    assert.deepEqual(gpu.knn, wasm.knn);
+    close(gpu.probe, wasm.probe, 1e-4, 'probe loss');
+  });
+
+  it("gives tfjs-webgpu's free buffers back between phases", async () => {
+    await initBackend('webgpu');
+    const a = tf.tidy(() => tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])));
+    await a.data();
+    a.dispose();
+    const before = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU ?? 0;
+    const released = releaseGpuPool();
+    assert.ok(released >= 64 * 64 * 4, `released ${released} bytes`);
+    const after = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU ?? 0;
+    assert.equal(before - after, released);
+    // the pool still works afterwards
+    const b = tf.tidy(() => tf.add(tf.ones([8]), 1));
+    assert.deepEqual(Array.from(await b.data()), new Array(8).fill(2));
+    b.dispose();
+  });
+
+  it('is never picked unforced: the picker skips the software adapter, saying so', () => {
+    const code = `const { initBackend } = await import(${JSON.stringify(new URL('../../engine/backend.ts', import.meta.url).href)});
+      const r = await initBackend('');
+      console.log(JSON.stringify({ name: r.name, webgpu: r.skipped.find((s) => s.name === 'webgpu') }));`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...process.env, DIGPT_BACKEND: '' },
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
+      name: string;
+      webgpu?: { reason: string };
+    };
+    assert.notEqual(got.name, 'webgpu');
+    assert.match(got.webgpu?.reason ?? '', /^webgpu: only a software adapter, google swiftshader/);
+  });
+});
+
+describe('a webgpu job', { skip }, () => {
+  it('runs in a child process, and killing it during GPU work leaves the host running', async () => {
+    const tmp = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'digpt-webgpu-'));
+    const env = {
+      ...process.env,
+      DIGPT_BACKEND: 'webgpu',
+      DIGPT_CACHE: nodePath.join(tmp, 'cache'),
+      DIGPT_WORKSPACE: nodePath.join(tmp, 'ws'),
+    };
+    const h = startJob(
+      {
+        kind: 'pretrain',
+        data: BUILTIN_SAMPLE_DIR,
+        preset: 'digpt-micro-32',
+        teacher: 'pixels',
+        objective: 'digpt',
+        steps: 50,
+        batch: 4,
+        accum: 1,
+        seed: 1,
+        blr: 0.01,
+        out: nodePath.join(tmp, 'run'),
+        checkpoint_every: 1000,
+        workers: 1,
+      },
+      env,
+    );
+    assert.equal(h.transportKind, 'process');
+    const events: WorkerEvent[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    h.on('event', (e) => {
+      events.push(e);
+      // the images are loaded: the step-0 k-NN (GPU work) starts now
+      if (e.type === 'progress' && e.phase === 'loading val images' && e.done === e.total)
+        timer ??= setTimeout(() => void h.kill(), 1500);
+    });
+    const exit = await h.done();
+    clearTimeout(timer);
+    const backend = events.find((e) => e.type === 'backend');
+    assert.equal(backend?.type === 'backend' && backend.backend.name, 'webgpu');
+    assert.deepEqual(exit, { ok: false, error: 'engine process was killed by SIGKILL' });
+    // this process (the host) goes on computing
+    const t = tf.tidy(() => tf.sum(tf.ones([4])));
+    assert.equal((await t.data())[0], 4);
+    t.dispose();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+});
