@@ -134,6 +134,14 @@ export const FINETUNE = {
   mixup: recipe(S.mixup, 'mixup alpha', 0.8),
   cutmix: recipe(S.cutmix, 'cutmix alpha', 1.0),
   erase: recipe(S.erase, 'random erasing probability', 0.25),
+  crop_min: {
+    // optional in config.json too: a run written before this setting existed reads as the 0.08 it trained with
+    schema: z.number().finite().gt(0).max(1).optional(),
+    type: 'real',
+    value: 'X',
+    help: "RandomResizedCrop's smallest area, a share of the image (1: the whole image, flipped only)",
+    default: 0.08,
+  },
 } as const satisfies SettingTable;
 
 /** What every fine-tuning run records without a flag for it. */

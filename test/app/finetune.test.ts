@@ -11,6 +11,7 @@ import { DigptModel } from '../../engine/models/digpt.js';
 import { saveWeights } from '../../engine/models/naming.js';
 import { Rng } from '../../engine/rng.js';
 import { writeCheckpoint } from '../../app/runs/checkpoint.js';
+import { readRunConfig } from '../../app/runs/config.js';
 import { knn, probe, encoderFeatures } from '../../app/worker/evaluate.js';
 import type { FinetuneEvalRecord, FinetuneStepRecord } from '../../app/runs/metrics.js';
 import { FinetuneRun, type LabelledImageSet } from '../../app/worker/finetune-run.js';
@@ -146,6 +147,43 @@ describe('FinetuneRun', () => {
     assert.deepEqual(strip(lines(cut)), strip(lines(full)));
     assert.equal(steps(full).length, 8);
     assert.ok(evals(full).length >= 2);
+  });
+
+  it("records crop_min (RandomResizedCrop's smallest area): 0.08 by default, as before; an older config.json without it resumes as 0.08", async () => {
+    const cfg = { ...recipe, steps: 4, checkpoint_every: 2 };
+    const losses = async (o: object): Promise<{ dir: string; losses: number[] }> => {
+      const dir = nodePath.join(tmp(), 'run');
+      const run = FinetuneRun.create(dir, { ...cfg, ...o }, train, val);
+      await run.runSteps(4);
+      run.dispose();
+      return { dir, losses: steps(dir).map((r) => r.loss) };
+    };
+    const dflt = await losses({});
+    const explicit = await losses({ crop_min: 0.08 });
+    const whole = await losses({ crop_min: 1 });
+    const written = readRunConfig(dflt.dir);
+    assert.ok(written.kind === 'finetune');
+    assert.equal(written.crop_min, 0.08);
+    assert.deepEqual(explicit.losses, dflt.losses, 'the default is the crop the runs had before the setting');
+    assert.notDeepEqual(whole.losses, dflt.losses);
+    // a run folder written before the setting existed: config.json without crop_min
+    const old = nodePath.join(tmp(), 'old');
+    fs.cpSync(dflt.dir, old, { recursive: true });
+    const file = nodePath.join(old, 'config.json');
+    const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    delete raw['crop_min'];
+    fs.writeFileSync(file, JSON.stringify(raw));
+    fs.rmSync(nodePath.join(old, 'checkpoints', 'step-00000004'), { recursive: true });
+    const resumed = FinetuneRun.resume(old, train, val);
+    assert.equal(resumed.config.crop_min, undefined);
+    assert.equal(resumed.step, 2);
+    await resumed.runSteps(100);
+    resumed.dispose();
+    assert.deepEqual(
+      steps(old).map((r) => r.loss),
+      dflt.losses,
+      'resumed with the 0.08 crop it trained with',
+    );
   });
 
   it('starts from a pretraining run, exports a classifier that opens as a teacher and as an encoder', async () => {
