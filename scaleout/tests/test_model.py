@@ -131,7 +131,7 @@ const teach = normal(B * TT * DT);
 put('teacher', [B, TT, DT], teach);
 for (const objective of ['digpt', 'gen-only', 'dis-only', 'kd', 'mae']) {
   const model = createPretrainModel(cfg, { objective, seed: 3 });
-  for (const [k, v] of model.params.exportTorch()) put(`${objective}/w/${k}`, v.shape, v.data);
+  for (const [k, v] of await model.params.exportTorch()) put(`${objective}/w/${k}`, v.shape, v.data);
   const order = drawOrders(rng, B, model.orderLength);
   put(`${objective}/order`, [B, model.orderLength], Float32Array.from(order));
   const images = tf.tensor4d(nhwc, [B, S, S, 3]);
@@ -147,12 +147,12 @@ for (const objective of ['digpt', 'gen-only', 'dis-only', 'kd', 'mae']) {
     put(`${objective}/cluster_error`, [B, ce.length / B], ce);
     return o.loss;
   });
-  for (const [k, g] of grads) put(`${objective}/g/${k}`, model.params.specs.get(k).shape, model.params.toTorch(k, g));
+  for (const [k, g] of grads) put(`${objective}/g/${k}`, model.params.specs.get(k).shape, model.params.toTorch(k, g.dataSync() as Float32Array));
   const opt = digptOptimizer(model, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.05 });
   opt.apply(grads, 1e-3);
-  for (const [k, v] of model.params.exportTorch()) put(`${objective}/after/${k}`, v.shape, v.data);
+  for (const [k, v] of await model.params.exportTorch()) put(`${objective}/after/${k}`, v.shape, v.data);
   // optimizer.safetensors version 1 as the workbench wrote it: flat, engine layout, metadata step only
-  const st = opt.exportState();
+  const st = await opt.exportState();
   const v1 = new Map();
   for (const [label, mm] of [['m', st.m], ['v', st.v]]) for (const [k, d] of mm) v1.set(`${label}.${k}`, { dtype: 'F32', shape: [d.length], data: d });
   writeSafetensors(nodePath.join(OUT, `${objective}-optimizer-v1.safetensors`), v1, { step: String(st.step) });
@@ -163,7 +163,7 @@ put('pixels/tokens', pt.shape, pt.dataSync() as Float32Array);
 const vcfg = resolveVitConfig({ img_size: S, patch_size: cfg.patch_size, embed_dim: 24, depth: 2, num_heads: 2,
   num_classes: 3, global_pool: true });
 const vfile = nodePath.join(OUT, 'vit.safetensors');
-saveWeights(vfile, new VitClassifier(vcfg, 5).params.exportTorch(), { kind: 'vit_classifier', config: JSON.stringify(vcfg) });
+saveWeights(vfile, await new VitClassifier(vcfg, 5).params.exportTorch(), { kind: 'vit_classifier', config: JSON.stringify(vcfg) });
 const vt = openTeacher(vfile, cfg).tokens(timgs);
 put('vit/tokens', vt.shape, vt.dataSync() as Float32Array);
 saveWeights(nodePath.join(OUT, 'engine.safetensors'), out);
