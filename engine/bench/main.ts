@@ -4,7 +4,7 @@
 // line per result), --peer (alternate with the PyTorch peer, ../shared/reference/run_torch_peer.sh), --rounds N
 // (engine/peer alternations with --peer, 2), --peer-threads N
 // (PyTorch's threads; default: the peer's own, all cores), --profile (wall time per kernel over the timed steps),
-// --profile-shapes (the same with products keyed by operand shapes).
+// --profile-shapes (the same with products keyed by operand shapes), --backend NAME (as DIGPT_BACKEND: webgpu, wasm...).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -31,12 +31,15 @@ interface Args {
   peerThreads: number | undefined;
   /** 'auto' (the default, as `digpt pretrain`): 2 on wasm with 2+ cores; resolved once the backend is up. */
   workers: number | 'auto';
+  /** --backend NAME: as DIGPT_BACKEND (which it overrides); undefined: DIGPT_BACKEND or the picker's choice. */
+  backend: string | undefined;
   clipB16: boolean;
 }
 
 export const USAGE =
   'usage: npm run bench -- [--preset NAME] [--batch N] [--accum N] [--steps N] [--warmup N] [--json] [--peer] ' +
-  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2|auto] [--clip-b16]';
+  '[--rounds N] [--peer-threads N] [--profile] [--profile-shapes] [--workers 1|2|auto] [--clip-b16] ' +
+  '[--backend tensorflow|tensorflow-gpu|webgpu|wasm|cpu]';
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
@@ -53,6 +56,7 @@ function parseArgs(argv: string[]): Args {
     peerThreads: undefined,
     workers: 'auto',
     clipB16: false,
+    backend: undefined,
   };
   const count = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -83,6 +87,10 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--clip-b16':
         a.clipB16 = true;
+        break;
+      case '--backend':
+        a.backend = argv[++i];
+        if (!a.backend) throw new Error(`--backend needs a name\n${USAGE}`);
         break;
       case '--workers': {
         const v = argv[++i];
@@ -175,6 +183,7 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig, why: strin
     backend: b.name,
     backend_line: describeBackend(b),
     gemm: b.gemm?.kind ?? null,
+    ...(b.adapter ? { adapter: b.adapter } : {}),
     img_per_s: round2(r.img_per_s),
     step_ms_median: round1(r.step_ms_median),
     step_ms: r.step_ms.map(round1),
@@ -184,6 +193,9 @@ function engineLine(r: StepBenchResult, a: Args, config: DigptConfig, why: strin
     accum_steps: r.accum_steps,
     workers: r.workers,
     workers_why: why,
+    kernels_per_step: r.kernels_per_step,
+    reads_per_step: r.reads_per_step,
+    ...(r.peak_gpu_pool_mb !== undefined ? { peak_gpu_pool_mb: round1(r.peak_gpu_pool_mb) } : {}),
     ...(r.phases_ms
       ? { phases_ms: Object.fromEntries(Object.entries(r.phases_ms).map(([k, x]) => [k, round1(x)])) }
       : {}),
@@ -201,7 +213,8 @@ function printEngine(r: StepBenchResult, a: Args, config: DigptConfig, why: stri
   console.log(
     `engine: ${r.img_per_s.toFixed(2)} images/s, ${r.step_ms_median.toFixed(0)} ms/step (median of ${a.steps}; ` +
       `all: ${r.step_ms.map((t) => t.toFixed(0)).join(' ')}), CPU ${r.cpu_ms_median.toFixed(0)} ms/step, ` +
-      `peak RSS ${r.peak_rss_mb.toFixed(0)} MB`,
+      `peak RSS ${r.peak_rss_mb.toFixed(0)} MB; ${r.kernels_per_step} kernels and ${r.reads_per_step} reads per step` +
+      (r.peak_gpu_pool_mb !== undefined ? `, GPU pool peak ${r.peak_gpu_pool_mb.toFixed(0)} MB` : ''),
   );
   if (r.phases_ms)
     console.log(
@@ -221,7 +234,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const config = getPreset(a.preset).model;
-  const report = await initBackend();
+  const report = await initBackend(a.backend ?? process.env['DIGPT_BACKEND']);
   if (a.clipB16) {
     const r = await benchClipB16(a.batch === 32 ? 8 : a.batch, a.steps, a.warmup);
     if (a.json) console.log(JSON.stringify({ kind: 'teacher', backend: report.name, ...r }));

@@ -4,6 +4,7 @@ import type { DigptConfig } from '../config.js';
 import { DigptModel } from '../models/digpt.js';
 import { Rng } from '../rng.js';
 import { DataParallel, type StepPhases } from '../parallel/data-parallel.js';
+import { countSteps } from './counters.js';
 import { digptOptimizer, drawOrders, pretrainStep } from '../train/pretrain.js';
 
 export interface StepBenchResult {
@@ -19,6 +20,12 @@ export interface StepBenchResult {
   readonly workers: number;
   /** With 2 workers: the median ms per step of each phase (engine/parallel's StepPhases). */
   readonly phases_ms?: Readonly<Record<keyof StepPhases, number>>;
+  /** Median kernels of a timed step in this thread (webgpu: GPU dispatches; elsewhere tfjs kernel runs). */
+  readonly kernels_per_step: number;
+  /** Median reads of a timed step in this thread (webgpu: GPU read-backs that wait; elsewhere data/dataSync). */
+  readonly reads_per_step: number;
+  /** On webgpu: the largest the GPU buffer pool grew (tfjs-webgpu's numBytesAllocatedInGPU), MB. */
+  readonly peak_gpu_pool_mb?: number;
 }
 
 /** Random inputs as the PyTorch peer uses them: normal images and teacher tokens, random cluster orders. */
@@ -65,11 +72,16 @@ export async function benchSteps(
   const cpu: number[] = [];
   const phases: StepPhases[] = [];
   let peak = process.memoryUsage().rss;
+  let peakPool = 0;
+  const kernels: number[] = [];
+  const reads: number[] = [];
   const warm = opts.warmup ?? 2;
+  const count = countSteps();
   try {
     for (let i = 0; i < warm + opts.steps; i++) {
       // back to the event loop between steps, as a training loop does (V8 runs its isolate tasks there)
       await new Promise((r) => setImmediate(r));
+      count.reset();
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const micro = Array.from({ length: accum }, () => randomMicro(model, opts.batch, rng));
@@ -77,7 +89,13 @@ export async function benchSteps(
       const ms = performance.now() - t0;
       const c = process.cpuUsage(c0);
       peak = Math.max(peak, process.memoryUsage().rss);
+      peakPool = Math.max(
+        peakPool,
+        (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU ?? 0,
+      );
       if (i >= warm) {
+        kernels.push(count.kernels);
+        reads.push(count.reads);
         times.push(ms);
         cpu.push((c.user + c.system) / 1000);
         if (dp?.lastPhases) phases.push(dp.lastPhases);
@@ -85,6 +103,7 @@ export async function benchSteps(
       opts.onStep?.(i, ms);
     }
   } finally {
+    count.stop();
     await dp?.close();
     opt.dispose();
     model.dispose();
@@ -100,6 +119,9 @@ export async function benchSteps(
     batch_size: opts.batch,
     accum_steps: accum,
     workers: opts.workers ?? 1,
+    kernels_per_step: median(kernels),
+    reads_per_step: median(reads),
+    ...(tf.getBackend() === 'webgpu' ? { peak_gpu_pool_mb: peakPool / 2 ** 20 } : {}),
     ...(phases.length
       ? {
           phases_ms: Object.fromEntries(

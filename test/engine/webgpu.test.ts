@@ -40,7 +40,9 @@ import {
   webgpuModuleUrl,
   type AdapterFacts,
 } from '../../engine/webgpu-adapter.js';
-import { randomBatch } from './helpers.js';
+import { PARITY_DIR, randomBatch } from './helpers.js';
+
+const ROOT = nodePath.resolve(import.meta.dirname, '..', '..');
 
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const vulkanLoader = (): boolean => {
@@ -272,6 +274,23 @@ describe('webgpu on SwiftShader (forced)', { skip }, () => {
     const b = tf.tidy(() => tf.add(tf.ones([8]), 1));
     assert.deepEqual(Array.from(await b.data()), new Array(8).fill(2));
     b.dispose();
+  });
+
+  it('passes every parity vector: DIGPT_BACKEND=webgpu npm run parity', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', nodePath.join(ROOT, 'engine', 'parity', 'cli.ts'), PARITY_DIR],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, DIGPT_BACKEND: 'webgpu' },
+        timeout: 300_000,
+      },
+    );
+    const fails = r.stdout.split('\n').filter((l) => l.startsWith('FAIL'));
+    assert.deepEqual(fails, []);
+    assert.equal(r.status, 0, r.stderr.slice(-2000));
+    assert.match(r.stdout, /^backend: webgpu \(forced by DIGPT_BACKEND\) — adapter: google swiftshader/m);
+    assert.match(r.stdout, /^parity: \d{3,} passed, 0 failed \(\d+ files, backend webgpu\)$/m);
   });
 
   it('is never picked unforced: the picker skips the software adapter, saying so', () => {
