@@ -54,7 +54,7 @@ const skip =
     ? 'needs SwiftShader (chromium), the Vulkan loader (libvulkan1) and npm webgpu'
     : false;
 // Dawn reads the ICD list when it starts: SwiftShader only, so a real or a broken driver cannot change the results
-process.env['VK_ICD_FILENAMES'] ??= SWIFTSHADER;
+process.env['VK_ICD_FILENAMES'] ||= SWIFTSHADER;
 
 const facts = (o: Partial<AdapterFacts>): AdapterFacts => ({
   vendor: 'nvidia',
