@@ -56,7 +56,7 @@ for (const n of ['1', '2']) {
     '--out',
     out,
   ]);
-  results.push({ engine: 'workbench (wasm)', parallel: `${n} thread(s)`, img_per_s: imgPerS(out) });
+  results.push({ engine: 'workbench (wasm)', parallel: `${n} worker thread(s)`, img_per_s: imgPerS(out) });
   const bundle = join(work, `bundle-${n}`);
   run(process.execPath, [
     bin,
@@ -69,10 +69,11 @@ for (const n of ['1', '2']) {
     '--out',
     bundle,
   ]);
-  run('bash', [join(bundle, 'launch', 'local.sh'), '--nproc', n]);
+  // one thread per rank, as the workbench has one per worker: two OpenBLAS threads on a shared 2-core box thrash
+  run('bash', [join(bundle, 'launch', 'local.sh'), '--nproc', n, '--threads', '1']);
   results.push({
     engine: 'digpt_torch (PyTorch CPU)',
-    parallel: `${n} DDP rank(s)`,
+    parallel: `${n} DDP rank(s) x 1 thread`,
     img_per_s: imgPerS(join(bundle, 'run')),
   });
 }
