@@ -320,7 +320,14 @@ async function runJobCli(job: JobSpec, json: boolean): Promise<number> {
 }
 
 /** Writes an export in the engine (the host loads no tfjs); resolves to what was written. */
-async function runExport(job: ExportJob): Promise<{ path: string; tensors: number; step: number }> {
+/**
+ * Runs a job that ends in one `result` (export, scaleout) and returns that result; warnings go to stderr, and with
+ * `progress` each phase's completion too. Throws the job's error.
+ */
+async function resultOf(
+  job: ExportJob | ScaleoutJob,
+  progress = false,
+): Promise<Readonly<Record<string, number | string>>> {
   const handle = startJob(job);
   let result: Record<string, number | string> | undefined;
   let error: string | undefined;
@@ -328,10 +335,17 @@ async function runExport(job: ExportJob): Promise<{ path: string; tensors: numbe
     if (e.type === 'result') result = { ...e.result };
     else if (e.type === 'error') error = e.message;
     else if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${e.text}\n`);
+    else if (e.type === 'progress' && progress && e.done === e.total)
+      process.stderr.write(`${e.phase}: ${e.done}/${e.total}\n`);
   });
   const r = await handle.done();
-  if (error ?? !r.ok) throw new Error(error ?? r.error ?? 'export failed');
-  if (!result) throw new Error('export finished without a result');
+  if (error ?? !r.ok) throw new Error(error ?? r.error ?? `${job.kind} failed`);
+  if (!result) throw new Error(`${job.kind} finished without a result`);
+  return result;
+}
+
+async function runExport(job: ExportJob): Promise<{ path: string; tensors: number; step: number }> {
+  const result = await resultOf(job);
   return { path: String(result['path']), tensors: Number(result['tensors']), step: Number(result['step']) };
 }
 
@@ -356,19 +370,7 @@ async function scaleoutCommand(f: Flags): Promise<number> {
     gpus_per_node: f.num('gpus-per-node') as number,
     ...(f.has('data-root') ? { data_root: f.req('data-root') } : {}),
   };
-  const handle = startJob(job);
-  let result: Record<string, number | string> | undefined;
-  let error: string | undefined;
-  handle.on('event', (e) => {
-    if (e.type === 'result') result = { ...e.result };
-    else if (e.type === 'error') error = e.message;
-    else if (e.type === 'log' && e.level === 'warn') process.stderr.write(`warning: ${e.text}\n`);
-    else if (e.type === 'progress' && !json && e.done === e.total)
-      process.stderr.write(`${e.phase}: ${e.done}/${e.total}\n`);
-  });
-  const r = await handle.done();
-  if (error ?? !r.ok) throw new Error(error ?? r.error ?? 'scaleout failed');
-  if (!result) throw new Error('scaleout finished without a result');
+  const result = await resultOf(job, !json);
   process.stdout.write(
     json
       ? `${JSON.stringify(result)}\n`

@@ -17,7 +17,6 @@ refuses to write a run this trainer is writing and the other way round. A lock l
 is taken over; one of another host is taken over only by the same Slurm job (a requeued job keeps its
 SLURM_JOB_ID, recorded in the lock as `slurm_job_id`), else refused naming it (delete it if that process is gone).
 """
-import hashlib
 import json
 import os
 import secrets
@@ -28,6 +27,7 @@ import time
 
 import numpy as np
 
+from .files import fsync_dir as _fsync_dir, fsync_file as _fsync_file, sha256 as _sha256
 from .metrics import iso_now, js_json, last_logged_step, metrics_path, read_records
 
 __all__ = [
@@ -56,36 +56,7 @@ def checkpoint_name(step):
     return f"{PREFIX}{int(step):08d}"
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
-
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(d):
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # network mounts and FUSE refuse fsync on folders; the rename itself is still atomic
-    finally:
-        os.close(fd)
 
 
 def write_checkpoint(ck_dir, step, write):

@@ -17,7 +17,6 @@
   thing on any number of ranks.
 """
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .files import sha256 as _sha256
 from .rng import Rng
 
 __all__ = [
@@ -144,16 +144,6 @@ def load_manifest(path, data_root=None):
         _fail(path, "the split has no images")
     return m
 
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def _check_file(m, rel, info, hashes):

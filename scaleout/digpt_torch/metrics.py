@@ -18,6 +18,8 @@ import math
 import os
 from decimal import Decimal
 
+from .files import fsync_dir as _fsync_dir, fsync_file
+
 __all__ = [
     "js_number",
     "js_json",
@@ -208,18 +210,6 @@ def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _fsync_dir(d):
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # network mounts and FUSE refuse fsync on folders; the rename is still atomic
-    finally:
-        os.close(fd)
-
 
 def replace_file(path, data):
     """replaceFile: path.tmp, fsync, rename, fsync of the folder."""
@@ -258,15 +248,6 @@ def truncate_after(path, step):
     replace_file(path, out)
     return len(kept), dropped
 
-
-def fsync_file(path):
-    if not os.path.exists(path):
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def last_logged_step(records):
