@@ -312,7 +312,8 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'experiment ablations',
     positionals: 0,
-    summary: "the paper's Tables 5, 7, 9 on Fashion-MNIST: report.md and plots",
+    summary:
+      "the paper's Tables 5, 7, 8, 9 on Fashion-MNIST: report.md and plots; the same command again goes on where it stopped",
     flags: {
       budget: {
         type: 'string',
@@ -329,7 +330,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       out: {
         type: 'string',
         value: 'DIR',
-        help: 'the experiment folder',
+        help: 'the experiment folder; given again, finished jobs are kept (verified) and unfinished runs resume',
         shown: 'WORKSPACE/experiments/ablations-<budget>-<time>',
       },
       seeds: {

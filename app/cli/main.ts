@@ -535,17 +535,26 @@ async function main(argv: string[]): Promise<number> {
           spec.name,
         );
       const seeds = f.num('seeds');
-      const res = await runAblations({
-        budget,
-        ...(f.has('data') ? { data: f.req('data') } : {}),
-        out: f.has('out')
-          ? f.req('out')
-          : nodePath.join(defaultWorkspace(), 'experiments', `ablations-${budget}-${runStamp()}`),
-        ...(seeds !== undefined ? { seeds } : {}),
-        command: ['digpt', ...argv].join(' '),
-      });
-      process.stdout.write(`${res.report}\n`);
-      return 0;
+      const out = f.has('out')
+        ? f.req('out')
+        : nodePath.join(defaultWorkspace(), 'experiments', `ablations-${budget}-${runStamp()}`);
+      try {
+        const res = await runAblations({
+          budget,
+          ...(f.has('data') ? { data: f.req('data') } : {}),
+          out,
+          ...(seeds !== undefined ? { seeds } : {}),
+          command: ['digpt', ...argv].join(' '),
+          handleSignals: true,
+        });
+        process.stdout.write(`${res.report}\n`);
+        return 0;
+      } catch (e) {
+        const { AblationsStopped } = await import('../experiments/ablations.js');
+        if (!(e instanceof AblationsStopped)) throw e;
+        process.stderr.write(`ablations: ${e.message}\n`);
+        return e.signal === 'SIGINT' ? 130 : 143;
+      }
     }
     case 'presets':
       for (const p of PRESETS) process.stdout.write(`${p.name}\n  ${p.summary}\n`);
