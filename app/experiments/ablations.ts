@@ -18,6 +18,8 @@ import {
   BUDGETS,
   candidate,
   chooseRecipe,
+  PLANNING_SPEEDS,
+  plannedJobSeconds,
   RECIPE,
   rowsOf,
   stepsFor,
@@ -25,6 +27,7 @@ import {
   type BudgetName,
   type FinetuneRecipe,
   type JobResult,
+  type PlanOptions,
   type RowDef,
 } from './design.js';
 import { writeReport, type Sitting } from './report.js';
@@ -394,8 +397,7 @@ function plan(b: Budget, seeds: number, data: PreparedData, out: string, teacher
         candidates.map((c) => ({ name: c.name, valTop1: done.get(selectId(c.name))?.top1 ?? NaN })),
       ),
     );
-  // rows that need no teacher first, so they run beside it
-  const order = [...rows].sort((a, c) => Number(a.target === 'teacher') - Number(c.target === 'teacher'));
+  const order = startOrder(rows);
   for (let seed = 0; seed < seeds; seed++) {
     for (const row of order) {
       const name = `${row.name}/s${seed}`;
@@ -466,6 +468,70 @@ function plan(b: Budget, seeds: number, data: PreparedData, out: string, teacher
     }
   }
   return tasks;
+}
+
+/**
+ * The runner's schedule on paper: the plan's jobs in its start order, each taking plannedJobSeconds, `concurrency`
+ * at a time, a job starting when a slot is free and its dependencies are done (as runAblations picks them).
+ * Returns the wall-clock and the seconds a slot waited with nothing ready.
+ */
+export function plannedWallSeconds(
+  b: Budget,
+  o: PlanOptions = {},
+): { seconds: number; idle: number; jobs: number } {
+  const seeds = o.seeds ?? b.seeds;
+  const train = Math.min(b.trainImages, (o.sourceTrainImages ?? 60_000) - b.valImages);
+  const fake: PreparedData = {
+    train,
+    trainOf: o.sourceTrainImages ?? 60_000,
+    val: b.valImages,
+    test: Math.min(b.testImages, 10_000),
+    testOf: 10_000,
+    classes: Array.from({ length: 10 }, (_, i) => String(i)),
+    dir: '/plan/data',
+    selectDir: '/plan/data-select',
+    splitFile: '/plan/split.json',
+  };
+  const tasks = plan(b, seeds, fake, '/plan', '/plan/teacher.safetensors');
+  const rows = new Map(rowsOf(b).map((r) => [r.name, r]));
+  const length = (t: Task): number => {
+    const row = t.row ? rows.get(t.row) : undefined;
+    return plannedJobSeconds(b, row ? { kind: t.kind, row } : { kind: t.kind }, o);
+  };
+  const done = new Map<string, number>(); // id -> end time
+  const running: { id: string; end: number }[] = [];
+  const pending = [...tasks];
+  let now = 0;
+  let idle = 0;
+  while (pending.length || running.length) {
+    while (running.length < b.concurrency) {
+      const i = pending.findIndex((t) => t.deps.every((d) => done.has(d)));
+      if (i < 0) break;
+      const t = pending.splice(i, 1)[0] as Task;
+      running.push({ id: t.id, end: now + length(t) });
+    }
+    if (!running.length) throw new Error(`jobs never become ready: ${pending.map((t) => t.id).join(', ')}`);
+    running.sort((x, y) => x.end - y.end);
+    const next = running.shift() as { id: string; end: number };
+    idle += (b.concurrency - 1 - running.length) * (next.end - now);
+    now = next.end;
+    done.set(next.id, now);
+  }
+  return { seconds: now, idle, jobs: tasks.length };
+}
+
+/**
+ * The order rows start in within a seed: those that need no teacher first (they run beside it), then the digpt row
+ * (the recipe choice and the decoder rows wait for it), then the slowest pretrainings first, so that the last jobs of
+ * the experiment are short ones and neither core waits long at the end.
+ */
+export function startOrder(rows: readonly RowDef[]): RowDef[] {
+  const speed = (r: RowDef): number =>
+    r.decDepth !== undefined
+      ? (PLANNING_SPEEDS.decoder[r.decDepth] ?? 0)
+      : (PLANNING_SPEEDS.pretrain[r.name] ?? 0);
+  const rank = (r: RowDef): number => (r.target !== 'teacher' ? 0 : r.name === 'digpt' ? 1 : 2);
+  return [...rows].sort((a, c) => rank(a) - rank(c) || (rank(a) === 2 ? speed(a) - speed(c) : 0));
 }
 
 /**

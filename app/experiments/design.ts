@@ -47,8 +47,9 @@ export interface Budget {
  * The same jobs ran 1.5-2x slower while other sessions' test suites shared the cores (load average 4-9: `small` at
  * 21:18-21:31 measured digpt 64, pixels 78, gen-only 82, decoder depths 50 / 33, fine-tunes 130-270 img/s).
  * PLANNING_SPEEDS holds the quiet numbers; `full` (78 jobs: 3 seeds, 2 pretraining epochs, 1 fine-tuning epoch, a
- * 10-epoch teacher) comes to ~4 h 25 min with them and ~5 h 30 min at 0.8x of them (plannedSeconds), under the 6 hours
- * asked for; slower than that, the same command run again goes on from where a sitting stopped.
+ * 10-epoch teacher) comes to ~4 h 27 min with them and ~5 h 32 min at 0.8x of them (the runner's schedule on paper,
+ * plannedWallSeconds in ablations.ts: 3-4 min of it one core waiting), under the 6 hours asked for; slower than that,
+ * the same command run again goes on from where a sitting stopped. Its run folders take ~2 GB (every checkpoint kept).
  */
 export const BUDGETS: Readonly<Record<BudgetName, Budget>> = {
   smoke: {
@@ -129,52 +130,78 @@ export const PLANNING_SPEEDS = {
   startSeconds: 5,
 } as const;
 
-/**
- * The planned time of a budget: job-seconds summed, and the wall-clock with `concurrency` jobs at a time.
- * `slowdown` scales every speed (0.8: each job 20% slower, as on a busier machine).
- */
-export function plannedSeconds(
+/** What planning a budget's time takes: seeds, the source's train images, and a slowdown of every speed. */
+export interface PlanOptions {
+  readonly seeds?: number;
+  readonly sourceTrainImages?: number;
+  /** Scales every speed (0.8: each job 20% slower, as on a busier machine). */
+  readonly slowdown?: number;
+}
+
+/** The planned seconds of one job of a budget, from PLANNING_SPEEDS. */
+export function plannedJobSeconds(
   b: Budget,
-  o: { seeds?: number; sourceTrainImages?: number; slowdown?: number } = {},
-): { jobs: number; jobSeconds: number; seconds: number } {
+  job: { readonly kind: JobResult['kind']; readonly row?: RowDef },
+  o: PlanOptions = {},
+): number {
   const speeds = PLANNING_SPEEDS;
   const k = o.slowdown ?? 1;
-  const seeds = o.seeds ?? b.seeds;
   const train = Math.min(b.trainImages, (o.sourceTrainImages ?? 60_000) - b.valImages);
   const test = Math.min(b.testImages, 10_000);
-  // evaluations scale with the images they read (the probe's epochs too)
-  const knn = (speeds.knnSeconds * (train + test)) / 65_000;
-  const evaluation = (speeds.evalSeconds * test) / 10_000;
-  const probe =
-    (speeds.probeSeconds * (train + test) * b.probeEpochs) / (65_000 * 90) / k + speeds.startSeconds;
   const images = (epochs: number): number => stepsFor(epochs, train, b.batch) * b.batch;
   const epochEnds = (epochs: number): number => Math.floor(epochs + 1e-9);
-  const pretrain = (ips: number): number =>
-    images(b.pretrainEpochs) / (ips * k) +
-    (knn / k) * (1 + epochEnds(b.pretrainEpochs)) +
-    speeds.startSeconds;
+  // evaluations scale with the images they read (the probe's with its epochs too)
+  const knn = (speeds.knnSeconds * (train + test)) / 65_000;
+  const evaluation = (speeds.evalSeconds * test) / 10_000;
   const finetune = (epochs: number): number =>
     images(epochs) / (speeds.finetune * k) +
     (evaluation / k) * Math.max(1, epochEnds(epochs)) +
     speeds.startSeconds;
+  switch (job.kind) {
+    case 'teacher':
+      return finetune(b.teacherEpochs);
+    case 'finetune':
+    case 'select':
+      return finetune(b.finetuneEpochs);
+    case 'probe':
+    case 'select-probe':
+      return (speeds.probeSeconds * (train + test) * b.probeEpochs) / (65_000 * 90) / k + speeds.startSeconds;
+    case 'encoder':
+      return speeds.startSeconds;
+    case 'pretrain': {
+      const r = job.row;
+      const ips = r?.decDepth ? (speeds.decoder[r.decDepth] ?? 50) : (speeds.pretrain[r?.name ?? ''] ?? 100);
+      return (
+        images(b.pretrainEpochs) / (ips * k) +
+        (knn / k) * (1 + epochEnds(b.pretrainEpochs)) +
+        speeds.startSeconds
+      );
+    }
+  }
+}
+
+/**
+ * The planned time of a budget: job-seconds summed, and that over `concurrency` jobs at a time (the runner's own
+ * schedule, with its waits for dependencies, is `plannedWallSeconds` in ablations.ts).
+ */
+export function plannedSeconds(
+  b: Budget,
+  o: PlanOptions = {},
+): { jobs: number; jobSeconds: number; seconds: number } {
+  const seeds = o.seeds ?? b.seeds;
   let jobs = 0;
   let sum = 0;
-  const add = (s: number, n = 1): void => {
+  const add = (kind: JobResult['kind'], row?: RowDef, n = 1): void => {
     jobs += n;
-    sum += s * n;
+    sum += plannedJobSeconds(b, row ? { kind, row } : { kind }, o) * n;
   };
-  add(finetune(b.teacherEpochs));
-  add(finetune(b.finetuneEpochs), b.candidates.length);
-  add(probe);
+  add('teacher');
+  for (let i = 0; i < b.candidates.length; i++) add('select');
+  add('select-probe');
   for (const r of rowsOf(b)) {
-    if (r.objective)
-      add(
-        pretrain(r.decDepth ? (speeds.decoder[r.decDepth] ?? 50) : (speeds.pretrain[r.name] ?? 100)),
-        seeds,
-      );
-    else add(speeds.startSeconds, seeds); // the scratch encoder file
-    add(probe, seeds);
-    add(finetune(b.finetuneEpochs), seeds);
+    add(r.objective ? 'pretrain' : 'encoder', r, seeds);
+    add('probe', r, seeds);
+    add('finetune', r, seeds);
   }
   return { jobs, jobSeconds: sum, seconds: sum / Math.max(1, b.concurrency) };
 }

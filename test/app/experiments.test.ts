@@ -13,6 +13,7 @@ import {
   canonicalJson,
   defaultDataDir,
   pickSubset,
+  plannedWallSeconds,
   prepareData,
   readTrustedResult,
   remainingSeconds,
@@ -88,10 +89,13 @@ describe('experiment helpers', () => {
     assert.equal(full.seeds, 3);
     assert.ok(full.pretrainEpochs >= 2, 'several epochs of pretraining');
     const p = plannedSeconds(full);
-    assert.ok(p.seconds < 5 * 3600, `planned ${(p.seconds / 3600).toFixed(2)} h`);
-    // with every job 20% slower than measured, still within 6 hours
-    const slower = plannedSeconds(full, { slowdown: 0.8 });
+    // the runner's own schedule (dependencies, two at a time) at the measured speeds, and 20% slower
+    const wall = plannedWallSeconds(full);
+    assert.ok(wall.seconds < 5 * 3600, `planned ${(wall.seconds / 3600).toFixed(2)} h`);
+    assert.ok(wall.seconds >= p.seconds && wall.idle < 0.05 * wall.seconds, `idle ${wall.idle} s`);
+    const slower = plannedWallSeconds(full, { slowdown: 0.8 });
     assert.ok(slower.seconds < 6 * 3600, `planned at 0.8x ${(slower.seconds / 3600).toFixed(2)} h`);
+    assert.equal(wall.jobs, p.jobs);
     // 7 pretrainings, 8 probes, 8 fine-tunes and an encoder per seed; the teacher; the candidates and their probe
     assert.equal(p.jobs, 3 * (7 + 8 + 8 + 1) + 1 + full.candidates.length + 1);
     assert.deepEqual(
