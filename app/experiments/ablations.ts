@@ -185,8 +185,12 @@ export async function prepareData(
   const split = splitIndices(tr.members.length, te.members.length, b);
   const dir = nodePath.join(out, 'data');
   const selectDir = nodePath.join(out, 'data-select');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.mkdirSync(selectDir, { recursive: true });
+  for (const folder of [out, dir, selectDir]) {
+    fs.mkdirSync(folder, { recursive: true });
+    // what a kill during an earlier writeWhole left
+    for (const f of fs.readdirSync(folder))
+      if (/\.tmp-\d+$/.test(f)) fs.rmSync(nodePath.join(folder, f), { force: true });
+  }
   const write = async (
     from: Awaited<ReturnType<typeof read>>,
     chosen: readonly number[],
@@ -885,6 +889,11 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
   }
   try {
     const state = openExperiment(out, b, seeds, src);
+    const jobsDir = nodePath.join(out, 'jobs');
+    // result files half-written by a killed sitting (each is written whole, then renamed)
+    if (fs.existsSync(jobsDir))
+      for (const f of fs.readdirSync(jobsDir))
+        if (/\.tmp-\d+$/.test(f)) fs.rmSync(nodePath.join(jobsDir, f), { force: true });
     const sitting: Sitting = { started: new Date().toISOString(), seconds: 0, command };
     state.sittings.push(sitting);
     const t0 = performance.now();
