@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { PRETRAIN_RECIPE, type Objective } from '../api/run-kinds.js';
+import type { Objective } from '../api/run-kinds.js';
 import { Rng } from '../../engine/rng.js';
 import { formatDuration } from '../cli/progress.js';
 import { scanDataset } from '../datasets/index.js';
@@ -787,15 +787,6 @@ function runNumbers(
   };
 }
 
-/** [step, loss] of each training line of a run's metrics.jsonl (through its one reader: a cut last line is left out). */
-export function readLosses(dir: string): [number, number][] {
-  return readMetrics(dir).flatMap((r) =>
-    typeof r.step === 'number' && typeof r['loss'] === 'number'
-      ? [[r.step, r['loss']] as [number, number]]
-      : [],
-  );
-}
-
 /** Rough time left: each unfinished job takes the mean time of the finished jobs of its kind (else of all). */
 export function remainingSeconds(
   done: readonly Pick<JobResult, 'kind' | 'seconds'>[],
@@ -1077,6 +1068,3 @@ function launchSpec(t: Task, s: TaskSettings, log: (line: string) => void): JobS
   }
   return s.job;
 }
-
-/** The pretraining recipe every pretraining row shares (for the report). */
-export const PRETRAIN_SHARED = { blr: RECIPE.pretrainBlr, warmup_share: PRETRAIN_RECIPE.warmup_share };
