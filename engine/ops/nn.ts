@@ -4,10 +4,20 @@
 // (`ops/wasm_gemm.ts`, registered by `useFastWasmKernels`), so the backward passes use transpose flags and batched
 // products directly. The hand-written gradients remain because they keep intermediates off tfjs's tape (it holds
 // every recorded tensor until the backward pass ends) and issue fewer kernels than autodiff.
+// On webgpu the same hand-written gradients run on the engine's fused programs (`ops/webgpu_kernels.ts`: LayerNorm,
+// GELU, softmax backward, leading-axis sums), which cut the dispatches per step by more than half.
 // On backends without the engine's GEMM (tensorflow, cpu) the native batched products are used.
 import * as tf from '@tensorflow/tfjs-core';
 import { needsPlainMatMul as wasmLike } from '../backend.js';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, useFastWasmKernels } from './wasm_kernels.js';
+import {
+  GPU_GELU_GRAD_KERNEL,
+  GPU_GELU_KERNEL,
+  LAYER_NORM_GRAD_KERNEL,
+  LAYER_NORM_KERNEL,
+  SOFTMAX_GRAD_KERNEL,
+  onWebGpu,
+} from './webgpu_kernels.js';
 
 type T2 = tf.Tensor2D;
 type T3 = tf.Tensor3D;
@@ -46,9 +56,14 @@ function paramGrads(x: T2, dy: T2, bias: boolean): tf.Tensor[] {
   return bias ? [dw, tf.sum(dy, 0)] : [dw];
 }
 
+/** True where the engine's own kernels are in place: wasm or webgpu. */
+function engineKernels(): boolean {
+  return needsPlainMatMul() || onWebGpu();
+}
+
 /** x [M, in] @ w [in, out] (+ b [out]); the weight is kept in tfjs's [in, out] layout. */
 export function linear(x: T2, w: T2, b?: tf.Tensor1D): T2 {
-  if (!needsPlainMatMul()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
+  if (!engineKernels()) return b ? tf.add(tf.matMul(x, w), b) : tf.matMul(x, w);
   if (b) {
     const f = custom(([xx, ww, bb], save) => {
       save([xx as T2, ww as T2]);
@@ -104,6 +119,30 @@ export function constLeft(r: T2, rT: T2, x: T2): T2 {
 
 /** LayerNorm over the last axis of x [M, C]: analytic backward, fewer kernels than autodiff through moments. */
 export function layerNorm(x: T2, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T2 {
+  if (onWebGpu() && x.dtype === 'float32') {
+    // webgpu: statistics and output forward, dx, d(gamma) and d(beta) backward, one dispatch each
+    const g = custom(([xx, gg, bb], save) => {
+      const [y, stats] = tf
+        .engine()
+        .runKernel(
+          LAYER_NORM_KERNEL,
+          { x: xx as tf.Tensor, gamma: gg as tf.Tensor, beta: bb as tf.Tensor },
+          { eps },
+        ) as tf.Tensor[];
+      save([xx as tf.Tensor, stats as tf.Tensor, gg as tf.Tensor]);
+      return {
+        value: y as tf.Tensor,
+        gradFunc: (dy, saved) =>
+          tf.engine().runKernel(LAYER_NORM_GRAD_KERNEL, {
+            dy,
+            x: saved[0] as tf.Tensor,
+            stats: saved[1] as tf.Tensor,
+            gamma: saved[2] as tf.Tensor,
+          }) as tf.Tensor[],
+      };
+    });
+    return g(x, gamma, beta) as T2;
+  }
   const f = custom(([xx, g, b], save) => {
     const x0 = xx as tf.Tensor;
     const mean = tf.mean(x0, -1, true);
@@ -141,6 +180,19 @@ function gaussian(x: tf.Tensor): tf.Tensor {
 
 /** Exact GELU, x * Phi(x), as PyTorch's nn.GELU() (erf form). */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (onWebGpu() && x.dtype === 'float32') {
+    // webgpu: one dispatch each way; the backward recomputes the cdf from x
+    const g = custom(([xx], save) => {
+      save([xx as tf.Tensor]);
+      return {
+        value: tf.engine().runKernel(GPU_GELU_KERNEL, { x: xx as tf.Tensor }) as tf.Tensor,
+        gradFunc: (dy, saved) => [
+          tf.engine().runKernel(GPU_GELU_GRAD_KERNEL, { dy, x: saved[0] as tf.Tensor }) as tf.Tensor,
+        ],
+      };
+    });
+    return g(x);
+  }
   if (needsPlainMatMul() && x.dtype === 'float32') {
     // wasm: forward and backward are one vectorised pass each in the engine's wasm module
     const g = custom(([xx], save) => {
@@ -220,7 +272,7 @@ function fromHeads(parts: T3[], batch: number, heads: number, d: number): T2 {
 }
 
 /**
- * wasm attention as ONE differentiable op over the packed projections: `src` is [qkv] (self-attention, q | k | v
+ * wasm and webgpu attention as ONE differentiable op over the packed projections: `src` is [qkv] (self-attention, q | k | v
  * column blocks of [B*N, 3C]) or [q, kv] (cross-attention, q [B*N, C] and k | v blocks of [B*M, 2C]). Inside, the
  * per-(sample, head) products are batched products on the engine's GEMM. Being one op keeps the head splits, scores and
  * probabilities (and their gradients) off tfjs's tape, which holds every recorded tensor until the backward ends.
@@ -263,7 +315,9 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
         const dP = tf.matMul(dO, pickHeads(skvBlocks, vo, heads), false, true); // dO @ v^T
         const dV = tf.matMul(sp, dO, true, false); // P^T @ dO
         // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
-        const dS = tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
+        const dS = onWebGpu()
+          ? (tf.engine().runKernel(SOFTMAX_GRAD_KERNEL, { p: sp, dp: dP }, { scale }) as tf.Tensor)
+          : tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
         const dQ = tf.matMul(dS, pickHeads(skvBlocks, ko, heads)); // dS @ k
         const dK = tf.matMul(dS, pickHeads(sqBlocks, 0, heads), true, false); // dS^T @ q
         if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
@@ -276,7 +330,7 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
 
 /** Self-attention of the packed projections qkv [B*N, 3C] (q | k | v column blocks) -> [B*N, C]. */
 export function selfAttentionCore(qkv: T2, batch: number, heads: number, mask: T2 | null): T2 {
-  if (needsPlainMatMul()) return fusedAttention([qkv], batch, heads, mask);
+  if (engineKernels()) return fusedAttention([qkv], batch, heads, mask);
   const c = qkv.shape[1] / 3;
   const [q, k, v] = tf.split(qkv, [c, c, c], 1) as [T2, T2, T2];
   return attentionCore(q, k, v, batch, heads, mask);
@@ -284,7 +338,7 @@ export function selfAttentionCore(qkv: T2, batch: number, heads: number, mask: T
 
 /** Cross-attention of queries q [B*N, C] to packed keys and values kv [B*M, 2C] (k | v column blocks). */
 export function crossAttentionCore(q: T2, kv: T2, batch: number, heads: number, mask: T2 | null): T2 {
-  if (needsPlainMatMul()) return fusedAttention([q, kv], batch, heads, mask);
+  if (engineKernels()) return fusedAttention([q, kv], batch, heads, mask);
   const c = q.shape[1];
   const [k, v] = tf.split(kv, [c, c], 1) as [T2, T2];
   return attentionCore(q, k, v, batch, heads, mask);

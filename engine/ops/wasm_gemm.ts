@@ -494,11 +494,11 @@ function rowsum(): FnDef {
 
 // float32 erf as x * alpha(x^2) / beta(x^2) on [-4, 4] (the rational approximation of Eigen and XLA; outside, the
 // clamp gives +-1 to float32 precision), coefficients from the highest power down
-const ERF_ALPHA = [
+export const ERF_ALPHA = [
   -2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
   -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2,
 ];
-const ERF_BETA = [
+export const ERF_BETA = [
   -1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3,
   -1.42647390514189e-2,
 ];

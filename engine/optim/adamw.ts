@@ -1,6 +1,7 @@
 // AdamW as PyTorch computes it (decoupled decay, bias-corrected moments), the warm-up + cosine schedule, layer-wise lr decay.
 import * as tf from '@tensorflow/tfjs-core';
 import { ADAMW_KERNEL } from '../ops/wasm_kernels.js';
+import { ADAMW_PACKED_KERNEL, onWebGpu } from '../ops/webgpu_kernels.js';
 
 export interface AdamWOptions {
   /** (0.9, 0.95) in the official recipe. */
@@ -35,12 +36,25 @@ export class AdamW {
   private readonly params: readonly OptimParam[];
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
+  /**
+   * On webgpu, instead of m and v: one tensor [m | v] per parameter (flat, 2n), so that the fused update is two
+   * dispatches (ops/webgpu_kernels.ts); the state read and written is the same.
+   */
+  private readonly mv = new Map<string, tf.Variable>();
   private t = 0;
 
   constructor(params: readonly OptimParam[], options: AdamWOptions = OFFICIAL_ADAMW) {
     this.params = params;
     this.options = options;
+    const packed = onWebGpu();
     for (const p of params) {
+      if (packed) {
+        this.mv.set(
+          p.name,
+          tf.tidy(() => tf.variable(tf.zeros([2 * p.variable.size]), false)),
+        );
+        continue;
+      }
       // tidy frees the zeros the variables were made from
       this.m.set(
         p.name,
@@ -74,18 +88,33 @@ export class AdamW {
       const g = get(p.name);
       if (!g) continue;
       const plr = lr * (p.lrScale ?? 1);
+      // the scalars of the engine's fused kernels (wasm, webgpu): the same float32 operations as below
+      const attrs = {
+        beta1,
+        beta2,
+        bc2Sqrt,
+        eps,
+        decay: p.decay && weightDecay > 0 ? 1 - plr * weightDecay : 1,
+        stepSize: plr / bc1,
+      };
+      const mv = this.mv.get(p.name);
+      if (mv) {
+        const [w2, mv2] = tf
+          .engine()
+          .runKernel(
+            ADAMW_PACKED_KERNEL,
+            { p: p.variable, g, mv },
+            attrs as unknown as tf.NamedAttrMap,
+          ) as tf.Tensor[];
+        mv.assign(mv2 as tf.Tensor);
+        p.variable.assign(w2 as tf.Tensor);
+        tf.dispose([w2, mv2] as tf.Tensor[]);
+        continue;
+      }
       const m = this.m.get(p.name) as tf.Variable;
       const v = this.v.get(p.name) as tf.Variable;
       if (tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
         // the engine's fused kernel (wasm): the same float32 operations in one pass
-        const attrs = {
-          beta1,
-          beta2,
-          bc2Sqrt,
-          eps,
-          decay: p.decay && weightDecay > 0 ? 1 - plr * weightDecay : 1,
-          stepSize: plr / bc1,
-        };
         const [w2, m2, v2] = tf
           .engine()
           .runKernel(
@@ -120,6 +149,17 @@ export class AdamW {
       return new Map([...mm.keys()].map((k, i) => [k, data[i] as Float32Array]));
     };
     const step = this.t;
+    if (this.mv.size > 0) {
+      // every read issued at once, then each [m | v] split in two
+      const packed = await read(this.mv);
+      const m = new Map<string, Float32Array>();
+      const v = new Map<string, Float32Array>();
+      for (const [k, data] of packed) {
+        m.set(k, data.slice(0, data.length / 2));
+        v.set(k, data.slice(data.length / 2));
+      }
+      return { step, m, v };
+    }
     const [m, v] = await Promise.all([read(this.m), read(this.v)]);
     return { step, m, v };
   }
@@ -127,27 +167,37 @@ export class AdamW {
   /** Restores a saved state; every parameter's moments must be present with the right size. */
   importState(s: AdamWState): void {
     for (const p of this.params) {
-      for (const [label, src, dst] of [
-        ['m', s.m, this.m],
-        ['v', s.v, this.v],
-      ] as const) {
-        const data = src.get(p.name);
-        const target = dst.get(p.name) as tf.Variable;
+      const [m, v] = (['m', 'v'] as const).map((label) => {
+        const data = s[label].get(p.name);
         if (!data) throw new Error(`optimizer state has no ${label} for ${p.name}`);
-        if (data.length !== target.size)
+        if (data.length !== p.variable.size)
           throw new Error(
-            `optimizer state ${label} of ${p.name} has ${data.length} values, expected ${target.size}`,
+            `optimizer state ${label} of ${p.name} has ${data.length} values, expected ${p.variable.size}`,
           );
-        tf.tidy(() => target.assign(tf.tensor(data, target.shape)));
+        return data;
+      }) as [Float32Array, Float32Array];
+      const mv = this.mv.get(p.name);
+      if (mv) {
+        const both = new Float32Array(2 * m.length);
+        both.set(m);
+        both.set(v, m.length);
+        tf.tidy(() => mv.assign(tf.tensor(both, mv.shape)));
+        continue;
       }
+      for (const [data, target] of [
+        [m, this.m.get(p.name)],
+        [v, this.v.get(p.name)],
+      ] as const)
+        tf.tidy(() => (target as tf.Variable).assign(tf.tensor(data, (target as tf.Variable).shape)));
     }
     this.t = s.step;
   }
 
   dispose(): void {
-    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    for (const x of [...this.m.values(), ...this.v.values(), ...this.mv.values()]) x.dispose();
     this.m.clear();
     this.v.clear();
+    this.mv.clear();
   }
 }
 

@@ -15,6 +15,9 @@ import { describeBackend, initBackend, type BackendReport } from '../../engine/b
 import { countSteps } from '../../engine/bench/counters.js';
 import { getPreset, resolveDigptConfig, resolveVitConfig } from '../../engine/config.js';
 import { DigptModel } from '../../engine/models/digpt.js';
+import { gelu, layerNorm } from '../../engine/ops/nn.js';
+import { SOFTMAX_GRAD_KERNEL } from '../../engine/ops/webgpu_kernels.js';
+import { AdamW } from '../../engine/optim/adamw.js';
 import { VitClassifier } from '../../engine/models/vit.js';
 import { Rng } from '../../engine/rng.js';
 import {
@@ -309,6 +312,209 @@ describe('webgpu on SwiftShader (forced)', { skip }, () => {
     };
     assert.notEqual(got.name, 'webgpu');
     assert.match(got.webgpu?.reason ?? '', /^webgpu: only a software adapter, google swiftshader/);
+  });
+});
+
+/** Runs `fn` on `backend` with tensors made from `inputs` (float32 [data, shape]); returns its outputs' values. */
+async function valuesOn(
+  backend: string,
+  inputs: readonly (readonly [Float32Array, number[]])[],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor[],
+): Promise<Float32Array[]> {
+  await initBackend(backend);
+  const xs = inputs.map(([d, shape]) => tf.tensor(d, shape));
+  const outs = fn(...xs);
+  try {
+    return (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+  } finally {
+    tf.dispose([...xs, ...outs]);
+  }
+}
+
+const randoms = (n: number, seed: number, scale = 1): Float32Array => {
+  const rng = new Rng(seed);
+  return new Float32Array(n).map(() => rng.normal() * scale);
+};
+
+/** webgpu (the engine's programs) against cpu (tfjs's stock ops), within `tol` relative to the largest value. */
+async function againstStock(
+  what: string,
+  inputs: readonly (readonly [Float32Array, number[]])[],
+  fn: (...xs: tf.Tensor[]) => tf.Tensor[],
+  tol = 2e-6,
+): Promise<void> {
+  const want = await valuesOn('cpu', inputs, fn);
+  const got = await valuesOn('webgpu', inputs, fn);
+  want.forEach((w, k) => {
+    const g = got[k] as Float32Array;
+    const scale = Math.max(1, ...w.map(Math.abs));
+    close(Array.from(g), Array.from(w), tol * scale, `${what} output ${k}`);
+  });
+}
+
+/** f(inputs) and its gradients with respect to every input, under the cotangent `c` (a weighted sum). */
+const withGrads =
+  (f: (...xs: tf.Tensor[]) => tf.Tensor) =>
+  (...xs: tf.Tensor[]): tf.Tensor[] => {
+    const c = xs[xs.length - 1] as tf.Tensor;
+    const args = xs.slice(0, -1);
+    const { value, grads } = tf.valueAndGrads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), c)))(args);
+    return [f(...args), value, ...grads];
+  };
+
+describe("the engine's webgpu programs against the stock ops", { skip }, () => {
+  // 70 rows: a workgroup per row, not a multiple of 64; 96 columns: more than one pass of 64 threads; and a row of 3
+  for (const [rows, cols] of [
+    [70, 96],
+    [5, 3],
+  ] as const) {
+    it(`LayerNorm [${rows}, ${cols}]: output, dx, d(gamma) and d(beta)`, async () => {
+      await againstStock(
+        'layerNorm',
+        [
+          [randoms(rows * cols, 1, 3).map((v, i) => v + (i % 7)), [rows, cols]],
+          [randoms(cols, 2), [cols]],
+          [randoms(cols, 3), [cols]],
+          [randoms(rows * cols, 4), [rows, cols]],
+        ],
+        withGrads((x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D, 1e-6)),
+      );
+    });
+  }
+
+  it('GELU (erf, as PyTorch) forward and backward, tails included', async () => {
+    const x = randoms(1000, 5, 3);
+    x[0] = 9;
+    x[1] = -9;
+    await againstStock(
+      'gelu',
+      [
+        [x, [10, 100]],
+        [randoms(1000, 6), [10, 100]],
+      ],
+      withGrads(gelu),
+    );
+  });
+
+  it('softmax backward (scaled) over rows of 5 and of 130', async () => {
+    for (const cols of [5, 130]) {
+      const n = 3 * 7 * cols;
+      const p = tf.tidy(() => tf.softmax(tf.tensor(randoms(n, 7, 2), [3, 7, cols])));
+      const pd = await p.data();
+      p.dispose();
+      await againstStock(
+        'softmax grad',
+        [
+          [pd as Float32Array, [3, 7, cols]],
+          [randoms(n, 8), [3, 7, cols]],
+        ],
+        (pp, dp) =>
+          tf.getBackend() === 'webgpu'
+            ? [
+                tf
+                  .engine()
+                  .runKernel(
+                    SOFTMAX_GRAD_KERNEL,
+                    { p: pp as tf.Tensor, dp: dp as tf.Tensor },
+                    { scale: 0.25 },
+                  ) as tf.Tensor,
+              ]
+            : [
+                tf.mul(
+                  tf.mul(
+                    pp as tf.Tensor,
+                    tf.sub(dp as tf.Tensor, tf.sum(tf.mul(pp as tf.Tensor, dp as tf.Tensor), -1, true)),
+                  ),
+                  0.25,
+                ),
+              ],
+      );
+    }
+  });
+
+  it('Sum over the leading axes in one program; other axes as before', async () => {
+    const x: [Float32Array, number[]] = [randoms(70 * 3 * 5, 9), [70, 3, 5]];
+    await againstStock('sum', [x], (t) => [
+      tf.sum(t as tf.Tensor, 0),
+      tf.sum(t as tf.Tensor, [0, 1]),
+      tf.sum(t as tf.Tensor, 0, true),
+      tf.sum(t as tf.Tensor, 1),
+      tf.sum(t as tf.Tensor, -1, true),
+      tf.sum(t as tf.Tensor),
+    ]);
+  });
+
+  it('AdamW on packed moments: three steps and the state it exports match the stock ops; the state reloads', async () => {
+    const run = async (backend: string) => {
+      await initBackend(backend);
+      const w = tf.variable(tf.tensor(randoms(130, 10), [10, 13]));
+      const b = tf.variable(tf.tensor(randoms(13, 11), [13]));
+      const opt = new AdamW([
+        { name: 'w', variable: w, decay: true, lrScale: 0.5 },
+        { name: 'b', variable: b, decay: false },
+      ]);
+      for (let s = 0; s < 3; s++) {
+        const g = { w: tf.tensor(randoms(130, 20 + s), [10, 13]), b: tf.tensor(randoms(13, 30 + s), [13]) };
+        opt.apply(g, 1e-2);
+        tf.dispose(Object.values(g));
+      }
+      const state = await opt.exportState();
+      const values = [await w.data(), await b.data()] as Float32Array[];
+      // a second optimizer takes the state over and takes the same next step
+      const opt2 = new AdamW([
+        { name: 'w', variable: w, decay: true, lrScale: 0.5 },
+        { name: 'b', variable: b, decay: false },
+      ]);
+      opt2.importState(state);
+      const again = await opt2.exportState();
+      opt.dispose();
+      opt2.dispose();
+      tf.dispose([w, b]);
+      return { state, values, again };
+    };
+    const cpu = await run('cpu');
+    const gpu = await run('webgpu');
+    for (const k of [0, 1])
+      close(
+        Array.from(gpu.values[k] as Float32Array),
+        Array.from(cpu.values[k] as Float32Array),
+        1e-6,
+        `param ${k}`,
+      );
+    for (const key of ['m', 'v'] as const)
+      for (const name of ['w', 'b']) {
+        close(
+          Array.from(gpu.state[key].get(name) ?? []),
+          Array.from(cpu.state[key].get(name) ?? []),
+          1e-6,
+          `${key} ${name}`,
+        );
+        assert.deepEqual(gpu.again[key].get(name), gpu.state[key].get(name), `${key} ${name} reloaded`);
+      }
+    assert.equal(gpu.again.step, 3);
+  });
+
+  it('a digpt-micro-32 step is at most 753 dispatches (2,410 with the stock ops) and one read', async () => {
+    await initBackend('webgpu');
+    const model = new DigptModel(getPreset('digpt-micro-32').model, { seed: 0 });
+    const opt = digptOptimizer(model);
+    const count = countSteps();
+    try {
+      const kernels: number[] = [];
+      for (let s = 0; s < 2; s++) {
+        count.reset();
+        await pretrainStep(model, opt, [() => randomBatch(model, 2, s)], 1e-3);
+        kernels.push(count.kernels);
+        assert.equal(count.reads, 1);
+      }
+      // a budget: lower it when a change saves dispatches, and never raise it without saying why in ARCHITECTURE.md
+      const most = Math.max(...kernels);
+      assert.ok(most <= 753, `dispatches per step: ${kernels.join(', ')}`);
+    } finally {
+      count.stop();
+      opt.dispose();
+      model.dispose();
+    }
   });
 });
 
