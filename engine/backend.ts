@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import {
   adapterFacts,
   adapterName,
+  chromiumWebgpu,
   decideWebgpu,
   isSoftwareAdapter,
   probeAdapter,
@@ -170,8 +171,9 @@ async function register(name: BackendName, forced: boolean): Promise<string> {
     case 'webgpu': {
       const why = webgpuUnavailable();
       if (why) throw new Error(why);
-      // unforced, the adapter is first asked for in a child process (Dawn's driver noise and crashes stay there)
-      if (!forced) {
+      // unforced, the adapter is first asked for in a child process (Dawn's driver noise and crashes stay there);
+      // Chromium's WebGPU (the desktop app's engine window) is asked in place: its GPU process keeps both away
+      if (!forced && !chromiumWebgpu()) {
         const d = decideWebgpu(probeAdapter());
         if (!d.ok) throw new Error(d.reason);
       }

@@ -70,11 +70,31 @@ export function webgpuModuleUrl(): string | undefined {
   }
 }
 
+/** What chromiumWebgpu looks at: the runtime's versions and its navigator. */
+export interface RuntimeFacts {
+  readonly versions: Readonly<Record<string, string | undefined>>;
+  readonly navigator?: { readonly gpu?: unknown } | undefined;
+}
+
+const thisRuntime = (): RuntimeFacts => ({
+  versions: process.versions,
+  navigator: (globalThis as { navigator?: { gpu?: unknown } }).navigator,
+});
+
+/**
+ * True inside an Electron renderer or its worker (the desktop app's engine window, main/engine-window.ts): Chromium's
+ * own WebGPU is `navigator.gpu` there, so webgpu runs without dawn.node and its adapter is asked in place.
+ */
+export function chromiumWebgpu(r: RuntimeFacts = thisRuntime()): boolean {
+  const gpu = r.navigator?.gpu;
+  return r.versions['electron'] !== undefined && typeof gpu === 'object' && gpu !== null;
+}
+
 /** Why webgpu cannot run in this process at all, or undefined. */
-export function webgpuUnavailable(): string | undefined {
+export function webgpuUnavailable(r: RuntimeFacts = thisRuntime()): string | undefined {
+  if (chromiumWebgpu(r)) return undefined;
   // dawn.node hands mapped buffers to JS as external ArrayBuffers, which Electron 21+ forbids (node-webgpu#5)
-  if (process.versions['electron'])
-    return 'webgpu: dawn.node cannot map buffers inside Electron (node-webgpu#5)';
+  if (r.versions['electron']) return 'webgpu: dawn.node cannot map buffers inside Electron (node-webgpu#5)';
   if (!webgpuModuleUrl()) return 'webgpu: the webgpu package (Dawn for Node) is not installed';
   return undefined;
 }
@@ -89,6 +109,12 @@ export function probeAdapter(env: Readonly<Record<string, string | undefined>> =
   if (probed) return probed;
   const why = webgpuUnavailable();
   if (why) return (probed = { ok: false, reason: why });
+  // process.execPath is the Electron binary there, not a Node to ask Dawn with
+  if (chromiumWebgpu())
+    return (probed = {
+      ok: false,
+      reason: "webgpu: inside Electron Chromium's navigator.gpu is asked in place",
+    });
   const script = `
     const { create } = await import(${JSON.stringify(webgpuModuleUrl())});
     const a = await create([]).requestAdapter({ powerPreference: 'high-performance' });
