@@ -1,21 +1,24 @@
 // Electron main process: one sandboxed window over the workbench of app/workbench, wired by main/ipc.ts.
-// The workbench (datasets, folder watching, runs in worker threads or, on tensorflow, utility processes) runs here, in
-// the main process. scripts/build-main.mjs bundles this file with the workbench into dist/main/index.js, beside the
+// The workbench (datasets, folder watching, runs in worker threads, on tensorflow in utility processes, on webgpu in
+// hidden engine windows) runs here, in the main process. scripts/build-main.mjs bundles this file with the workbench into dist/main/index.js, beside the
 // bundled job worker it starts, so the app runs no TypeScript and needs neither tsx nor esbuild.
 import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, utilityProcess } from 'electron';
 import { join } from 'node:path';
-import { setProcessLauncher } from '../app/jobs/host.js';
+import { setGpuLauncher, setProcessLauncher } from '../app/jobs/host.js';
 import { Workbench } from '../app/workbench/index.js';
 import { defaultWorkspace } from '../app/workspace.js';
 import { APP_SCHEME_PRIVILEGES, APP_URL } from './app-protocol.js';
 import { INVOKE_CHANNELS } from './channels.js';
+import { watchBackends } from './engine-window.js';
+import { createEngineLauncher } from './engine-window-electron.js';
 import { createEventForwarder, createIpcRouter, type Dialogs } from './ipc.js';
 import { utilityProcessLauncher } from './job-process.js';
 import { installMenu } from './menu.js';
 import { createSenderCheck } from './security.js';
 import { createMainWindow, secureSession, serveApp } from './window.js';
 
-// dist/main/ -> the built page (served as app://workbench/), the bundled preload, the job process entry.
+// dist/main/ -> the built page (served as app://workbench/), the bundled preload, the job process entry, the engine
+// window's preload, worker script and engine.
 const here = import.meta.dirname;
 const rendererDir = join(here, '..', 'renderer');
 const preloadPath = join(here, 'preload.cjs');
@@ -34,8 +37,18 @@ async function main(): Promise<void> {
   await app.whenReady();
   secureSession(session.defaultSession);
   serveApp(session.defaultSession, rendererDir);
-  // process jobs (tensorflow) in utility processes: the runAsNode fuse is off, so the binary cannot fork itself as Node
-  setProcessLauncher(utilityProcessLauncher(utilityProcess.fork, jobProcessEntry));
+  // webgpu jobs in hidden engine windows, on Chromium's WebGPU: dawn.node cannot run inside Electron
+  const engine = createEngineLauncher({
+    preload: join(here, 'engine-preload.cjs'),
+    workerScript: join(here, 'engine-worker.js'),
+    engineEntry: join(here, 'engine.cjs'),
+  });
+  setGpuLauncher(engine);
+  // process jobs (tensorflow) in utility processes: the runAsNode fuse is off, so the binary cannot fork itself as Node;
+  // one that finds tensorflow-gpu unusable (no CUDA 11.2) sends later GPU jobs to the engine window
+  setProcessLauncher(
+    watchBackends(utilityProcessLauncher(utilityProcess.fork, jobProcessEntry), (b) => engine.noteBackend(b)),
+  );
 
   // the same default as `digpt` and `digpt serve` ($DIGPT_WORKSPACE honoured), so each shows the others' runs
   const workspace = defaultWorkspace();
@@ -75,6 +88,10 @@ async function main(): Promise<void> {
       preloadPath,
       appUrl: APP_URL,
       onLoadError: (e) => fatal('Cannot load the interface (was `npm run build:renderer` run?)', e),
+    });
+    // hidden engine windows count as windows: without the UI window the app quits all the same (its jobs stop)
+    window.on('closed', () => {
+      if (process.platform !== 'darwin') app.quit();
     });
   };
   installMenu({

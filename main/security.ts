@@ -1,4 +1,5 @@
-// The window's security policy as pure functions: Content-Security-Policy, navigation, new windows, IPC senders.
+// The window's security policy as pure functions: Content-Security-Policy, navigation, new windows, IPC senders; and
+// the engine window's (main/engine-window.ts).
 // main/window.ts and main/index.ts apply them to Electron; test/main/security.test.ts checks them without Electron.
 
 /** The CSP sent with every response the window loads (the renderer's index.html carries the same as a <meta>). */
@@ -94,6 +95,41 @@ export function secureWebPreferences(preloadPath: string) {
     spellcheck: false,
   } as const;
 }
+
+/**
+ * The engine window's webPreferences (main/engine-window.ts): a hidden page whose only code starts one dedicated
+ * Worker, and only that worker has Node (the job engine needs its modules; Chromium gives it `navigator.gpu`).
+ * nodeIntegrationInWorker requires an unsandboxed renderer; the page itself stays a context-isolated web page without
+ * Node, and its preload (dist/main/engine-preload.cjs) exposes nothing: it hands the page one MessagePort from main.
+ * Its own session (`partition`) serves only the engine page, so it shares no storage with the UI's.
+ */
+export function engineWebPreferences(preloadPath: string, partition: string) {
+  return {
+    preload: preloadPath,
+    partition,
+    contextIsolation: true,
+    sandbox: false,
+    nodeIntegration: false,
+    nodeIntegrationInSubFrames: false,
+    nodeIntegrationInWorker: true,
+    webSecurity: true,
+    allowRunningInsecureContent: false,
+    webviewTag: false,
+    spellcheck: false,
+    // a hidden window is not throttled as a background page would be: the engine's timers and GPU work keep pace
+    backgroundThrottling: false,
+  } as const;
+}
+
+/** The engine page's CSP: its one script and the worker it starts, from its own origin; nothing else at all. */
+export const ENGINE_CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "worker-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 /** Permissions the page may use: copying to the clipboard (a run's path, a config); no camera, location, etc. */
 const ALLOWED_PERMISSIONS = new Set(['clipboard-sanitized-write']);

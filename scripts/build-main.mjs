@@ -4,6 +4,11 @@
 //   worker.js       a job's engine (app/worker/entry.ts), started as a worker thread or a child process
 //   replica.js      the data-parallel replica thread (engine/parallel/replica.ts), started by worker.js
 //   job-process.js  a job's utility process in the packaged app (main/job-process-entry.ts), which loads worker.js
+//   engine-preload.cjs, engine-worker.js, engine.cjs
+//                   a webgpu job's hidden engine window (main/engine-window.ts): its preload (hands the page a port),
+//                   its dedicated Worker's classic script (main/engine-window-worker-entry.ts), and the job engine
+//                   (app/worker/entry.ts) as CommonJS, which that worker's Node requires: in a renderer, import() is
+//                   Chromium's ESM loader, which resolves neither npm packages nor node: modules
 // npm packages stay external (tfjs-wasm, sharp and tfjs-node find their .wasm and native files beside their own code).
 // The code that starts worker.js and replica.js (app/jobs/host.ts, engine/parallel/data-parallel.ts) picks the bundled
 // file beside itself when it runs from a bundle, and the tsx boot file when it runs from its TypeScript source.
@@ -74,6 +79,37 @@ export async function buildMain(outdir = INSTALLED_AT, { quiet = false } = {}) {
     packages: 'external',
     banner: { js: "import { resolve as __digptResolve } from 'node:path';" },
     plugins: [sourceDirnames()],
+  });
+  // the engine for the engine window's worker: CommonJS, import.meta as a CommonJS module has it, import() as require
+  await build({
+    ...common,
+    entryPoints: { engine: 'app/worker/entry.ts' },
+    outdir,
+    outExtension: { '.js': '.cjs' },
+    format: 'cjs',
+    packages: 'external',
+    supported: { 'dynamic-import': false },
+    define: { 'import.meta.url': '__digptModuleUrl', 'import.meta.dirname': '__dirname' },
+    banner: {
+      js: "const { resolve: __digptResolve } = require('node:path'); const __digptModuleUrl = require('node:url').pathToFileURL(__filename).href;",
+    },
+    plugins: [sourceDirnames()],
+  });
+  // a classic worker script: Chromium starts it, Node's require (nodeIntegrationInWorker) is a global there
+  await build({
+    ...common,
+    entryPoints: { 'engine-worker': 'main/engine-window-worker-entry.ts' },
+    outdir,
+    format: 'iife',
+  });
+  await build({
+    ...common,
+    entryPoints: ['main/engine-window-preload.ts'],
+    outfile: `${outdir}/engine-preload.cjs`,
+    format: 'cjs',
+    external: ['electron'],
+    target: 'chrome130',
+    platform: 'browser',
   });
   await build({
     ...common,

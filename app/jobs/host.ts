@@ -13,8 +13,8 @@ export interface JobEvents {
   exit: [{ ok: boolean; error?: string }];
 }
 
-/** Where a job's engine runs. */
-export type TransportKind = 'thread' | 'process';
+/** Where a job's engine runs ('window': the desktop app's hidden engine window, main/engine-window.ts). */
+export type TransportKind = 'thread' | 'process' | 'window';
 
 /** What a transport reports to its JobHandle. */
 export interface TransportEvents {
@@ -28,7 +28,7 @@ export interface TransportEvents {
 /** One job's engine, behind the same protocol (app/jobs/protocol.ts) whichever it is. */
 export interface Transport extends EventEmitter<TransportEvents> {
   readonly kind: TransportKind;
-  /** The child's process id (process transport). */
+  /** The child's process id (process transport; the renderer's on a window). */
   readonly pid: number | undefined;
   post(m: HostMessage): void;
   /** Ends it at once; resolves when it is gone. */
@@ -124,6 +124,23 @@ export function setProcessLauncher(launcher: ProcessLauncher | null): void {
   launchProcess = launcher ?? forkProcess;
 }
 
+/** Starts GPU jobs elsewhere: the desktop app's hidden engine window, whose worker has Chromium's WebGPU. */
+export interface GpuLauncher {
+  /** Whether this job's engine goes there, decided without loading tfjs. */
+  accepts(env: Readonly<Record<string, string | undefined>>): boolean;
+  launch(env: Record<string, string | undefined>): Transport;
+}
+
+let launchGpu: GpuLauncher | null = null;
+
+/**
+ * Jobs the launcher accepts start there instead of a thread or a process. The Electron main process gives its engine
+ * window (main/engine-window.ts): dawn.node cannot run inside Electron, Chromium's WebGPU can. null removes it.
+ */
+export function setGpuLauncher(launcher: GpuLauncher | null): void {
+  launchGpu = launcher;
+}
+
 const require = createRequire(import.meta.url);
 
 function resolves(pkg: string): boolean {
@@ -166,6 +183,13 @@ export function jobTransport(
   return { kind: 'thread', why: 'wasm or cpu: an engine per thread' };
 }
 
+/** A transport's engine in a failure's words. */
+const ENGINE_NAMES: Record<TransportKind, string> = {
+  thread: 'engine worker',
+  process: 'engine process',
+  window: 'engine window',
+};
+
 /** A running job: its events and its controls. */
 export class JobHandle extends EventEmitter<JobEvents> {
   private seq = 0;
@@ -187,7 +211,7 @@ export class JobHandle extends EventEmitter<JobEvents> {
     transport.on('exit', ({ code, signal }) => {
       this.finished = true;
       if ((code !== 0 || signal) && !this.failure) {
-        const where = transport.kind === 'process' ? 'engine process' : 'engine worker';
+        const where = ENGINE_NAMES[transport.kind];
         this.failure = signal ? `${where} was killed by ${signal}` : `${where} exited with code ${code}`;
         this.emit('event', { seq: -1, type: 'error', name: 'WorkerExit', message: this.failure });
       }
@@ -195,7 +219,7 @@ export class JobHandle extends EventEmitter<JobEvents> {
     });
   }
 
-  /** 'thread' (worker thread of this process) or 'process' (a child process). */
+  /** 'thread' (worker thread of this process), 'process' (a child process) or 'window' (the engine window). */
   get transportKind(): TransportKind {
     return this.transport.kind;
   }
@@ -243,12 +267,15 @@ export class JobHandle extends EventEmitter<JobEvents> {
   }
 }
 
-/** Starts `job` in a worker thread, or in a child process where jobTransport says so. */
+/** Starts `job` where the GPU launcher takes it, else in a worker thread, or a child process where jobTransport says so. */
 export function startJob(job: JobSpec, env: Record<string, string | undefined> = process.env): JobHandle {
-  const kind = jobTransport(env).kind;
-  const handle = new JobHandle(
-    kind === 'process' ? launchProcess(env, childExecArgv()) : new ThreadTransport(env),
-  );
+  const transport = (): Transport => {
+    if (launchGpu?.accepts(env)) return launchGpu.launch(env);
+    return jobTransport(env).kind === 'process'
+      ? launchProcess(env, childExecArgv())
+      : new ThreadTransport(env);
+  };
+  const handle = new JobHandle(transport());
   handle.send({ type: 'start', job });
   return handle;
 }
