@@ -98,7 +98,8 @@ export function startEngineWorker(
     proc.exit = ((code?: number | string | null) => exit(Number(code ?? proc.exitCode ?? 0) || 0)) as never;
     const crash = (e: unknown): void => {
       const { name, message } = errorOf(e);
-      control({ digptEngine: 'crash', name, message: `engine worker crashed: ${message}` });
+      // the job host words it ('engine worker crashed: ...')
+      control({ digptEngine: 'crash', name, message });
     };
     scope.addEventListener('error', (event) => {
       event.preventDefault();

@@ -105,7 +105,7 @@ class EngineWindowTransport<P extends EnginePort> extends EventEmitter<Transport
     // the worker's end is gone (its renderer, or a worker that never took it) while the job runs
     // (a little later: when its renderer is gone, render-process-gone says why)
     port1.on('close', () => {
-      setTimeout(() => this.fail('the engine window closed its channel'), 250).unref?.();
+      setTimeout(() => this.fail('the engine window closed its channel'), 250);
     });
     port1.start();
     // queued on the channel until the worker starts its end: the first thing it reads
@@ -139,7 +139,6 @@ class EngineWindowTransport<P extends EnginePort> extends EventEmitter<Transport
       () => this.fail(`the engine window's worker did not start within ${timeoutMs / 1000} s`),
       timeoutMs,
     );
-    this.timer.unref?.();
     window.loadURL(ENGINE_URL).catch((e: unknown) => {
       this.fail(
         `the engine window could not load ${ENGINE_URL}: ${e instanceof Error ? e.message : String(e)}`,
@@ -304,7 +303,7 @@ window.addEventListener('message', (event) => {
   started = true;
   const worker = new Worker('engine-worker.js', { name: 'D-iGPT engine' });
   worker.addEventListener('error', (e) => {
-    document.title = ${JSON.stringify(ENGINE_ERROR_TITLE)} + 'engine worker crashed: ' + (e.message || 'its script did not load');
+    document.title = ${JSON.stringify(ENGINE_ERROR_TITLE)} + (e.message || 'its script did not load');
   });
   worker.postMessage(${JSON.stringify(ENGINE_PORT_CHANNEL)}, [event.ports[0]]);
 });

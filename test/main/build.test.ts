@@ -22,13 +22,42 @@ describe('build:main', () => {
   });
   after(() => rmSync(outdir, { recursive: true, force: true }));
 
-  it('writes index.js, preload.cjs, worker.js, replica.js and job-process.js', () => {
+  it("writes index.js, preload.cjs, worker.js, replica.js, job-process.js and the engine window's three", () => {
     assert.deepEqual(
       readdirSync(outdir)
         .filter((f) => !f.endsWith('.map'))
         .sort(),
-      ['index.js', 'job-process.js', 'preload.cjs', 'replica.js', 'worker.js'],
+      [
+        'engine-preload.cjs',
+        'engine-worker.js',
+        'engine.cjs',
+        'index.js',
+        'job-process.js',
+        'preload.cjs',
+        'replica.js',
+        'worker.js',
+      ],
     );
+  });
+
+  it("the engine window's bundles: the engine as CommonJS, a classic worker script, a preload requiring only electron", () => {
+    const engine = readFileSync(join(outdir, 'engine.cjs'), 'utf8');
+    // Node's require in the worker: CommonJS, npm packages required, no import() (Chromium's loader in a renderer)
+    assert.match(engine, /require\("@tensorflow\/tfjs-core"\)/);
+    assert.doesNotMatch(engine, /^\s*(import|export)\s/m);
+    assert.doesNotMatch(engine, /\bimport\(["']@tensorflow/);
+    assert.doesNotMatch(engine, /import\.meta/);
+    assert.ok(engine.includes('__digptResolve(__dirname, "../../app/datasets")'));
+    const worker = readFileSync(join(outdir, 'engine-worker.js'), 'utf8');
+    assert.doesNotMatch(worker, /^\s*(import|export)\s/m);
+    assert.doesNotMatch(worker, /require\("/, 'it requires only the engine, by the path main sends');
+    assert.match(worker, /digpt:engine-port/);
+    const preload = readFileSync(join(outdir, 'engine-preload.cjs'), 'utf8');
+    assert.deepEqual(
+      [...preload.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]),
+      ['electron'],
+    );
+    assert.doesNotMatch(preload, /contextBridge|exposeInMainWorld/);
   });
 
   it('bundles the workbench into the ESM main bundle, electron and npm packages external, no tfjs', () => {
@@ -123,7 +152,14 @@ describe('build:main', () => {
 
 describe('main/ layering', () => {
   it('only the thin Electron files import electron at run time', () => {
-    const thin = ['index.ts', 'menu.ts', 'preload.ts', 'window.ts'];
+    const thin = [
+      'engine-window-electron.ts',
+      'engine-window-preload.ts',
+      'index.ts',
+      'menu.ts',
+      'preload.ts',
+      'window.ts',
+    ];
     for (const file of readdirSync(join(root, 'main'))) {
       const code = readFileSync(join(root, 'main', file), 'utf8');
       const runtime = /^import (?!type\b)[^;]*from 'electron';/m.test(code);

@@ -93,6 +93,11 @@ describe('the bundled main process, under a stand-in Electron', () => {
     );
   });
 
+  it('gives the engine window its own session at start-up, and opens none for a wasm job', () => {
+    assert.deepEqual(find('partition'), { type: 'partition', partition: 'digpt-engine' });
+    assert.equal(messages.filter((m) => m.type === 'window').length, 1);
+  });
+
   it('answers the page, refuses a stranger, and has loaded no tfjs', () => {
     const info = find('info')?.result as { ok: boolean; value: { workspace: string } };
     assert.equal(info.ok, true);

@@ -21,14 +21,28 @@ export const protocol = {
 };
 
 class StandInSession {
-  protocol = {
-    handle: (scheme, handler) => protocolHandlers.set(scheme, handler),
-  };
+  constructor(handlers = protocolHandlers) {
+    this.protocol = { handle: (scheme, handler) => handlers.set(scheme, handler) };
+  }
   webRequest = { onHeadersReceived: () => undefined };
   setPermissionRequestHandler() {}
   setPermissionCheckHandler() {}
 }
-export const session = { defaultSession: new StandInSession() };
+export const session = {
+  defaultSession: new StandInSession(),
+  // the engine window's own session (main/engine-window-electron.ts): its handlers are not the UI's
+  fromPartition: (partition) => {
+    report({ type: 'partition', partition });
+    return new StandInSession(new Map());
+  },
+};
+
+/** Only a webgpu job would open a channel to an engine window; the scenario runs none. */
+export class MessageChannelMain {
+  constructor() {
+    throw new Error('stand-in electron: no engine window here');
+  }
+}
 
 export const ipcMain = {
   handle: (channel, handler) => ipcHandlers.set(channel, handler),
@@ -55,6 +69,9 @@ class StandInApp extends EventEmitter {
   }
   exit(code) {
     process.exit(code);
+  }
+  getGPUFeatureStatus() {
+    return { webgpu: 'disabled_software' };
   }
 }
 export const app = new StandInApp();
