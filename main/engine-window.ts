@@ -117,8 +117,11 @@ class EngineWindowTransport<P extends EnginePort> extends EventEmitter<Transport
     } satisfies EngineControl);
 
     const contents = window.webContents;
+    let portSent = false;
     contents.on('did-finish-load', () => {
-      if (this.gone) return;
+      // once: the port can be transferred only once (a reload would find no worker end to take)
+      if (this.gone || portSent) return;
+      portSent = true;
       this.rendererPid = contents.getOSProcessId();
       // the preload listens from before the page's scripts run; it hands the port to the page, the page to its worker
       contents.postMessage(ENGINE_PORT_CHANNEL, null, [port2]);

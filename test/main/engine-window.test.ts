@@ -166,6 +166,8 @@ describe('engine window transport', () => {
     ]);
     // the renderer's pid: a run's lock names the worker's process.pid, which is the renderer's
     assert.equal(transport.pid, 5150);
+    window.finishLoad();
+    assert.equal(window.webContents.sent.length, 1, 'the port is sent once');
     void transport.terminate();
   });
 
