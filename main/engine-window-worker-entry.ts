@@ -21,4 +21,8 @@ const timers = nodeStyleTimers({
   clearTimeout: scope.clearTimeout.bind(scope),
 });
 if (timers) Object.assign(scope, timers);
+// the fork channel calls back with setImmediate (Node's global, which Electron gives its renderers): should a worker
+// lack it, a Blink task does the same
+const immediate = scope as unknown as { setImmediate?: (cb: () => void) => unknown };
+immediate.setImmediate ??= (cb) => scope.setTimeout(cb, 0);
 startEngineWorker(scope, process as unknown as WorkerProcess, (entry) => require(entry));

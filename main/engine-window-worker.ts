@@ -137,7 +137,10 @@ export function startEngineWorker(
 export function nodeStyleTimers(timers: {
   setTimeout(cb: () => void, ms?: number): unknown;
   clearTimeout(id: unknown): void;
-}): { setTimeout(cb: () => void, ms?: number): unknown; clearTimeout(t: unknown): void } | null {
+}): {
+  setTimeout(cb: (...args: unknown[]) => void, ms?: number, ...args: unknown[]): unknown;
+  clearTimeout(t: unknown): void;
+} | null {
   const probe = timers.setTimeout(() => undefined, 0);
   timers.clearTimeout(probe);
   // Node's own already (an object with unref): nothing to do
@@ -159,7 +162,7 @@ export function nodeStyleTimers(timers: {
     }
   }
   return {
-    setTimeout: (cb, ms) => new Timeout(timers.setTimeout(cb, ms)),
+    setTimeout: (cb, ms, ...args) => new Timeout(timers.setTimeout(() => cb(...args), ms)),
     clearTimeout: (t) => timers.clearTimeout(t instanceof Timeout ? t.id : t),
   };
 }

@@ -102,8 +102,8 @@ class EngineWindowTransport<P extends EnginePort> extends EventEmitter<Transport
     const { port1, port2 } = parts.createChannel();
     this.port = port1;
     port1.on('message', ({ data }) => this.onPortMessage(data));
-    // the worker's end is gone (its renderer, or a worker that never took it) while the job runs
-    // (a little later: when its renderer is gone, render-process-gone says why)
+    // the worker's end is gone (its renderer, or a worker that never took it) while the job runs; a little later, so
+    // that render-process-gone, when that is why, says so first
     port1.on('close', () => {
       setTimeout(() => this.fail('the engine window closed its channel'), 250);
     });

@@ -1,6 +1,7 @@
-// The engine window's job path with what ships: the bundled engine (dist/main/engine.cjs of `npm run build:main`),
-// required as the window's worker requires it, trains a tiny job through main/engine-window.ts's transport and
-// main/engine-window-worker.ts's channel, with Node standing in for Chromium (test/main/engine-window-harness.ts).
+// The engine window's job path with what ships: the bundled worker script and engine (dist/main/engine-worker.js and
+// engine.cjs of `npm run build:main`), the first run as a classic script, the second required as the window's worker
+// requires it, train a tiny job through main/engine-window.ts's transport, with Node standing in for Chromium
+// (test/main/engine-window-harness.ts).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -54,6 +55,7 @@ describe('the bundled engine behind the engine window', () => {
         '--import',
         'tsx',
         join(root, 'test/main/engine-window-harness.ts'),
+        join(outdir, 'engine-worker.js'),
         join(outdir, 'engine.cjs'),
         JSON.stringify(job),
         reportFile,

@@ -1,27 +1,35 @@
 // Runs one job through the engine window's adapters with Node standing in for Chromium (test/main/engine-window-
-// bundle.test.ts): main/engine-window.ts's transport on one end of a MessageChannel, main/engine-window-worker.ts on
-// the other over a stand-in worker scope, and the bundled engine (dist/main/engine.cjs) required as the worker's Node
-// requires it. Usage: node --import tsx engine-window-harness.ts ENGINE_CJS JOB_JSON REPORT_FILE
-import { appendFileSync } from 'node:fs';
+// bundle.test.ts): main/engine-window.ts's transport on one end of a MessageChannel; on the other the bundled worker
+// script (dist/main/engine-worker.js) run as a classic script on a global scope dressed as a dedicated Worker's (its
+// events, close, Blink's number-returning timers, a global require), which requires the bundled engine
+// (dist/main/engine.cjs) as the worker's Node does.
+// Usage: node --import tsx engine-window-harness.ts ENGINE_WORKER_JS ENGINE_CJS JOB_JSON REPORT_FILE
+import { appendFileSync, readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
+import { runInThisContext } from 'node:vm';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { JobHandle } from '../../app/jobs/host.js';
 import type { JobSpec } from '../../app/jobs/protocol.js';
 import { engineWindowLauncher, type EnginePort, type EngineWindow } from '../../main/engine-window.js';
-import { startEngineWorker, type WorkerProcess, type WorkerScope } from '../../main/engine-window-worker.js';
 
-const [engineEntry = '', jobJson = '', reportFile = ''] = process.argv.slice(2);
-// the worker side replaces process.exit (as it does in the engine window): keep the real one for the end
+const [workerScript = '', engineEntry = '', jobJson = '', reportFile = ''] = process.argv.slice(2);
+// the worker script replaces process.exit (as it does in the engine window): keep the real one for the end
 const exit = process.exit.bind(process);
 const report = (o: unknown): void => appendFileSync(reportFile, `${JSON.stringify(o)}\n`);
-const require = createRequire(import.meta.url);
 
-// --- the worker: its global scope, this process's `process` as its Node's ---
-const scope = Object.assign(new EventTarget(), { close: () => report({ workerClosed: true }) });
-startEngineWorker(scope as unknown as WorkerScope, process as unknown as WorkerProcess, (entry) =>
-  require(entry),
-);
+// --- the worker: this global scope dressed as a dedicated Worker's, this process's `process` as its Node's ---
+const scope = new EventTarget();
+const nodeSetTimeout = setTimeout;
+Object.assign(globalThis, {
+  addEventListener: scope.addEventListener.bind(scope),
+  removeEventListener: scope.removeEventListener.bind(scope),
+  close: () => report({ workerClosed: true }),
+  // Blink's timers return numbers (Node's clearTimeout takes a Timeout's number too)
+  setTimeout: (cb: () => void, ms?: number) => Number(nodeSetTimeout(cb, ms)),
+  require: createRequire(import.meta.url),
+});
+runInThisContext(readFileSync(workerScript, 'utf8'), { filename: workerScript });
 
 // --- main: MessageChannelMain's ends (messages as { data }), a window whose page hands port2 to the worker ---
 class MainPort extends EventEmitter implements EnginePort {
