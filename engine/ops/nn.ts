@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { needsPlainMatMul as wasmLike } from '../backend.js';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, useFastWasmKernels } from './wasm_kernels.js';
 import {
+  ATTENTION_KERNEL,
+  attentionFits,
   GPU_GELU_GRAD_KERNEL,
   GPU_GELU_KERNEL,
   LAYER_NORM_GRAD_KERNEL,
@@ -287,9 +289,45 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
   const ko = self ? heads : 0;
   const vo = ko + heads;
   const scale = d ** -0.5;
+  // the backward of both forwards below, from the saved [...inputs, probabilities]
+  const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor[] => {
+    const sq = saved[0] as T2;
+    const skv = saved[saved.length - 2] as T2;
+    const sp = saved[saved.length - 1] as T3;
+    // dO [B*N, C] -> [B*h, N, d]
+    const dO = pickHeads(headBlocks(dy as T2, batch, d), 0, heads);
+    const sqBlocks = headBlocks(sq, batch, d);
+    const skvBlocks = self ? sqBlocks : headBlocks(skv, batch, d);
+    const dP = tf.matMul(dO, pickHeads(skvBlocks, vo, heads), false, true); // dO @ v^T
+    const dV = tf.matMul(sp, dO, true, false); // P^T @ dO
+    // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
+    const dS = onWebGpu()
+      ? (tf.engine().runKernel(SOFTMAX_GRAD_KERNEL, { p: sp, dp: dP }, { scale }) as tf.Tensor)
+      : tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
+    const dQ = tf.matMul(dS, pickHeads(skvBlocks, ko, heads)); // dS @ k
+    const dK = tf.matMul(dS, pickHeads(sqBlocks, 0, heads), true, false); // dS^T @ q
+    if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
+    return [fromHeads([dQ] as T3[], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
+  };
   const f = custom((inputs, save) => {
     const xq = inputs[0] as T2;
     const xkv = inputs[inputs.length - 1] as T2;
+    if (onWebGpu() && attentionFits(d, xkv.shape[0] / batch)) {
+      // webgpu: two programs reading q, k and v where the projections put them
+      const [value, p] = tf
+        .engine()
+        .runKernel(ATTENTION_KERNEL, mask ? { q: xq, kv: xkv, mask } : { q: xq, kv: xkv }, {
+          batch,
+          heads,
+          dim: c,
+          qOffset: 0,
+          kOffset: ko * d,
+          vOffset: vo * d,
+          scale,
+        }) as tf.Tensor[];
+      save([...inputs, p as tf.Tensor]);
+      return { value: value as tf.Tensor, gradFunc };
+    }
     const qBlocks = headBlocks(xq, batch, d);
     const kvBlocks = self ? qBlocks : headBlocks(xkv, batch, d);
     const q = pickHeads(qBlocks, 0, heads);
@@ -302,28 +340,7 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
     save([...inputs, p]);
     // [B*h, N, d] -> [B, h, N, d] -> [B, N, h, d] -> [B*N, C]
     const value = tf.reshape(tf.transpose(tf.reshape(o, [batch, heads, n, d]), [0, 2, 1, 3]), [batch * n, c]);
-    return {
-      value,
-      gradFunc: (dy, saved) => {
-        const sq = saved[0] as T2;
-        const skv = saved[saved.length - 2] as T2;
-        const sp = saved[saved.length - 1] as T3;
-        // dO [B*N, C] -> [B*h, N, d]
-        const dO = pickHeads(headBlocks(dy as T2, batch, d), 0, heads);
-        const sqBlocks = headBlocks(sq, batch, d);
-        const skvBlocks = self ? sqBlocks : headBlocks(skv, batch, d);
-        const dP = tf.matMul(dO, pickHeads(skvBlocks, vo, heads), false, true); // dO @ v^T
-        const dV = tf.matMul(sp, dO, true, false); // P^T @ dO
-        // softmax backward, then the scale: dS = P * (dP - sum_M(P * dP)) * d^-0.5
-        const dS = onWebGpu()
-          ? (tf.engine().runKernel(SOFTMAX_GRAD_KERNEL, { p: sp, dp: dP }, { scale }) as tf.Tensor)
-          : tf.mul(tf.mul(sp, tf.sub(dP, tf.sum(tf.mul(sp, dP), -1, true))), scale);
-        const dQ = tf.matMul(dS, pickHeads(skvBlocks, ko, heads)); // dS @ k
-        const dK = tf.matMul(dS, pickHeads(sqBlocks, 0, heads), true, false); // dS^T @ q
-        if (self) return [fromHeads([dQ, dK, dV] as T3[], batch, heads, d)];
-        return [fromHeads([dQ] as T3[], batch, heads, d), fromHeads([dK, dV] as T3[], batch, heads, d)];
-      },
-    };
+    return { value, gradFunc };
   });
   return f(...src) as T2;
 }

@@ -9,7 +9,10 @@
 // - LayerNorm: row statistics [mean, rstd] and the normalised output forward (2), and backward dx (1, one
 //   workgroup per row), d(gamma) and d(beta) (1 each, one workgroup per column), instead of ~21.
 // - GELU (PyTorch's exact, erf by the rational approximation of Eigen and XLA as on wasm): 1 forward, 1 backward.
-// - Softmax backward of attention, P * (dP - rowsum(P * dP)) * scale: 1 instead of 4.
+// - Attention forward from the packed q | k | v projections: the scores with their softmax (a workgroup per row), then
+//   P @ V written in the output's layout: 2 instead of ~10 (head transposes, slices, products, scale, mask, softmax).
+//   Its backward stays on tfjs-webgpu's tiled products, with the softmax backward, P * (dP - rowsum(P * dP)) *
+//   scale, as one program instead of 4.
 // - Sum over the leading axes (bias gradients): 1 dispatch, where tfjs-webgpu transposes first (2).
 //
 // The stock ops stay the reference: test/engine/webgpu.test.ts checks every kernel here against them.
@@ -29,6 +32,17 @@ export const GPU_GELU_KERNEL = 'DigptGpuGelu';
 export const GPU_GELU_GRAD_KERNEL = 'DigptGpuGeluGrad';
 /** Softmax backward over the last axis, scaled: inputs p, dp; attribute scale; output p * (dp - rowsum(p * dp)) * scale. */
 export const SOFTMAX_GRAD_KERNEL = 'DigptSoftmaxGrad';
+/**
+ * Multi-head attention forward from the packed projections: inputs q (rows [B*N, *], q at column qOffset), kv (rows
+ * [B*M, *], k and v at columns kOffset and vOffset; may be q's tensor), mask ([N, M], additive; optional); attributes
+ * batch, heads, dim (C), qOffset, kOffset, vOffset, scale; outputs out [B*N, C] and the probabilities [B*h, N, M].
+ */
+export const ATTENTION_KERNEL = 'DigptAttention';
+
+/** The attention program keeps a query row (the head dim) and a row of scores (the keys) in workgroup memory. */
+export function attentionFits(headDim: number, keys: number): boolean {
+  return headDim <= 256 && keys <= 2048;
+}
 
 const FLAT_GROUP = 128;
 const ROW_GROUP = 64;
@@ -338,6 +352,108 @@ function softmaxBackward(shape: number[]): Program {
   );
 }
 
+/**
+ * softmax(q k^T * scale + mask) per (sample, head, query) row, a workgroup per row: the query row and the row's scores
+ * sit in workgroup memory; the products read q, k straight from their packed sources (no head transposes).
+ */
+function attentionScores(shape: [number, number, number], headDim: number, masked: boolean): Program {
+  const [bh, queries, keys] = shape;
+  const lines = bh * queries;
+  return program(
+    `digpt_attn_scores_${masked ? 'mask_' : ''}${headDim}_${keys}`,
+    masked ? ['Q', 'KV', 'Mask'] : ['Q', 'KV'],
+    shape,
+    perLine(shape, lines),
+    'lines : i32, n : i32, m : i32, heads : i32, d : i32, qWidth : i32, kvWidth : i32, qOff : i32, kOff : i32, ' +
+      'scale : f32,',
+    `${BLOCK_SUM_WGSL}
+    var<workgroup> qrow : array<f32, ${headDim}>;
+    var<workgroup> sc : array<f32, ${keys}>;
+    fn blockMax(v : f32, tid : i32) -> f32 {
+      partial[tid] = vec2<f32>(v, 0.0);
+      workgroupBarrier();
+      for (var s = ${ROW_GROUP / 2}; s > 0; s = s >> 1) {
+        if (tid < s) {
+          partial[tid].x = max(partial[tid].x, partial[tid + s].x);
+        }
+        workgroupBarrier();
+      }
+      let best = partial[0].x;
+      workgroupBarrier();
+      return best;
+    }
+    ${mainHeader} {
+      ${LINE_WGSL('uniforms.lines')}
+      let m = uniforms.m;
+      let d = uniforms.d;
+      let i = ln % uniforms.n;
+      let bh = ln / uniforms.n;
+      let hh = bh % uniforms.heads;
+      let b = bh / uniforms.heads;
+      let qBase = (b * uniforms.n + i) * uniforms.qWidth + uniforms.qOff + hh * d;
+      for (var j = tid; j < d; j += ${ROW_GROUP}) {
+        qrow[j] = Q[qBase + j];
+      }
+      workgroupBarrier();
+      var most = -3.402823e+38;
+      for (var k = tid; k < m; k += ${ROW_GROUP}) {
+        let kBase = (b * m + k) * uniforms.kvWidth + uniforms.kOff + hh * d;
+        var s = 0.0;
+        for (var j = 0; j < d; j = j + 1) {
+          s += qrow[j] * KV[kBase + j];
+        }
+        let v = s * uniforms.scale${masked ? ' + Mask[i * m + k]' : ''};
+        sc[k] = v;
+        most = max(most, v);
+      }
+      let rowMax = blockMax(most, tid);
+      var sum = 0.0;
+      for (var k = tid; k < m; k += ${ROW_GROUP}) {
+        let e = exp(sc[k] - rowMax);
+        sc[k] = e;
+        sum += e;
+      }
+      let total = blockSum2(vec2<f32>(sum, 0.0), tid).x;
+      if (line < uniforms.lines) {
+        for (var k = tid; k < m; k += ${ROW_GROUP}) {
+          result[ln * m + k] = sc[k] / total;
+        }
+      }
+    }`,
+  );
+}
+
+/** P @ V written straight into [B*N, C] (head hh in columns hh*d..), V read from its packed source. */
+function attentionValues(rows: number, c: number): Program {
+  return program(
+    'digpt_attn_values',
+    ['P', 'KV'],
+    [rows, c],
+    flat([rows, c]),
+    'n : i32, m : i32, heads : i32, d : i32, kvWidth : i32, vOff : i32,',
+    `${mainHeader} {
+      if (index < uniforms.size) {
+        let c = uniforms.heads * uniforms.d;
+        let row = index / c;
+        let col = index - row * c;
+        let hh = col / uniforms.d;
+        let j = col - hh * uniforms.d;
+        let b = row / uniforms.n;
+        let i = row - b * uniforms.n;
+        let m = uniforms.m;
+        let pBase = ((b * uniforms.heads + hh) * uniforms.n + i) * m;
+        let vBase = b * m * uniforms.kvWidth + uniforms.vOff + hh * uniforms.d + j;
+        var s = 0.0;
+        for (var k = 0; k < m; k = k + 1) {
+          s += P[pBase + k] * KV[vBase + k * uniforms.kvWidth];
+        }
+        result[index] = s;
+      }
+    }`,
+    true,
+  );
+}
+
 interface KernelArgs {
   readonly inputs: tf.NamedTensorInfoMap;
   readonly backend: unknown;
@@ -424,6 +540,46 @@ function softmaxGrad(args: KernelArgs): tf.TensorInfo {
   return run(args, softmaxBackward([...p.shape]), [p, dp], [i32(rows), i32(cols), fl(scale)]);
 }
 
+function attention(args: KernelArgs): tf.TensorInfo[] {
+  const [q, kv] = [input(args, 'q'), input(args, 'kv')];
+  const mask = args.inputs['mask'];
+  const a = args.attrs as unknown as {
+    batch: number;
+    heads: number;
+    dim: number;
+    qOffset: number;
+    kOffset: number;
+    vOffset: number;
+    scale: number;
+  };
+  const d = a.dim / a.heads;
+  const n = (q.shape[0] as number) / a.batch;
+  const m = (kv.shape[0] as number) / a.batch;
+  if (!Number.isInteger(d) || !Number.isInteger(n) || !Number.isInteger(m) || !attentionFits(d, m))
+    throw new Error(`${ATTENTION_KERNEL}: ${a.heads} heads of ${a.dim} over ${m} keys do not fit`);
+  const [qWidth, kvWidth] = [q.shape[1] as number, kv.shape[1] as number];
+  const lines = a.batch * a.heads * n;
+  const p = run(args, attentionScores([a.batch * a.heads, n, m], d, !!mask), mask ? [q, kv, mask] : [q, kv], [
+    i32(lines),
+    i32(n),
+    i32(m),
+    i32(a.heads),
+    i32(d),
+    i32(qWidth),
+    i32(kvWidth),
+    i32(a.qOffset),
+    i32(a.kOffset),
+    fl(a.scale),
+  ]);
+  const out = run(
+    args,
+    attentionValues(a.batch * n, a.dim),
+    [p, kv],
+    [i32(n), i32(m), i32(a.heads), i32(d), i32(kvWidth), i32(a.vOffset)],
+  );
+  return [out, p];
+}
+
 const originals = new Map<string, tf.KernelConfig>();
 
 /** Sum over the leading axes of a float32 tensor in one dispatch; everything else goes to tfjs-webgpu's Sum. */
@@ -453,6 +609,7 @@ const KERNELS: Record<string, tf.KernelFunc> = {
     return run(args, geluBackward([...x.shape]), [dy, x], []);
   }) as tf.KernelFunc,
   [SOFTMAX_GRAD_KERNEL]: softmaxGrad as tf.KernelFunc,
+  [ATTENTION_KERNEL]: attention as tf.KernelFunc,
 };
 
 /**
