@@ -55,7 +55,7 @@ async function stageProject(dir) {
     cpSync(join(root, file), join(dir, file));
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
   // the sources too (app/ holds the built-in data): the check is that the package leaves them out
-  for (const folder of ['app', 'engine', 'main'])
+  for (const folder of ['app', 'engine', 'main', 'scaleout'])
     cpSync(join(root, folder), join(dir, folder), { recursive: true });
   const page = join(root, 'dist', 'renderer');
   if (existsSync(join(page, 'index.html'))) cpSync(page, join(dir, 'dist', 'renderer'), { recursive: true });
@@ -117,8 +117,18 @@ try {
   const files = listPackage(join(resources, 'app.asar'), {}).map((f) => f.replaceAll('\\', '/'));
   const has = (f) => files.includes(f);
 
-  for (const f of ['index.js', 'preload.cjs', 'worker.js', 'replica.js', 'job-process.js'])
-    check(has(`/dist/main/${f}`), `app.asar holds dist/main/${f}`);
+  // the last three: the engine window's (main/engine-window*.ts)
+  const bundles = [
+    'index.js',
+    'preload.cjs',
+    'worker.js',
+    'replica.js',
+    'job-process.js',
+    'engine.cjs',
+    'engine-worker.js',
+    'engine-preload.cjs',
+  ];
+  for (const f of bundles) check(has(`/dist/main/${f}`), `app.asar holds dist/main/${f}`);
   check(has('/dist/renderer/index.html'), 'app.asar holds the page, dist/renderer/index.html');
   check(has('/app/datasets/sample/fashion-mnist-sample'), 'app.asar holds the built-in sample');
   check(has('/app/teachers/fashion-vit-micro.safetensors'), 'app.asar holds the built-in teacher');
