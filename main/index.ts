@@ -1,7 +1,8 @@
 // Electron main process: one sandboxed window over the workbench of app/workbench, wired by main/ipc.ts.
 // The workbench (datasets, folder watching, runs in worker threads, on tensorflow in utility processes, on webgpu in
-// hidden engine windows) runs here, in the main process. scripts/build-main.mjs bundles this file with the workbench into dist/main/index.js, beside the
-// bundled job worker it starts, so the app runs no TypeScript and needs neither tsx nor esbuild.
+// hidden engine windows) runs here, in the main process. scripts/build-main.mjs bundles this file with the workbench
+// into dist/main/index.js, beside the bundled job worker it starts, so the app runs no TypeScript and needs neither
+// tsx nor esbuild.
 import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, utilityProcess } from 'electron';
 import { join } from 'node:path';
 import { setGpuLauncher, setProcessLauncher } from '../app/jobs/host.js';
