@@ -45,8 +45,8 @@ async function main(): Promise<void> {
     engineEntry: join(here, 'engine.cjs'),
   });
   setGpuLauncher(engine);
-  // process jobs (tensorflow) in utility processes: the runAsNode fuse is off, so the binary cannot fork itself as Node;
-  // one that finds tensorflow-gpu unusable (no CUDA 11.2) sends later GPU jobs to the engine window
+  // process jobs (tensorflow) in utility processes: the runAsNode fuse is off, so the binary cannot fork itself as
+  // Node; one that finds tensorflow-gpu unusable (no CUDA 11.2) sends later GPU jobs to the engine window
   setProcessLauncher(
     watchBackends(utilityProcessLauncher(utilityProcess.fork, jobProcessEntry), (b) => engine.noteBackend(b)),
   );

@@ -30,7 +30,10 @@ export const LAYER_NORM_GRAD_KERNEL = 'DigptLayerNormGrad';
 export const GPU_GELU_KERNEL = 'DigptGpuGelu';
 /** GELU's backward: inputs dy, x; output dx. */
 export const GPU_GELU_GRAD_KERNEL = 'DigptGpuGeluGrad';
-/** Softmax backward over the last axis, scaled: inputs p, dp; attribute scale; output p * (dp - rowsum(p * dp)) * scale. */
+/**
+ * Softmax backward over the last axis, scaled: inputs p, dp; attribute scale; output (p * (dp - rowsum(p * dp))) *
+ * scale.
+ */
 export const SOFTMAX_GRAD_KERNEL = 'DigptSoftmaxGrad';
 /**
  * Multi-head attention forward from the packed projections: inputs q (rows [B*N, *], q at column qOffset), kv (rows
