@@ -312,7 +312,10 @@ function fusedAttention(src: T2[], batch: number, heads: number, mask: T2 | null
   const f = custom((inputs, save) => {
     const xq = inputs[0] as T2;
     const xkv = inputs[inputs.length - 1] as T2;
-    if (onWebGpu() && attentionFits(d, xkv.shape[0] / batch)) {
+    const keys = xkv.shape[0] / batch;
+    // the programs take a mask of exactly [N, M]; a broadcast one goes to the stock ops
+    const maskFits = !mask || (mask.shape[0] === n && mask.shape[1] === keys);
+    if (onWebGpu() && attentionFits(d, keys) && maskFits) {
       // webgpu: two programs reading q, k and v where the projections put them
       const [value, p] = tf
         .engine()

@@ -560,6 +560,8 @@ function attention(args: KernelArgs): tf.TensorInfo[] {
   const m = (kv.shape[0] as number) / a.batch;
   if (!Number.isInteger(d) || !Number.isInteger(n) || !Number.isInteger(m) || !attentionFits(d, m))
     throw new Error(`${ATTENTION_KERNEL}: ${a.heads} heads of ${a.dim} over ${m} keys do not fit`);
+  if (mask && (mask.shape.length !== 2 || mask.shape[0] !== n || mask.shape[1] !== m))
+    throw new Error(`${ATTENTION_KERNEL}: the mask must be [${n}, ${m}], got [${mask.shape.join(', ')}]`);
   const [qWidth, kvWidth] = [q.shape[1] as number, kv.shape[1] as number];
   const lines = a.batch * a.heads * n;
   const p = run(args, attentionScores([a.batch * a.heads, n, m], d, !!mask), mask ? [q, kv, mask] : [q, kv], [

@@ -434,7 +434,7 @@ describe("the engine's webgpu programs against the stock ops", { skip }, () => {
     }
   });
 
-  it('attention from packed projections (self with a -Infinity mask, cross without): output and gradients', async () => {
+  it('attention from packed projections (self with a -Infinity mask, cross with none or a broadcast one): output and gradients', async () => {
     // 2 samples, 70 queries (more than a workgroup's 64 threads), 3 heads of 24, 5 keys for the cross-attention
     const [b, n, m, c] = [2, 70, 5, 72];
     const mask = new Float32Array(n * n).map((_, k) => (k % n <= Math.floor(k / n) ? 0 : -Infinity));
@@ -458,6 +458,21 @@ describe("the engine's webgpu programs against the stock ops", { skip }, () => {
         [randoms(b * n * c, 17), [b * n, c]],
       ],
       withGrads((q, kv) => crossAttentionCore(q as tf.Tensor2D, kv as tf.Tensor2D, b, 3, null)),
+    );
+    // a mask broadcast over the queries ([1, M]) is not the programs' [N, M]: the stock ops take it
+    await againstStock(
+      'cross-attention, broadcast mask',
+      [
+        [randoms(b * n * c, 18), [b * n, c]],
+        [randoms(b * m * 2 * c, 19), [b * m, 2 * c]],
+        [new Float32Array([0, -Infinity, 0, 0, -Infinity]), [1, m]],
+        [randoms(b * n * c, 20), [b * n, c]],
+      ],
+      (q, kv, mk, cot) => {
+        const f = (x: tf.Tensor, y: tf.Tensor) =>
+          crossAttentionCore(x as tf.Tensor2D, y as tf.Tensor2D, b, 3, mk as tf.Tensor2D);
+        return withGrads(f)(q as tf.Tensor, kv as tf.Tensor, cot as tf.Tensor);
+      },
     );
   });
 
