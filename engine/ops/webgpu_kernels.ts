@@ -18,7 +18,7 @@
 // The stock ops stay the reference: test/engine/webgpu.test.ts checks every kernel here against them.
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { ERF_ALPHA, ERF_BETA } from './wasm_gemm.js';
+import { ERF_ALPHA, ERF_BETA, type AdamWScalars } from './wasm_gemm.js';
 
 /** AdamW on a packed moment tensor: inputs p, g, mv ([m | v], 2 * size(p)); attributes AdamWScalars; outputs p, mv. */
 export const ADAMW_PACKED_KERNEL = 'DigptAdamWPacked';
@@ -489,14 +489,7 @@ function adamWPacked(args: KernelArgs): tf.TensorInfo[] {
   const n = tf.util.sizeFromShape(p.shape);
   if (tf.util.sizeFromShape(g.shape) !== n || tf.util.sizeFromShape(mv.shape) !== 2 * n)
     throw new Error(`${ADAMW_PACKED_KERNEL}: g must have p's ${n} values and mv twice that`);
-  const a = args.attrs as unknown as {
-    beta1: number;
-    beta2: number;
-    bc2Sqrt: number;
-    eps: number;
-    decay: number;
-    stepSize: number;
-  };
+  const a = args.attrs as unknown as AdamWScalars;
   const mv2 = run(
     args,
     adamWMoments(n),
