@@ -2,7 +2,8 @@
 //
 // A step of tfjs's stock ops is ~2,400 dispatches for digpt-micro-32, and at 25-50 us of host time per dispatch the
 // small presets are dispatch-bound on any GPU. These programs do in one dispatch what the stock ops do in many, with
-// the float32 operations of the wasm kernels (`ops/wasm_gemm.ts`) and of `optim/adamw.ts`, in the same order:
+// the float32 operations of the wasm kernels (`ops/wasm_gemm.ts`) and of `optim/adamw.ts`, in the same order (sums
+// over a row or a column are a workgroup's tree, so their rounding differs within float32's):
 //
 // - AdamW: the moments of a parameter live in ONE packed tensor [m | v] (2n), so an update is two dispatches, the
 //   moments then the parameter from the new moments, instead of ~14 (tfjs programs write one output each).
