@@ -787,18 +787,22 @@ function runNumbers(
   };
 }
 
-/** Rough time left: each unfinished job takes the mean time of the finished jobs of its kind (else of all). */
+/**
+ * Rough time left: each unfinished job takes the mean time of the finished jobs of its kind and row (a pretraining
+ * of pixel targets takes half as long as one with deeper decoders), else of its kind, else of all.
+ */
 export function remainingSeconds(
-  done: readonly Pick<JobResult, 'kind' | 'seconds'>[],
-  left: readonly Pick<JobResult, 'kind'>[],
+  done: readonly Pick<JobResult, 'kind' | 'row' | 'seconds'>[],
+  left: readonly Pick<JobResult, 'kind' | 'row'>[],
   concurrency: number,
 ): number {
   const mean = (xs: readonly Pick<JobResult, 'seconds'>[]): number =>
     xs.length ? xs.reduce((a, x) => a + x.seconds, 0) / xs.length : NaN;
   const all = mean(done);
   const sum = left.reduce((a, x) => {
-    const m = mean(done.filter((d) => d.kind === x.kind));
-    return a + (Number.isFinite(m) ? m : all);
+    const same = mean(done.filter((d) => d.kind === x.kind && d.row === x.row));
+    const kind = mean(done.filter((d) => d.kind === x.kind));
+    return a + (Number.isFinite(same) ? same : Number.isFinite(kind) ? kind : all);
   }, 0);
   return left.length ? sum / Math.max(1, concurrency) : 0;
 }
@@ -975,20 +979,34 @@ export async function runAblations(o: AblationOptions): Promise<AblationResult> 
       running.set(t.id, p);
     };
 
+    /**
+     * A ready task's settings, and its result when an earlier sitting finished it with them (then it is done and
+     * skipped); else why it is not trusted.
+     */
+    const resolve = (t: Task): { settings: TaskSettings; why?: string } => {
+      const settings = t.settings(results);
+      const trusted = readTrustedResult(out, t.id, settings, t.path);
+      if (!('result' in trusted)) return { settings, why: trusted.why };
+      results.set(t.id, trusted.result);
+      skipped++;
+      log(`skip ${t.id}: finished in an earlier sitting (${rel(resultFile(out, t.id))})`);
+      return { settings };
+    };
+    // every job finished in an earlier sitting first (the plan lists a job after what it depends on), so that the
+    // counts and the ETA of the first `done` line are right; one whose inputs are redone is checked when they are
+    for (let i = 0; i < pending.length;) {
+      const t = pending[i] as Task;
+      if (t.deps.every((d) => results.has(d)) && resolve(t).why === undefined) pending.splice(i, 1);
+      else i++;
+    }
     while ((pending.length || running.size) && !failed) {
       while (running.size < b.concurrency && !failed && !stopping) {
         const i = pending.findIndex((t) => t.deps.every((d) => results.has(d)));
         if (i < 0) break;
         const t = pending.splice(i, 1)[0] as Task;
-        const settings = t.settings(results);
-        const trusted = readTrustedResult(out, t.id, settings, t.path);
-        if ('result' in trusted) {
-          results.set(t.id, trusted.result);
-          skipped++;
-          log(`skip ${t.id}: finished in an earlier sitting (${rel(resultFile(out, t.id))})`);
-          continue;
-        }
-        if (fs.existsSync(resultFile(out, t.id))) log(`redo ${t.id}: ${trusted.why}`);
+        const { settings, why } = resolve(t);
+        if (why === undefined) continue;
+        if (fs.existsSync(resultFile(out, t.id))) log(`redo ${t.id}: ${why}`);
         start(t, settings);
       }
       if (running.size === 0) break;

@@ -71,16 +71,21 @@ describe('experiment helpers', () => {
     assert.ok(small.train.every((i) => train.has(i)));
   });
 
-  it('estimates the time left from the finished jobs of each kind', () => {
+  it('estimates the time left from the finished jobs of each kind and row', () => {
     const done = [
-      { kind: 'pretrain' as const, seconds: 100 },
-      { kind: 'probe' as const, seconds: 20 },
+      { kind: 'pretrain' as const, row: 'pixels' as const, seconds: 60 },
+      { kind: 'pretrain' as const, row: 'dec-4' as const, seconds: 140 },
+      { kind: 'probe' as const, row: 'pixels' as const, seconds: 20 },
     ];
-    // two pretrainings (100 s each) and a fine-tune (no finished one: the mean of all, 60 s), two at a time
-    assert.equal(
-      remainingSeconds(done, [{ kind: 'pretrain' }, { kind: 'pretrain' }, { kind: 'finetune' }], 2),
-      130,
-    );
+    // a pretraining of each of those rows (60 s, 140 s), one of a row not seen yet (the mean of the kind, 100 s) and
+    // a fine-tune (no finished one: the mean of all, 220 / 3 s), two at a time
+    const left = [
+      { kind: 'pretrain' as const, row: 'pixels' as const },
+      { kind: 'pretrain' as const, row: 'dec-4' as const },
+      { kind: 'pretrain' as const, row: 'kd' as const },
+      { kind: 'finetune' as const, row: 'kd' as const },
+    ];
+    assert.ok(Math.abs(remainingSeconds(done, left, 2) - (60 + 140 + 100 + 220 / 3) / 2) < 1e-9);
     assert.equal(remainingSeconds(done, [], 2), 0);
   });
 
@@ -467,6 +472,10 @@ describe('digpt experiment ablations --budget smoke', () => {
       const out = second.stderr;
       assert.equal(lines(out, /^skip /).length, finished, out);
       assert.equal(lines(out, /^redo /).length, 0, out);
+      // every finished job is recognised before anything starts, so the first count (and its ETA) includes them
+      const firstStart = out.search(/^(start|resume|restart) /m);
+      assert.ok(firstStart > out.lastIndexOf('\nskip '), out);
+      assert.equal(lines(out, /^done .+ \((\d+)\/28 jobs,/)[0]?.[1], String(finished + 1), out);
       const resume = lines(out, /^resume (.+) from step (\d+) \(its newest checkpoint\)$/);
       const mine = resume.find((m) => m[1] === seen?.id);
       assert.ok(mine, `${seen.id} was not resumed:\n${out}`);
